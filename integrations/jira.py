@@ -1,0 +1,194 @@
+"""Jira: the replay link as a remote link and a comment on an issue.
+
+The ``jira`` library is used with its network habits switched off:
+``get_server_info=False`` (no ``serverInfo`` call per client), ``max_retries=0``
+(its ResilientSession re-sends POSTs after resets and sleeps in-thread), and a
+``(connect, read)`` timeout. Remote links are POSTed directly with a
+``globalId``: Jira upserts on it, so posting again updates instead of adding
+another (``add_remote_link`` would first list application links on every call,
+``add_simple_link`` sends no ``globalId``). ``JIRAError`` is never turned into a
+string: its text includes the request headers, Authorization included.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+from jira import JIRA, JIRAError
+
+from integrations.errors import IntegrationError, RetryLater
+from integrations.http import Timeouts, call_with_retries, status_failure, transport_failure
+
+SYSTEM = "Jira"
+T = TypeVar("T")
+
+#: Comments are read in pages of this size when checking for a duplicate.
+COMMENT_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class JiraRemoteLink:
+    global_id: str
+    url: str
+    title: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class JiraComment:
+    #: A wiki-markup string for API v2, an Atlassian Document Format dict for v3.
+    body: str | dict[str, Any]
+    visibility: dict[str, str] | None = None
+
+
+def _error_text(response: requests.Response | None) -> str:
+    if response is None:
+        return ""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    messages = [str(m) for m in body.get("errorMessages") or []]
+    errors = body.get("errors")
+    if isinstance(errors, dict):
+        messages += [f"{k}: {v}" for k, v in errors.items()]
+    return "; ".join(messages)[:300]
+
+
+class JiraIssues:
+    """Writes to Jira issues. One instance per thread."""
+
+    def __init__(
+        self,
+        url: str,
+        timeouts: Timeouts,
+        api_version: int,
+        email: str | None = None,
+        api_token: str | None = None,
+        personal_access_token: str | None = None,
+    ) -> None:
+        auth: dict[str, Any]
+        if personal_access_token is not None:
+            auth = {"token_auth": personal_access_token}
+        else:
+            assert email is not None and api_token is not None
+            auth = {"basic_auth": (email, api_token)}
+        self.api_version = api_version
+        self._jira = JIRA(
+            server=url,
+            options={"rest_api_version": str(api_version)},
+            get_server_info=False,
+            max_retries=0,
+            timeout=timeouts,
+            **auth,
+        )
+        # Never sleep inside the library, whatever the server says.
+        self._jira._session.max_retry_delay = 0
+
+    def _failure(
+        self, response: requests.Response, issue: str, what: str, *, is_write: bool
+    ) -> IntegrationError:
+        status = response.status_code
+        text = _error_text(response)
+        if status == 401:
+            reason = "Jira rejected the credentials (401)"
+        elif status == 403:
+            reason = (
+                f"Jira refused to let the account {what} on {issue} (403): check its permissions"
+            )
+        elif status == 404:
+            reason = f"Jira issue {issue} does not exist or the account cannot see it (404)"
+        elif status == 400:
+            reason = f"Jira refused to {what} on {issue} (400): {text or 'invalid request'}"
+        elif status == 429:
+            reason = "Jira is rate limiting the account (429)"
+        elif status >= 500:
+            reason = f"Jira had a server error ({status})"
+        else:
+            reason = f"Jira refused to {what} on {issue} ({status}): {text}"
+        return status_failure(SYSTEM, response, reason, is_write=is_write)
+
+    def _call(
+        self, issue: str, what: str, call: Callable[[], T], *, is_write: bool, repeatable: bool
+    ) -> T:
+        def attempt() -> T:
+            try:
+                return call()
+            except JIRAError as exc:
+                if exc.response is None:
+                    raise RetryLater(
+                        SYSTEM, f"Jira gave no answer while trying to {what}"
+                    ) from None
+                raise self._failure(exc.response, issue, what, is_write=is_write) from None
+            except requests.RequestException as exc:
+                raise transport_failure(
+                    SYSTEM, f"{what} on {issue}", exc, is_write=is_write
+                ) from None
+
+        return call_with_retries(attempt, repeatable=repeatable)
+
+    def upsert_remote_link(self, issue: str, link: JiraRemoteLink) -> None:
+        """Create or update (by ``globalId``) the remote link. Safe to repeat."""
+        payload = {
+            "globalId": link.global_id,
+            "application": {"type": "com.posthog", "name": "PostHog"},
+            "relationship": "session replay",
+            "object": {
+                "url": link.url,
+                "title": link.title,
+                "summary": link.summary,
+                "icon": {"url16x16": "https://posthog.com/favicon-16x16.png", "title": "PostHog"},
+            },
+        }
+        url = self._jira._get_url(f"issue/{issue}/remotelink")
+        self._call(
+            issue,
+            "add a remote link",
+            lambda: self._jira._session.post(url, data=json.dumps(payload)),
+            is_write=True,
+            repeatable=True,
+        )
+
+    def add_comment(self, issue: str, comment: JiraComment) -> None:
+        """Add a comment. Not safe to repeat."""
+        self._call(
+            issue,
+            "add a comment",
+            lambda: self._jira.add_comment(issue, comment.body, visibility=comment.visibility),  # type: ignore[arg-type]
+            is_write=True,
+            repeatable=False,
+        )
+
+    def has_comment_containing(self, issue: str, marker: str) -> bool:
+        """Whether any comment on the issue contains ``marker`` (reads every page)."""
+        url = self._jira._get_url(f"issue/{issue}/comment")
+
+        def scan() -> bool:
+            start = 0
+            while True:
+                response = self._jira._session.get(
+                    url, params={"startAt": start, "maxResults": COMMENT_PAGE_SIZE}
+                )
+                page = response.json()
+                comments = page.get("comments") or []
+                for comment in comments:
+                    if marker in json.dumps(comment.get("body"), ensure_ascii=False):
+                        return True
+                start += len(comments)
+                if not comments or start >= int(page.get("total", 0)):
+                    return False
+
+        return self._call(issue, "read the comments", scan, is_write=False, repeatable=True)
+
+    def check(self) -> str:
+        me = self._call(
+            "(account)", "read the account", self._jira.myself, is_write=False, repeatable=True
+        )
+        name = me.get("emailAddress") or me.get("displayName") or me.get("name") or "?"
+        return f"authenticated as {name} (REST API v{self.api_version})"

@@ -1,0 +1,153 @@
+"""PostHog: turn a session id into a public embed link.
+
+``PATCH /api/projects/{project}/session_recordings/{session}/sharing`` with
+``{"enabled": true}`` returns the sharing configuration; enabling again returns
+the same token, so the PATCH is safe to repeat. Only a token from a response
+whose ``enabled`` is true is trusted: a GET on a never-enabled session returns a
+fresh token that does not work. The key travels only in the Authorization
+header (the query-string form would put it in every access log).
+
+Concurrent PATCHes for one session race inside PostHog and expire one of the
+tokens; callers serialise minting per session (``worker.ledger``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import requests
+
+from integrations.errors import IntegrationError, PermanentFailure, RetryLater
+from integrations.http import Timeouts, call_with_retries, status_failure, transport_failure
+
+SYSTEM = "PostHog"
+
+_THROTTLE_WAIT = re.compile(r"available in (\d+) seconds?", re.IGNORECASE)
+
+
+def embed_link(host: str, access_token: str, replay_seconds: int | None = None) -> str:
+    """The iframe-able public page of a shared recording."""
+    link = f"{host.rstrip('/')}/embedded/{quote(access_token, safe='')}"
+    if replay_seconds:
+        link += "?" + urlencode({"t": replay_seconds})
+    return link
+
+
+class PostHogSharing:
+    """Mints share tokens for one PostHog project. One instance per thread."""
+
+    def __init__(
+        self,
+        host: str,
+        project_id: int,
+        personal_api_key: str,
+        timeouts: Timeouts,
+        session: requests.Session,
+    ) -> None:
+        self.host = host.rstrip("/")
+        self.project_id = project_id
+        self._timeouts = timeouts
+        self._session = session
+        self._session.headers["Authorization"] = f"Bearer {personal_api_key}"
+
+    def _sharing_url(self, session_id: str) -> str:
+        return (
+            f"{self.host}/api/projects/{self.project_id}/session_recordings/"
+            f"{quote(session_id, safe='')}/sharing"
+        )
+
+    def _failure(self, response: requests.Response, session_id: str) -> IntegrationError:
+        status = response.status_code
+        detail = _detail(response)
+        if status == 401:
+            reason = "PostHog rejected the personal API key (401)"
+        elif status == 403:
+            reason = (
+                "PostHog refused to share the recording (403): the personal API key lacks "
+                "the sharing_configuration:write scope, or the organisation disabled "
+                f"public sharing{_quoted(detail)}"
+            )
+        elif status == 404:
+            reason = (
+                f"PostHog project {self.project_id} was not found or the key cannot see it (404)"
+            )
+        elif status == 429:
+            match = _THROTTLE_WAIT.search(detail or "")
+            retry_after = float(match.group(1)) if match else None
+            return RetryLater(
+                SYSTEM,
+                "PostHog is rate limiting the personal API key (429)",
+                status=429,
+                retry_after=retry_after,
+            )
+        elif status >= 500:
+            reason = f"PostHog had a server error ({status})"
+        else:
+            reason = f"PostHog refused to share session {session_id} ({status}){_quoted(detail)}"
+        return status_failure(SYSTEM, response, reason)
+
+    def share_recording(self, session_id: str) -> str:
+        """Enable sharing and return the recording's live access token."""
+
+        def attempt() -> str:
+            try:
+                response = self._session.patch(
+                    self._sharing_url(session_id),
+                    json={"enabled": True},
+                    timeout=self._timeouts,
+                )
+            except requests.RequestException as exc:
+                # The PATCH is idempotent, so "maybe applied" does not matter here.
+                raise transport_failure(
+                    SYSTEM, f"share session {session_id}", exc, is_write=False
+                ) from None
+            if not response.ok:
+                raise self._failure(response, session_id)
+            body = _json(response)
+            token = body.get("access_token") if isinstance(body, dict) else None
+            if not isinstance(body, dict) or body.get("enabled") is not True:
+                raise RetryLater(
+                    SYSTEM, f"PostHog did not confirm sharing of session {session_id} as enabled"
+                )
+            if not isinstance(token, str) or not token:
+                raise RetryLater(SYSTEM, "PostHog's sharing answer carried no access_token")
+            return token
+
+        return call_with_retries(attempt, repeatable=True)
+
+    def check(self) -> str:
+        """Verify key, scope and project without changing anything; return a summary."""
+        url = f"{self.host}/api/projects/{self.project_id}/session_recordings/replay-attach-check/sharing"
+        try:
+            response = self._session.get(url, timeout=self._timeouts)
+        except requests.RequestException as exc:
+            raise transport_failure(SYSTEM, "check the key", exc, is_write=False) from None
+        if response.status_code == 403:
+            raise PermanentFailure(
+                SYSTEM,
+                "the personal API key lacks the sharing_configuration scopes (403)",
+                status=403,
+            )
+        if not response.ok:
+            raise self._failure(response, "replay-attach-check")
+        return f"project {self.project_id} at {self.host}, sharing API reachable"
+
+
+def _json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _detail(response: requests.Response) -> str | None:
+    body = _json(response)
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        return str(body["detail"])[:300]
+    return None
+
+
+def _quoted(detail: str | None) -> str:
+    return f': "{detail}"' if detail else ""

@@ -1,0 +1,156 @@
+"""Shared fixtures: a real Redis, real-HTTP vendor doubles, configs and in-process workers.
+
+Redis: ``REPLAY_ATTACH_TEST_REDIS_URL`` or ``REDIS_URL`` selects a real server
+(database 15 is used and flushed before each test, never another); otherwise
+the embedded Redis is started in a temporary directory and removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+import yaml
+from dramatiq import Worker
+
+from worker.broker import App, create_app
+from worker.config import Config, load_config
+
+TEST_DB = 15
+
+
+def _real_redis_url() -> str | None:
+    url = os.environ.get("REPLAY_ATTACH_TEST_REDIS_URL") or os.environ.get("REDIS_URL")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{TEST_DB}", parts.query, ""))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = _real_redis_url()
+    if url is not None:
+        yield url
+        return
+    from worker.embedded_redis import EmbeddedRedis
+
+    data_dir = Path(tempfile.mkdtemp(prefix="ra-test-"))
+    server = EmbeddedRedis(data_dir)
+    try:
+        yield server.acquire()
+    finally:
+        server.release()
+        _wait_for_keeper_exit(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _wait_for_keeper_exit(data_dir: Path, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (data_dir / "redis.sock").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.fixture()
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture()
+def sandbox() -> Iterator[Any]:
+    from sandbox.app import Sandbox
+
+    with Sandbox() as box:
+        box.seed_demo_data()
+        yield box
+
+
+def config_data(box: Any, **overrides: Any) -> dict[str, Any]:
+    """A configuration pointing at the sandbox doubles, with fast retries for tests."""
+    env = box.env()
+    data: dict[str, Any] = {
+        "posthog": {
+            "host": env["POSTHOG_HOST"],
+            "project_id": int(env["POSTHOG_PROJECT_ID"]),
+            "personal_api_key": env["POSTHOG_PERSONAL_API_KEY"],
+        },
+        "zendesk": {
+            "url": env["ZENDESK_URL"],
+            "email": env["ZENDESK_EMAIL"],
+            "api_token": env["ZENDESK_API_TOKEN"],
+        },
+        "jira": {
+            "url": env["JIRA_URL"],
+            "email": env.get("JIRA_EMAIL"),
+            "api_token": env.get("JIRA_API_TOKEN"),
+        },
+        "http": {"connect_timeout_seconds": 2, "read_timeout_seconds": 2},
+        "retry": {"min_backoff_seconds": 0.05, "max_backoff_seconds": 0.2},
+        "broker": {"heartbeat_timeout_seconds": 5},
+    }
+    for dotted, value in overrides.items():
+        section, _, key = dotted.partition("__")
+        data.setdefault(section, {})
+        if value is None and key in data[section]:
+            del data[section][key]
+        else:
+            data[section][key] = value
+    return data
+
+
+@pytest.fixture()
+def make_config(tmp_path: Path) -> Callable[..., Config]:
+    def make(data: dict[str, Any]) -> Config:
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return load_config(path, env={})
+
+    return make
+
+
+@pytest.fixture()
+def make_app(redis_url: str, redis_client: redis.Redis, make_config: Callable[..., Config]) -> Iterator[Callable[..., App]]:
+    apps: list[App] = []
+
+    def make(data: dict[str, Any]) -> App:
+        app = create_app(make_config(data), url=redis_url)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.broker.close()
+
+
+class RunningWorker:
+    def __init__(self, app: App, threads: int = 4) -> None:
+        self.app = app
+        self.worker = Worker(app.broker, worker_threads=threads, worker_timeout=50)
+
+    def __enter__(self) -> RunningWorker:
+        self.worker.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.worker.stop()
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait until nothing is queued, scheduled or in flight."""
+        self.app.broker.join(self.app.actor.queue_name, timeout=int(timeout * 1000))
+        self.worker.join()
+
+
+@pytest.fixture()
+def run_worker() -> Callable[..., RunningWorker]:
+    return RunningWorker

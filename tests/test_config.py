@@ -1,0 +1,125 @@
+"""Configuration: substitution, validation, and errors that name the key without a secret."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from worker.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
+
+BASE_ENV = {"POSTHOG_PROJECT_ID": "42", "POSTHOG_PERSONAL_API_KEY": "phx_secret_value"}
+
+
+def test_shipped_config_reads_the_public_environment_variables() -> None:
+    env = {
+        **BASE_ENV,
+        "REDIS_URL": "redis://127.0.0.1:6379/3",
+        "POSTHOG_HOST": "https://eu.posthog.com",
+        "ZENDESK_URL": "https://acme.zendesk.com",
+        "ZENDESK_EMAIL": "agent@acme.test",
+        "ZENDESK_API_TOKEN": "zd-secret",
+        "JIRA_URL": "https://acme.atlassian.net",
+        "JIRA_EMAIL": "dev@acme.test",
+        "JIRA_API_TOKEN": "jira-secret",
+    }
+    config = load_config(DEFAULT_CONFIG_PATH, env=env)
+    assert config.broker.redis_url == "redis://127.0.0.1:6379/3"
+    assert config.posthog.host == "https://eu.posthog.com"
+    assert config.posthog.project_id == 42
+    assert config.posthog.personal_api_key.get_secret_value() == "phx_secret_value"
+    assert config.zendesk.enabled and config.zendesk.public_comment is False
+    assert config.jira.enabled and config.jira.effective_api_version == 3
+
+
+def test_defaults_disable_zendesk_and_jira_and_use_the_embedded_broker() -> None:
+    config = load_config(DEFAULT_CONFIG_PATH, env=BASE_ENV)
+    assert config.broker.redis_url is None
+    assert config.posthog.host == "https://us.posthog.com"
+    assert not config.zendesk.enabled and not config.jira.enabled
+
+
+def test_data_center_token_selects_api_v2() -> None:
+    env = {**BASE_ENV, "JIRA_URL": "http://127.0.0.1:8080", "JIRA_PERSONAL_ACCESS_TOKEN": "pat"}
+    config = load_config(DEFAULT_CONFIG_PATH, env=env)
+    assert config.jira.effective_api_version == 2
+
+
+def test_default_in_reference_is_used_when_variable_is_empty(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "posthog:\n  project_id: ${PID:-7}\n  personal_api_key: ${KEY}\n  host: http://127.0.0.1:9\n"
+    )
+    config = load_config(path, env={"PID": "", "KEY": "k"})
+    assert config.posthog.project_id == 7
+    assert config.posthog.host == "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"POSTHOG_PERSONAL_API_KEY": "phx_secret_value"}, "posthog.project_id (from ${POSTHOG_PROJECT_ID}): is required"),
+        ({**BASE_ENV, "POSTHOG_PROJECT_ID": "abc"}, "posthog.project_id (from ${POSTHOG_PROJECT_ID}): Input should be a valid integer"),
+        ({**BASE_ENV, "POSTHOG_HOST": "us.posthog.com"}, "posthog.host (from ${POSTHOG_HOST}): must be an http(s) URL"),
+        ({**BASE_ENV, "POSTHOG_HOST": "https://us.i.posthog.com"}, "posthog.host (from ${POSTHOG_HOST}): is an ingestion host"),
+        ({**BASE_ENV, "ZENDESK_URL": "https://acme.zendesk.com:99999"}, "zendesk.url (from ${ZENDESK_URL}): has a malformed port"),
+        ({**BASE_ENV, "ZENDESK_URL": "https://acme.zendesk.com"}, "zendesk: is partly configured: also set zendesk.email, zendesk.api_token"),
+        ({**BASE_ENV, "JIRA_URL": "https://acme.atlassian.net"}, "jira: has a url but no credentials"),
+        ({**BASE_ENV, "JIRA_URL": "https://a.atlassian.net", "JIRA_PERSONAL_ACCESS_TOKEN": "p", "JIRA_API_VERSION": "3"}, "api_version 3 is Cloud only"),
+        ({**BASE_ENV, "REDIS_URL": "http://127.0.0.1:6379"}, "broker.redis_url (from ${REDIS_URL}): must be a redis://"),
+    ],
+)
+def test_invalid_values_are_named_without_their_value(env: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(DEFAULT_CONFIG_PATH, env=env)
+    assert expected in str(caught.value)
+    assert "phx_secret_value" not in str(caught.value)
+
+
+def test_unknown_key_and_wrong_type_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "posthog: {project_id: 1, personal_api_key: phx_secret_value}\n"
+        "zendesk: {public_coment: true}\n"
+        "worker: {threads: many}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    message = str(caught.value)
+    assert "zendesk.public_coment: is not a known setting" in message
+    assert "worker.threads: Input should be a valid integer" in message
+    assert "phx_secret_value" not in message
+
+
+def test_secret_in_a_url_is_never_echoed(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "posthog: {project_id: 1, personal_api_key: k}\n"
+        "jira: {url: 'https://user:hunter2@acme.atlassian.net', email: e, api_token: t}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert "jira.url: must not carry credentials" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read configuration file"):
+        load_config(tmp_path / "missing.yaml", env={})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("posthog: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_config(bad, env={})
+
+
+@pytest.mark.parametrize("command", [["enqueue", "--session-id", "s", "--zendesk-ticket", "1"], ["worker"], ["failed", "list"], ["status"], ["check"]])
+def test_commands_refuse_to_start_with_exit_2(command: list[str], tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "POSTHOG_PERSONAL_API_KEY": "phx_secret_value", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", *command], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert "posthog.project_id (from ${POSTHOG_PROJECT_ID}): is required" in result.stderr
+    assert "phx_secret_value" not in result.stderr + result.stdout

@@ -1,0 +1,99 @@
+"""The dramatiq broker and the pieces of the app that share its Redis.
+
+``create_app(config)`` is the one place that wires the queue side together:
+the RedisBroker (on ``REDIS_URL`` or the embedded Redis), the ``attach_replay``
+actor and the failed-job store. Producers, the worker and the command line all
+go through it, so they agree on queue, actor and key names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dramatiq
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import (
+    CurrentMessage,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+
+from worker import constants
+from worker.config import Config
+from worker.failed import FailedJobs
+
+#: A job is interrupted after this long (every HTTP call also has its own timeouts).
+JOB_TIME_LIMIT_MS = 10 * 60 * 1000
+
+#: redis-py's pool is bounded; many worker threads must not exhaust it.
+REDIS_MAX_CONNECTIONS = 512
+
+
+def resolve_redis_url(config: Config) -> str:
+    """``broker.redis_url`` when set, else the embedded Redis under ``broker.data_dir``."""
+    if config.broker.redis_url:
+        return config.broker.redis_url
+    from worker.embedded_redis import embedded_redis_url
+
+    return embedded_redis_url(config.broker.data_dir)
+
+
+def build_broker(config: Config, url: str) -> RedisBroker:
+    middleware = [
+        TimeLimit(time_limit=JOB_TIME_LIMIT_MS),
+        ShutdownNotifications(),
+        CurrentMessage(),
+        # Our actor schedules its own retries and records its own failures.
+        # This only catches what escapes it (Redis unreachable while recording
+        # an outcome): a few delayed redeliveries instead of a silent drop.
+        Retries(max_retries=5, min_backoff=5_000, max_backoff=60_000),
+    ]
+    pool = redis.ConnectionPool.from_url(
+        url,
+        # Sized for the worker threads plus the broker's own consumers.
+        max_connections=REDIS_MAX_CONNECTIONS,
+        # Finds a connection broken by a Redis restart before using it.
+        health_check_interval=30,
+    )
+    return RedisBroker(
+        client=redis.Redis(connection_pool=pool),
+        middleware=middleware,
+        heartbeat_timeout=config.broker.heartbeat_timeout_seconds * 1000,
+        maintenance_chance=config.broker.maintenance_chance_per_million,
+    )
+
+
+@dataclass
+class App:
+    config: Config
+    broker: RedisBroker
+    actor: dramatiq.Actor  # type: ignore[type-arg]
+    failed: FailedJobs
+
+    @property
+    def redis(self) -> redis.Redis:
+        client: redis.Redis = self.broker.client
+        return client
+
+
+def create_app(config: Config, url: str | None = None) -> App:
+    from worker.jobs import JobRunner
+
+    broker = build_broker(config, url or resolve_redis_url(config))
+    failed = FailedJobs(broker.client, config.failed.retention_days)
+    app = App(config=config, broker=broker, actor=None, failed=failed)  # type: ignore[arg-type]
+    runner = JobRunner(app)
+
+    def attach_replay(*args: object, **kwargs: object) -> None:
+        runner.run(CurrentMessage.get_current_message())
+
+    app.actor = dramatiq.actor(
+        attach_replay,
+        actor_name=constants.ACTOR_NAME,
+        queue_name=config.broker.queue,
+        broker=broker,
+        max_retries=5,
+    )
+    return app

@@ -1,0 +1,407 @@
+"""The ``replay-attach`` command line."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+import click
+
+from worker.config import CONFIG_ENV, Config, ConfigError, load_config
+from worker.events import InvalidEvent, iter_event_lines, parse_event
+
+EXIT_USAGE = 2
+
+
+def _die(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    click.echo(f"replay-attach: {message}", err=True)
+    sys.exit(code)
+
+
+def _config(ctx: click.Context) -> Config:
+    config: Config | None = ctx.obj.get("config")
+    if config is None:
+        try:
+            config = load_config()
+        except ConfigError as exc:
+            _die(str(exc))
+        ctx.obj["config"] = config
+    return config
+
+
+def _app(ctx: click.Context) -> Any:
+    from worker.broker import create_app
+
+    app = ctx.obj.get("app")
+    if app is None:
+        app = create_app(_config(ctx))
+        ctx.obj["app"] = app
+    return app
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Configuration file (default: ${CONFIG_ENV} or the shipped config.yaml).",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """Attach PostHog session replays to Zendesk tickets and Jira issues.
+
+    \b
+    Examples:
+      replay-attach enqueue --session-id 0192c0de-aaaa-bbbb --zendesk-ticket 123
+      replay-attach worker --processes 2 --threads 8
+      replay-attach failed list
+    """
+    ctx.ensure_object(dict)
+    if config_path is not None:
+        # Exported so that worker processes forked later read the same file.
+        os.environ[CONFIG_ENV] = str(config_path.absolute())
+
+
+@main.command()
+@click.option(
+    "--processes",
+    "-p",
+    type=click.IntRange(1, 64),
+    help="Worker processes (default: worker.processes).",
+)
+@click.option(
+    "--threads",
+    "-t",
+    type=click.IntRange(1, 256),
+    help="Threads per process (default: worker.threads).",
+)
+@click.pass_context
+def worker(ctx: click.Context, processes: int | None, threads: int | None) -> None:
+    """Consume bug reports until SIGTERM or SIGINT (in-flight jobs finish first).
+
+    \b
+    Example:
+      replay-attach worker --processes 2 --threads 8
+    """
+    config = _config(ctx)
+    from dramatiq.cli import main as dramatiq_main
+    from dramatiq.cli import make_argument_parser
+
+    from worker.broker import resolve_redis_url
+
+    # Start (or join) the embedded Redis here, before forking, so that its
+    # lifetime spans every worker process.
+    resolve_redis_url(config)
+    args = make_argument_parser().parse_args(
+        [
+            "worker.actors:broker",
+            "--processes",
+            str(processes or config.worker.processes),
+            "--threads",
+            str(threads or config.worker.threads),
+            "--worker-shutdown-timeout",
+            str(
+                int((config.http.connect_timeout_seconds + config.http.read_timeout_seconds) * 3000)
+            ),
+        ]
+    )
+    sys.exit(dramatiq_main(args))
+
+
+@main.command()
+@click.option("--session-id", help="The PostHog session id of the recording.")
+@click.option("--zendesk-ticket", type=int, help="The Zendesk ticket id to post the note on.")
+@click.option("--jira-issue", help="The Jira issue key to link, e.g. BUG-42.")
+@click.option(
+    "--replay-seconds", type=int, help="Start the replay this many seconds in (adds ?t=)."
+)
+@click.option("--page-url", help="The page the user reported the bug on.")
+@click.option("--description", help="The reporter's own words (shown escaped).")
+@click.option(
+    "--file",
+    "file",
+    type=click.File("r", encoding="utf-8"),
+    help="JSON Lines file of events ('-' for stdin); all or nothing.",
+)
+@click.pass_context
+def enqueue(
+    ctx: click.Context,
+    session_id: str | None,
+    zendesk_ticket: int | None,
+    jira_issue: str | None,
+    replay_seconds: int | None,
+    page_url: str | None,
+    description: str | None,
+    file: IO[str] | None,
+) -> None:
+    """Validate and enqueue bug-report events; print the job id.
+
+    Give one event with --session-id and exactly one of --zendesk-ticket or
+    --jira-issue, or many with --file: one JSON object per line, such as
+    {"session_id": "0192c0de", "zendesk_ticket": 123}. If any line is invalid
+    nothing is enqueued and the line number is reported. Exit status 2 on
+    invalid input.
+
+    \b
+    Examples:
+      replay-attach enqueue --session-id 0192c0de-aaaa --zendesk-ticket 123
+      replay-attach enqueue --session-id 0192c0de-aaaa --jira-issue BUG-42
+      replay-attach enqueue --file events.jsonl
+    """
+    single = {
+        "session_id": session_id,
+        "zendesk_ticket": zendesk_ticket,
+        "jira_issue": jira_issue,
+        "replay_seconds": replay_seconds,
+        "page_url": page_url,
+        "description": description,
+    }
+    given = {k: v for k, v in single.items() if v is not None}
+    if file is not None:
+        if given:
+            _die("--file cannot be combined with single-event options")
+        _enqueue_file(ctx, file)
+        return
+    if not given:
+        _die("give --session-id with --zendesk-ticket or --jira-issue, or --file (see --help)")
+    try:
+        event = parse_event(given)
+    except InvalidEvent as exc:
+        _die(f"invalid event: {exc}")
+    from worker.producer import enqueue_bug_report
+
+    click.echo(enqueue_bug_report(event, app=_app(ctx)))
+
+
+@contextlib.contextmanager
+def _rereadable(stream: IO[str]) -> Iterator[IO[str]]:
+    """A stream that can be read twice; stdin is spooled to a temporary file."""
+    if stream.seekable():
+        yield stream
+        return
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+        shutil.copyfileobj(stream, spool)
+        spool.seek(0)
+        yield spool
+
+
+def _enqueue_file(ctx: click.Context, stream: IO[str]) -> None:
+    from worker.producer import enqueue_many
+
+    with _rereadable(stream) as source:
+        # Pass 1 validates everything, so that one bad line enqueues nothing.
+        count = 0
+        try:
+            for _ in iter_event_lines(source):
+                count += 1
+        except InvalidEvent as exc:
+            _die(f"invalid event on {exc}; nothing was enqueued")
+        if count == 0:
+            _die("the file holds no events; nothing was enqueued")
+        source.seek(0)
+        app = _app(ctx)
+        done = 0
+        try:
+            done = enqueue_many(app, (event for _, event in iter_event_lines(source)))
+        except Exception as exc:
+            _die(
+                f"enqueueing stopped ({type(exc).__name__}): events before the failure may be queued",
+                1,
+            )
+    click.echo(f"enqueued {done} events")
+
+
+# ---- failed jobs -----------------------------------------------------------
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@main.group()
+def failed() -> None:
+    """List, retry or purge bug reports whose replay could not be attached."""
+
+
+@failed.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def failed_list(ctx: click.Context, as_json: bool) -> None:
+    """Show failed jobs: id, session, ticket, reason, attempts, first and last failure.
+
+    \b
+    Example:
+      replay-attach failed list --json
+    """
+    jobs = _app(ctx).failed.list()
+    if as_json:
+        for job in jobs:
+            click.echo(job.to_json())
+        return
+    if not jobs:
+        click.echo("no failed jobs")
+        return
+    for job in jobs:
+        click.echo(
+            f"{job.job_id}  session={job.session_id or '?'}  ticket={job.target or '?'}  "
+            f"attempts={job.attempts}  first={_when(job.first_failure_at)}  "
+            f"last={_when(job.last_failure_at)}\n    {job.reason}"
+        )
+
+
+def _select(app: Any, all_: bool, ids: tuple[str, ...]) -> list[str]:
+    if all_ == bool(ids):
+        _die("give --all or one or more job ids")
+    if all_:
+        return [job.job_id for job in app.failed.list()]
+    known = app.failed.get(list(ids))
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        _die("no failed job with id " + ", ".join(unknown))
+    return list(ids)
+
+
+@failed.command("retry")
+@click.option("--all", "all_", is_flag=True, help="Every failed job.")
+@click.argument("job_ids", nargs=-1)
+@click.pass_context
+def failed_retry(ctx: click.Context, all_: bool, job_ids: tuple[str, ...]) -> None:
+    """Enqueue failed jobs again (same job id, fresh attempts) and remove them from the list.
+
+    \b
+    Examples:
+      replay-attach failed retry --all
+      replay-attach failed retry 5e2c...  7a1b...
+    """
+    from dramatiq import Message
+
+    app = _app(ctx)
+    ids = _select(app, all_, job_ids)
+    jobs = app.failed.get(ids)
+    for job_id, job in jobs.items():
+        message = Message(
+            queue_name=app.actor.queue_name,
+            actor_name=app.actor.actor_name,
+            args=(job.event,),
+            kwargs={},
+            options={},
+            message_id=job_id,
+        )
+        app.broker.enqueue(message)
+        app.failed.remove([job_id])
+    click.echo(f"re-enqueued {len(jobs)} jobs")
+
+
+@failed.command("purge")
+@click.option("--all", "all_", is_flag=True, help="Every failed job.")
+@click.argument("job_ids", nargs=-1)
+@click.pass_context
+def failed_purge(ctx: click.Context, all_: bool, job_ids: tuple[str, ...]) -> None:
+    """Delete failed jobs for good.
+
+    \b
+    Example:
+      replay-attach failed purge --all
+    """
+    app = _app(ctx)
+    ids = _select(app, all_, job_ids)
+    click.echo(f"purged {app.failed.remove(ids)} jobs")
+
+
+# ---- status and check --------------------------------------------------------
+
+
+@main.command()
+@click.option("--session-id", help="Show the attachment state of this session...")
+@click.option("--zendesk-ticket", type=int, help="...on this Zendesk ticket")
+@click.option("--jira-issue", help="...or on this Jira issue.")
+@click.pass_context
+def status(
+    ctx: click.Context, session_id: str | None, zendesk_ticket: int | None, jira_issue: str | None
+) -> None:
+    """Queue depth, jobs in flight, scheduled retries, failed jobs; or one attachment.
+
+    \b
+    Examples:
+      replay-attach status
+      replay-attach status --session-id 0192c0de-aaaa --zendesk-ticket 123
+    """
+    app = _app(ctx)
+    client = app.redis
+    queue = app.actor.queue_name
+    ns = app.broker.namespace
+    if session_id is not None or zendesk_ticket is not None or jira_issue is not None:
+        try:
+            event = parse_event(
+                {
+                    k: v
+                    for k, v in {
+                        "session_id": session_id,
+                        "zendesk_ticket": zendesk_ticket,
+                        "jira_issue": jira_issue,
+                    }.items()
+                    if v is not None
+                }
+            )
+        except InvalidEvent as exc:
+            _die(f"invalid selection: {exc}")
+        from worker.ledger import Ledger
+
+        record = Ledger(client, app.config.posthog.project_id).read(event.target, event.session_id)
+        if not record:
+            click.echo(f"nothing recorded for session {event.session_id} on {event.target_label}")
+        for key, value in sorted(record.items()):
+            state, _, ts = value.partition(":")
+            shown = value if key == "link" else f"{state} at {_when(float(ts))}" if ts else value
+            click.echo(f"{key}: {shown}")
+        return
+    in_flight = 0
+    for key in client.scan_iter(match=f"{ns}:__acks__.*.{queue}"):
+        in_flight += int(client.scard(key))
+    click.echo(f"queued: {client.llen(f'{ns}:{queue}')}")
+    click.echo(f"in flight: {in_flight}")
+    click.echo(f"scheduled retries: {client.hlen(f'{ns}:{queue}.DQ.msgs')}")
+    click.echo(f"failed: {app.failed.count()}")
+    click.echo(f"redis: {'embedded' if not app.config.broker.redis_url else 'REDIS_URL'}")
+
+
+@main.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate the configuration and each configured system's credentials.
+
+    One line per system; exit status 1 if any check fails. No secret is printed.
+
+    \b
+    Example:
+      replay-attach check
+    """
+    from integrations.errors import IntegrationError
+    from worker.services import build_services
+
+    config = _config(ctx)
+    click.echo("configuration: ok")
+    import redis as redis_lib
+
+    services = build_services(config, redis_lib.Redis())  # the ledger is not used here
+    ok = True
+    checks: list[tuple[str, Any]] = [("PostHog", services.posthog.check)]
+    checks.append(("Zendesk", services.zendesk.check if services.zendesk else None))
+    checks.append(("Jira", services.jira.check if services.jira else None))
+    for name, run in checks:
+        if run is None:
+            click.echo(f"{name}: not configured (disabled)")
+            continue
+        try:
+            click.echo(f"{name}: ok, {run()}")
+        except IntegrationError as exc:
+            ok = False
+            click.echo(f"{name}: FAILED, {exc.reason}")
+    sys.exit(0 if ok else 1)

@@ -1,0 +1,324 @@
+"""Configuration: ``config.yaml`` with ``${NAME}`` / ``${NAME:-default}`` references.
+
+``load_config()`` reads the file named by ``REPLAY_ATTACH_CONFIG`` (default: the
+``config.yaml`` next to the project), substitutes environment variables,
+validates everything and returns a frozen ``Config``. Any problem raises one
+``ConfigError`` whose message names each bad key (and the environment variable
+it came from) without ever echoing a value: values may be secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from worker import constants
+
+#: Environment variable naming the configuration file.
+CONFIG_ENV = "REPLAY_ATTACH_CONFIG"
+
+#: The shipped, commented default configuration.
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+def _check_base_url(value: str | None, example: str) -> str | None:
+    """Accept ``scheme://host[:port]`` only: the clients append the API paths."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise ValueError(f"has a malformed port; expected a URL such as {example}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL such as {example}")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials; use the separate email/token keys")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"must be a bare base URL with no path or query, such as {example}")
+    return value.rstrip("/")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerConfig(_Section):
+    redis_url: str | None = None
+    data_dir: Path = Path("~/.local/share/replay-attach")
+    queue: str = constants.QUEUE_NAME
+    heartbeat_timeout_seconds: int = Field(default=15, ge=5, le=3600)
+    maintenance_chance_per_million: int = Field(default=20_000, ge=1, le=1_000_000)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("has no host; expected e.g. redis://127.0.0.1:6379/0")
+        return value
+
+
+class PostHogConfig(_Section):
+    host: str = "https://us.posthog.com"
+    project_id: int = Field(gt=0)
+    personal_api_key: SecretStr
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        checked = _check_base_url(value, "https://us.posthog.com")
+        assert checked is not None
+        if urlsplit(checked).hostname and ".i.posthog.com" in (urlsplit(checked).hostname or ""):
+            raise ValueError(
+                "is an ingestion host; use the app host such as https://us.posthog.com"
+            )
+        return checked
+
+    @field_validator("personal_api_key")
+    @classmethod
+    def _key(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("is empty")
+        return value
+
+
+class ZendeskConfig(_Section):
+    url: str | None = None
+    email: str | None = None
+    api_token: SecretStr | None = None
+    #: Off by default: anyone holding the link can watch the recording.
+    public_comment: bool = False
+    tag: str | None = constants.DEFAULT_ZENDESK_TAG
+    failed_tag: str | None = constants.DEFAULT_ZENDESK_FAILED_TAG
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _check_base_url(value, "https://acme.zendesk.com")
+
+    @model_validator(mode="after")
+    def _complete_or_absent(self) -> ZendeskConfig:
+        given = {"url": self.url, "email": self.email, "api_token": self.api_token}
+        missing = [name for name, value in given.items() if value is None]
+        if 0 < len(missing) < len(given):
+            raise ValueError(
+                "is partly configured: also set " + ", ".join(f"zendesk.{m}" for m in missing)
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None
+
+
+class JiraVisibility(_Section):
+    type: Literal["role", "group"]
+    value: str
+
+
+class JiraConfig(_Section):
+    url: str | None = None
+    email: str | None = None
+    api_token: SecretStr | None = None
+    #: Jira Data Center / Server: a personal access token (sent as Bearer) instead
+    #: of email + API token.
+    personal_access_token: SecretStr | None = None
+    #: 3 (Cloud, Atlassian Document Format comments) or 2 (Cloud or Data Center,
+    #: wiki markup). Default: 3 with email + token, 2 with a personal access token.
+    api_version: Literal[2, 3] | None = None
+    remote_link: bool = True
+    comment: bool = True
+    comment_visibility: JiraVisibility | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _check_base_url(value, "https://acme.atlassian.net")
+
+    @field_validator("api_version", mode="before")
+    @classmethod
+    def _version_from_env(cls, value: object) -> object:
+        # Environment variables are strings; Literal[2, 3] does not coerce them.
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> JiraConfig:
+        cloud = self.email is not None or self.api_token is not None
+        if cloud and self.personal_access_token is not None:
+            raise ValueError(
+                "has both email/api_token (Cloud) and personal_access_token (Data Center): "
+                "set only one"
+            )
+        if cloud and (self.email is None or self.api_token is None):
+            raise ValueError("needs both jira.email and jira.api_token")
+        has_credentials = cloud or self.personal_access_token is not None
+        if has_credentials and self.url is None:
+            raise ValueError("has credentials but no jira.url")
+        if self.url is not None and not has_credentials:
+            raise ValueError(
+                "has a url but no credentials: set jira.email and jira.api_token, "
+                "or jira.personal_access_token"
+            )
+        if self.personal_access_token is not None and self.api_version == 3:
+            raise ValueError("api_version 3 is Cloud only; Data Center tokens use api_version 2")
+        if not (self.remote_link or self.comment) and self.url is not None:
+            raise ValueError("has both remote_link and comment off: nothing would be posted")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None
+
+    @property
+    def effective_api_version(self) -> Literal[2, 3]:
+        if self.api_version is not None:
+            return self.api_version
+        return 2 if self.personal_access_token is not None else 3
+
+
+class HttpConfig(_Section):
+    connect_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    read_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+
+
+class RetryConfig(_Section):
+    #: After this long since the first attempt a job is failed with its last reason.
+    horizon_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    min_backoff_seconds: float = Field(default=15.0, gt=0)
+    max_backoff_seconds: float = Field(default=3600.0, gt=0)
+    #: A server's Retry-After beyond this is capped (a misbehaving header must
+    #: not park a job for days).
+    max_retry_after_seconds: float = Field(default=3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> RetryConfig:
+        if self.max_backoff_seconds < self.min_backoff_seconds:
+            raise ValueError("max_backoff_seconds is below min_backoff_seconds")
+        return self
+
+
+class FailedConfig(_Section):
+    retention_days: float = Field(default=7.0, gt=0)
+
+
+class WorkerConfig(_Section):
+    processes: int = Field(default=2, ge=1, le=64)
+    threads: int = Field(default=8, ge=1, le=256)
+
+
+class Config(_Section):
+    broker: BrokerConfig = BrokerConfig()
+    posthog: PostHogConfig
+    zendesk: ZendeskConfig = ZendeskConfig()
+    jira: JiraConfig = JiraConfig()
+    http: HttpConfig = HttpConfig()
+    retry: RetryConfig = RetryConfig()
+    failed: FailedConfig = FailedConfig()
+    worker: WorkerConfig = WorkerConfig()
+
+
+def _substitute(
+    node: Any, env: Mapping[str, str], path: tuple[str, ...], origins: dict[str, str]
+) -> Any:
+    """Replace ``${NAME}`` references; a value that ends up empty counts as unset."""
+    if isinstance(node, dict):
+        return {
+            key: _substitute(value, env, (*path, str(key)), origins) for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_substitute(value, env, (*path, str(i)), origins) for i, value in enumerate(node)]
+    if not isinstance(node, str) or "${" not in node:
+        return node
+    names = [match.group(1) for match in _REFERENCE.finditer(node)]
+    if names:
+        origins[".".join(path)] = ", ".join(names)
+
+    def replace(match: re.Match[str]) -> str:
+        value = env.get(match.group(1), "")
+        return value if value != "" else (match.group(2) or "")
+
+    result = _REFERENCE.sub(replace, node)
+    return None if result.strip() == "" else result
+
+
+def _describe(error: ValidationError, origins: dict[str, str], source: str) -> str:
+    lines = []
+    for item in error.errors(include_url=False):
+        key = ".".join(str(part) for part in item["loc"] if not isinstance(part, int))
+        key = key or "(top level)"
+        if item["type"] == "missing" or item.get("input", "") is None:
+            problem = "is required"
+        elif item["type"] == "extra_forbidden":
+            problem = "is not a known setting"
+        else:
+            problem = str(item["msg"]).removeprefix("Value error, ")
+        origin = origins.get(key)
+        hint = f" (from ${{{origin}}})" if origin else ""
+        lines.append(f"  {key}{hint}: {problem}")
+    return f"invalid configuration in {source}:\n" + "\n".join(lines)
+
+
+def _empty_sections_to_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    # A YAML section whose every key is commented out parses as None.
+    return {key: ({} if value is None else value) for key, value in raw.items()}
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    """Read, substitute and validate the configuration; raise ``ConfigError``."""
+    env = os.environ if env is None else env
+    chosen = Path(path or env.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+    try:
+        text = chosen.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {chosen}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"configuration file {chosen} is not valid YAML{where}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration file {chosen} must be a mapping of sections")
+    origins: dict[str, str] = {}
+    substituted = _empty_sections_to_defaults(_substitute(raw, env, (), origins))
+    try:
+        return Config.model_validate(substituted)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origins, str(chosen))) from None

@@ -1,0 +1,162 @@
+"""The bug-report event: the contract between producers and the worker.
+
+An event names one PostHog session and exactly one target ticket. It is
+validated when it is enqueued and again when the worker takes it, because a
+message can also be written by hand or by an older producer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import IO, Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+#: PostHog session ids are UUIDs, but any 1-200 characters of letters, digits,
+#: ``-`` and ``_`` are accepted. Nothing else: the id goes into a URL path.
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,200}$"
+
+#: A Jira issue key: project key (a letter, then letters, digits or ``_``),
+#: a dash, an issue number.
+JIRA_ISSUE_PATTERN = r"^[A-Z][A-Z0-9_]{0,254}-[1-9][0-9]{0,17}$"
+
+MAX_DESCRIPTION_CHARS = 2000
+MAX_PAGE_URL_CHARS = 2048
+
+SessionId = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)]
+
+
+class InvalidEvent(ValueError):
+    """An event that does not follow the contract; the message names the problem."""
+
+
+class BugReport(BaseModel):
+    """One bug report whose session replay should appear on one ticket."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    session_id: SessionId
+    zendesk_ticket: Annotated[StrictInt, Field(gt=0, lt=2**63)] | None = None
+    jira_issue: str | None = None
+    #: Seconds into the recording where the bug happened: the link gets ``?t=``.
+    replay_seconds: Annotated[StrictInt, Field(ge=0, le=7 * 24 * 3600)] | None = None
+    #: When the user reported the bug (ISO 8601 with a time zone).
+    reported_at: datetime | None = None
+    #: The page the user was on.
+    page_url: Annotated[str, Field(max_length=MAX_PAGE_URL_CHARS)] | None = None
+    #: The reporter's own words, shown (escaped) in the note or comment.
+    description: Annotated[str, Field(max_length=MAX_DESCRIPTION_CHARS)] | None = None
+
+    @field_validator("jira_issue", mode="before")
+    @classmethod
+    def _jira_key(cls, value: Any) -> Any:
+        # Jira keys are case-insensitive; store them as Jira shows them.
+        if isinstance(value, str):
+            value = value.strip().upper()
+            if not re.match(JIRA_ISSUE_PATTERN, value):
+                raise ValueError("must be a Jira issue key such as BUG-42")
+        return value
+
+    @field_validator("page_url")
+    @classmethod
+    def _page_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("reported_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must include a time zone, e.g. 2026-11-26T10:00:00Z")
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> BugReport:
+        if (self.zendesk_ticket is None) == (self.jira_issue is None):
+            raise ValueError("exactly one of zendesk_ticket and jira_issue is required")
+        return self
+
+    @property
+    def target(self) -> str:
+        """A stable name of the ticket, used in Redis keys and messages."""
+        if self.zendesk_ticket is not None:
+            return f"zendesk:{self.zendesk_ticket}"
+        return f"jira:{self.jira_issue}"
+
+    @property
+    def target_label(self) -> str:
+        """The ticket as a support engineer would name it."""
+        if self.zendesk_ticket is not None:
+            return f"Zendesk ticket {self.zendesk_ticket}"
+        return f"Jira issue {self.jira_issue}"
+
+    def to_message(self) -> dict[str, Any]:
+        """The JSON form carried on the queue (unset fields left out)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def _explain(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors(include_url=False):
+        field = ".".join(str(part) for part in item["loc"]) or "event"
+        kind = item["type"]
+        if kind == "missing":
+            problem = "is required"
+        elif kind == "extra_forbidden":
+            problem = "is not a known field"
+        elif kind == "string_pattern_mismatch" and field == "session_id":
+            problem = "must be 1-200 letters, digits, '-' or '_'"
+        elif field == "zendesk_ticket":
+            problem = "must be a positive integer (a Zendesk ticket id)"
+        else:
+            problem = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"{field}: {problem}" if item["loc"] else problem)
+    return "; ".join(problems)
+
+
+def parse_event(data: Any) -> BugReport:
+    """Validate one event given as a mapping; raise ``InvalidEvent``."""
+    if isinstance(data, BugReport):
+        return data
+    if not isinstance(data, Mapping):
+        raise InvalidEvent(f"an event must be a JSON object, not {type(data).__name__}")
+    try:
+        return BugReport.model_validate(dict(data))
+    except ValidationError as exc:
+        raise InvalidEvent(_explain(exc)) from None
+
+
+def parse_event_line(line: str) -> BugReport:
+    """Validate one JSON Lines line; raise ``InvalidEvent``."""
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    return parse_event(data)
+
+
+def iter_event_lines(stream: IO[str]) -> Iterator[tuple[int, BugReport]]:
+    """Yield (line number, event) for each non-blank line, streaming.
+
+    Raises ``InvalidEvent`` naming the line number of the first bad line.
+    """
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, parse_event_line(line)
+        except InvalidEvent as exc:
+            raise InvalidEvent(f"line {number}: {exc}") from None

@@ -1,0 +1,83 @@
+"""Failed jobs: bug reports whose replay could not be attached, with the reason.
+
+Kept in Redis (``FAILED_JOBS_KEY`` hash + ``FAILED_INDEX_KEY`` sorted set) for
+``failed.retention_days``, listed, retried and purged with
+``replay-attach failed``. Unlike dramatiq's dead letters, each record says why,
+in words a support engineer can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+
+from worker import constants
+
+
+@dataclass
+class FailedJob:
+    job_id: str
+    #: The message's arguments as received (may not be a valid event).
+    event: Any
+    session_id: str | None
+    target: str | None
+    reason: str
+    attempts: int
+    first_failure_at: float
+    last_failure_at: float
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: bytes | str) -> FailedJob:
+        return cls(**json.loads(text))
+
+
+class FailedJobs:
+    def __init__(self, client: redis.Redis, retention_days: float) -> None:
+        self._redis = client
+        self._retention_seconds = retention_days * 86400
+
+    def record(self, job: FailedJob) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(constants.FAILED_JOBS_KEY, job.job_id, job.to_json())
+        pipe.zadd(constants.FAILED_INDEX_KEY, {job.job_id: job.last_failure_at})
+        pipe.execute()
+
+    def expire_old(self, now: float | None = None) -> int:
+        cutoff = (time.time() if now is None else now) - self._retention_seconds
+        old = self._redis.zrangebyscore(constants.FAILED_INDEX_KEY, 0, cutoff)
+        if old:
+            self.remove([i.decode() for i in old])
+        return len(old)
+
+    def list(self) -> list[FailedJob]:
+        self.expire_old()
+        ids = self._redis.zrange(constants.FAILED_INDEX_KEY, 0, -1)
+        if not ids:
+            return []
+        raw = self._redis.hmget(constants.FAILED_JOBS_KEY, ids)
+        return [FailedJob.from_json(item) for item in raw if item is not None]
+
+    def get(self, job_ids: list[str]) -> dict[str, FailedJob]:
+        if not job_ids:
+            return {}
+        raw = self._redis.hmget(constants.FAILED_JOBS_KEY, job_ids)
+        return {i: FailedJob.from_json(r) for i, r in zip(job_ids, raw, strict=False) if r is not None}
+
+    def remove(self, job_ids: list[str]) -> int:
+        if not job_ids:
+            return 0
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hdel(constants.FAILED_JOBS_KEY, *job_ids)
+        pipe.zrem(constants.FAILED_INDEX_KEY, *job_ids)
+        removed, _ = pipe.execute()
+        return int(removed)
+
+    def count(self) -> int:
+        return int(self._redis.zcard(constants.FAILED_INDEX_KEY))

@@ -1,0 +1,164 @@
+"""What the worker does with one message: attach, or schedule a retry, or fail it.
+
+Every outcome is decided here and nowhere else: success (acknowledged), a retry
+re-enqueued with the delay from ``worker.retry_policy`` (the same job id,
+attempt count carried in the message options), or a failed job recorded with
+its reason. Invalid messages are failed, never raised: a bad message must not
+stop the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import dramatiq
+
+from integrations.errors import IntegrationError, PermanentFailure, RetryLater
+from worker import constants, retry_policy
+from worker.attach import attach_replay
+from worker.events import BugReport, InvalidEvent, parse_event
+from worker.failed import FailedJob
+from worker.services import ThreadServices
+
+if TYPE_CHECKING:
+    from worker.broker import App
+
+log = logging.getLogger(__name__)
+
+
+def _event_argument(message: dramatiq.Message[Any]) -> Any:
+    if len(message.args) != 1 or message.kwargs:
+        raise InvalidEvent("the message must carry exactly one event object as its argument")
+    return message.args[0]
+
+
+class JobRunner:
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self._services = ThreadServices(app.config, app.broker.client)
+
+    def run(self, message: dramatiq.Message[Any] | None) -> None:
+        if message is None:  # pragma: no cover - CurrentMessage is always installed
+            raise RuntimeError("CurrentMessage middleware is missing")
+        options = message.options
+        attempt = int(options.get(constants.OPTION_ATTEMPTS, 0)) + 1
+        first_at = float(options.get(constants.OPTION_FIRST_ATTEMPT_AT) or time.time())
+        raw: Any = message.args[0] if message.args else None
+        try:
+            event = parse_event(_event_argument(message))
+        except InvalidEvent as exc:
+            log.warning("job %s: invalid event: %s", message.message_id, exc)
+            self._fail(message, raw, None, f"invalid event: {exc}", attempt, first_at)
+            return
+
+        services = self._services.get()
+        try:
+            result = attach_replay(event, services)
+        except RetryLater as exc:
+            self._retry_or_fail(message, event, exc.reason, exc.retry_after, attempt, first_at)
+        except PermanentFailure as exc:
+            log.warning("job %s: %s", message.message_id, exc.reason)
+            self._fail(message, raw, event, exc.reason, attempt, first_at, failure=exc)
+        except Exception as exc:  # a bug or an unforeseen answer: retry a few times
+            log.exception("job %s: unexpected error", message.message_id)
+            reason = f"unexpected error: {type(exc).__name__}"
+            if attempt >= retry_policy.MAX_ATTEMPTS_ON_UNEXPECTED_ERROR:
+                self._fail(message, raw, event, reason, attempt, first_at)
+            else:
+                self._retry_or_fail(message, event, reason, None, attempt, first_at)
+        else:
+            if result.already_attached:
+                log.info(
+                    "job %s: %s already on %s",
+                    message.message_id,
+                    event.session_id,
+                    event.target_label,
+                )
+            else:
+                log.info(
+                    "job %s: attached %s to %s (%s)",
+                    message.message_id,
+                    event.session_id,
+                    event.target_label,
+                    ", ".join(result.written) or "nothing new",
+                )
+
+    def _retry_or_fail(
+        self,
+        message: dramatiq.Message[Any],
+        event: BugReport,
+        reason: str,
+        retry_after: float | None,
+        attempt: int,
+        first_at: float,
+    ) -> None:
+        policy = self._app.config.retry
+        delay = retry_policy.retry_delay_seconds(attempt, retry_after, policy)
+        if not retry_policy.within_horizon(first_at, time.time() + delay, policy):
+            reason = f"gave up after {attempt} attempts over {policy.horizon_hours:g} h: {reason}"
+            self._fail(message, message.args[0], event, reason, attempt, first_at)
+            return
+        log.info(
+            "job %s: attempt %d failed (%s); retrying in %.1f s",
+            message.message_id,
+            attempt,
+            reason,
+            delay,
+        )
+        retry = message.copy(
+            options={
+                constants.OPTION_ATTEMPTS: attempt,
+                constants.OPTION_FIRST_ATTEMPT_AT: first_at,
+                constants.OPTION_LAST_REASON: reason,
+            }
+        )
+        # If Redis refuses this, the exception propagates, the message is not
+        # acknowledged as done, and dramatiq's Retries middleware redelivers it.
+        self._app.broker.enqueue(retry, delay=int(delay * 1000))
+
+    def _fail(
+        self,
+        message: dramatiq.Message[Any],
+        raw: Any,
+        event: BugReport | None,
+        reason: str,
+        attempt: int,
+        first_at: float,
+        failure: IntegrationError | None = None,
+    ) -> None:
+        now = time.time()
+        self._app.failed.record(
+            FailedJob(
+                job_id=message.message_id,
+                event=raw,
+                session_id=event.session_id if event else _guess(raw, "session_id"),
+                target=event.target if event else None,
+                reason=reason,
+                attempts=attempt,
+                first_failure_at=first_at,
+                last_failure_at=now,
+            )
+        )
+        if event is not None and event.zendesk_ticket is not None:
+            self._tag_failed_ticket(event, failure)
+
+    def _tag_failed_ticket(self, event: BugReport, failure: IntegrationError | None) -> None:
+        """Let agents see the failure in Zendesk, where the ticket can still be updated."""
+        tag = self._app.config.zendesk.failed_tag
+        services = self._services.get()
+        if not tag or services.zendesk is None or event.zendesk_ticket is None:
+            return
+        if failure is not None and failure.system == "Zendesk":
+            return  # the ticket itself is the problem (missing, closed, no access)
+        try:
+            services.zendesk.add_tags(event.zendesk_ticket, [tag])
+        except IntegrationError as exc:
+            log.warning("could not tag %s as failed: %s", event.target_label, exc.reason)
+
+
+def _guess(raw: Any, key: str) -> str | None:
+    if isinstance(raw, dict) and isinstance(raw.get(key), str):
+        return str(raw[key])[:200]
+    return None

@@ -1,0 +1,142 @@
+"""What lands on the ticket: the note, comment and remote link, in each format.
+
+Every text a reporter supplied (description, page URL) is escaped for the
+format it is rendered in: HTML for Zendesk, wiki markup for Jira v2, plain
+text nodes for Jira v3 (Atlassian Document Format).
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from integrations.jira import JiraComment, JiraRemoteLink
+from integrations.zendesk import ZendeskNote
+from worker.events import BugReport
+
+LINK_TEXT = "Watch the session replay"
+HEADING = "PostHog session replay"
+WARNING = "Anyone who has this link can watch the recording."
+SIGNATURE = "Posted by replay-attach."
+
+
+def dedupe_marker(link: str) -> str:
+    """The text that identifies our note in a ticket: the link's path, without ``?t=``."""
+    return urlsplit(link).path
+
+
+def _details(event: BugReport) -> list[tuple[str, str]]:
+    rows = [("Session ID", event.session_id)]
+    if event.reported_at is not None:
+        rows.append(("Reported at", event.reported_at.isoformat()))
+    if event.replay_seconds is not None:
+        rows.append(("Starts at", f"{event.replay_seconds} s into the recording"))
+    if event.page_url is not None:
+        rows.append(("Page", event.page_url))
+    return rows
+
+
+def zendesk_note(event: BugReport, link: str, *, public: bool) -> ZendeskNote:
+    e = html.escape
+    lines = [
+        f"<p><strong>{HEADING}</strong> for this bug report: "
+        f'<a href="{e(link)}">{LINK_TEXT}</a></p>',
+        "<p>"
+        + "<br>".join(
+            f"{e(label)}: <code>{e(value)}</code>"
+            if label == "Session ID"
+            else f"{e(label)}: {e(value)}"
+            for label, value in _details(event)
+        )
+        + "</p>",
+    ]
+    plain = [f"{HEADING} for this bug report: {LINK_TEXT}: {link}"]
+    plain += [f"{label}: {value}" for label, value in _details(event)]
+    if event.description:
+        lines.append(f"<p>Reporter's description:<br><em>{e(event.description)}</em></p>")
+        plain.append(f"Reporter's description: {event.description}")
+    lines.append(f"<p>{WARNING} {SIGNATURE}</p>")
+    plain.append(f"{WARNING} {SIGNATURE}")
+    return ZendeskNote(html_body="\n".join(lines), plain_body="\n".join(plain), public=public)
+
+
+def _wiki_url(url: str) -> str:
+    # '|' and ']' would end the [text|url] link early.
+    return quote(url, safe=":/?&=#%@+,;~!$'()*.-_")
+
+
+def _wiki_comment(event: BugReport, link: str) -> str:
+    lines = [f"*{HEADING}* for this bug report: [{LINK_TEXT}|{_wiki_url(link)}]"]
+    for label, value in _details(event):
+        if label == "Page":
+            lines.append(f"Page: [{_wiki_url(value)}]")
+        else:
+            lines.append(f"{label}: {{{{{value}}}}}")
+    if event.description:
+        # Inside {noformat} nothing is markup; only the closing tag itself is special.
+        text = event.description.replace("{noformat}", "{ noformat}")
+        lines.append("Reporter's description:\n{noformat}" + text + "{noformat}")
+    lines.append(f"_{WARNING} {SIGNATURE}_")
+    return "\n".join(lines)
+
+
+def _text(value: str, *marks: dict[str, Any]) -> dict[str, Any]:
+    node: dict[str, Any] = {"type": "text", "text": value}
+    if marks:
+        node["marks"] = list(marks)
+    return node
+
+
+def _adf_comment(event: BugReport, link: str) -> dict[str, Any]:
+    link_mark = {"type": "link", "attrs": {"href": link}}
+    content: list[dict[str, Any]] = [
+        {
+            "type": "paragraph",
+            "content": [
+                _text(HEADING, {"type": "strong"}),
+                _text(" for this bug report: "),
+                _text(LINK_TEXT, link_mark),
+            ],
+        }
+    ]
+    detail_nodes: list[dict[str, Any]] = []
+    for label, value in _details(event):
+        if detail_nodes:
+            detail_nodes.append({"type": "hardBreak"})
+        detail_nodes.append(_text(f"{label}: "))
+        if label == "Page":
+            detail_nodes.append(_text(value, {"type": "link", "attrs": {"href": value}}))
+        else:
+            detail_nodes.append(
+                _text(value, {"type": "code"} if label == "Session ID" else {"type": "em"})
+            )
+    content.append({"type": "paragraph", "content": detail_nodes})
+    if event.description:
+        content.append({"type": "paragraph", "content": [_text("Reporter's description:")]})
+        content.append({"type": "codeBlock", "content": [_text(event.description)]})
+    content.append(
+        {"type": "paragraph", "content": [_text(f"{WARNING} {SIGNATURE}", {"type": "em"})]}
+    )
+    return {"type": "doc", "version": 1, "content": content}
+
+
+def jira_comment(
+    event: BugReport, link: str, *, api_version: int, visibility: dict[str, str] | None
+) -> JiraComment:
+    body: str | dict[str, Any] = (
+        _adf_comment(event, link) if api_version == 3 else _wiki_comment(event, link)
+    )
+    return JiraComment(body=body, visibility=visibility)
+
+
+def jira_remote_link(event: BugReport, link: str, *, project_id: int) -> JiraRemoteLink:
+    summary = event.description[:250] if event.description else f"PostHog project {project_id}"
+    return JiraRemoteLink(
+        # Jira upserts remote links by globalId on an issue: the same session
+        # always maps to the same link.
+        global_id=f"posthog-replay:{project_id}:{event.session_id}",
+        url=link,
+        title=f"Session replay {event.session_id}",
+        summary=summary,
+    )

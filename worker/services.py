@@ -1,0 +1,66 @@
+"""Builds the vendor clients a worker thread uses, once per thread."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from integrations.http import new_session
+from integrations.jira import JiraIssues
+from integrations.posthog import PostHogSharing
+from integrations.zendesk import ZendeskTickets
+from worker.attach import Services
+from worker.config import Config
+from worker.ledger import Ledger
+
+
+def build_services(config: Config, client: redis.Redis) -> Services:
+    timeouts = (config.http.connect_timeout_seconds, config.http.read_timeout_seconds)
+    posthog = PostHogSharing(
+        config.posthog.host,
+        config.posthog.project_id,
+        config.posthog.personal_api_key.get_secret_value(),
+        timeouts,
+        new_session(),
+    )
+    zendesk = None
+    zc = config.zendesk
+    if zc.url and zc.email and zc.api_token:
+        zendesk = ZendeskTickets(zc.url, zc.email, zc.api_token.get_secret_value(), timeouts)
+    jira = None
+    jc = config.jira
+    if jc.url:
+        jira = JiraIssues(
+            jc.url,
+            timeouts,
+            jc.effective_api_version,
+            email=jc.email,
+            api_token=jc.api_token.get_secret_value() if jc.api_token else None,
+            personal_access_token=(
+                jc.personal_access_token.get_secret_value() if jc.personal_access_token else None
+            ),
+        )
+    return Services(
+        config=config,
+        posthog=posthog,
+        ledger=Ledger(client, config.posthog.project_id),
+        zendesk=zendesk,
+        jira=jira,
+    )
+
+
+class ThreadServices:
+    """One ``Services`` per thread: requests sessions are not shared across threads."""
+
+    def __init__(self, config: Config, client: redis.Redis) -> None:
+        self._config = config
+        self._client = client
+        self._local = threading.local()
+
+    def get(self) -> Services:
+        services: Services | None = getattr(self._local, "services", None)
+        if services is None:
+            services = build_services(self._config, self._client)
+            self._local.services = services
+        return services
