@@ -56,15 +56,26 @@ class _Step:
     already_there: Callable[[], bool] | None = None
 
 
+def _require_target_system(event: BugReport, services: Services) -> None:
+    if event.zendesk_ticket is not None and services.zendesk is None:
+        raise NotConfigured(
+            "Zendesk",
+            "Zendesk is not configured: set ZENDESK_URL, ZENDESK_EMAIL and ZENDESK_API_TOKEN",
+        )
+    if event.jira_issue is not None and services.jira is None:
+        raise NotConfigured(
+            "Jira",
+            "Jira is not configured: set JIRA_URL with JIRA_EMAIL and JIRA_API_TOKEN "
+            "(Cloud) or JIRA_PERSONAL_ACCESS_TOKEN (Data Center)",
+        )
+
+
 def _steps(event: BugReport, link: str, services: Services) -> list[_Step]:
     config = services.config
+    _require_target_system(event, services)
     if event.zendesk_ticket is not None:
         zendesk = services.zendesk
-        if zendesk is None:
-            raise NotConfigured(
-                "Zendesk",
-                "Zendesk is not configured: set ZENDESK_URL, ZENDESK_EMAIL and ZENDESK_API_TOKEN",
-            )
+        assert zendesk is not None
         ticket = event.zendesk_ticket
         note = notes.zendesk_note(event, link, public=config.zendesk.public_comment)
         marker = notes.dedupe_marker(link)
@@ -82,13 +93,7 @@ def _steps(event: BugReport, link: str, services: Services) -> list[_Step]:
 
     jira = services.jira
     issue = event.jira_issue
-    assert issue is not None
-    if jira is None:
-        raise NotConfigured(
-            "Jira",
-            "Jira is not configured: set JIRA_URL with JIRA_EMAIL and JIRA_API_TOKEN "
-            "(Cloud) or JIRA_PERSONAL_ACCESS_TOKEN (Data Center)",
-        )
+    assert issue is not None and jira is not None
     steps = []
     if config.jira.remote_link:
         remote = notes.jira_remote_link(event, link, project_id=config.posthog.project_id)
@@ -127,6 +132,7 @@ def mint_link(event: BugReport, services: Services) -> str:
 
 def attach_replay(event: BugReport, services: Services) -> AttachResult:
     """Make the replay link appear on the event's ticket; safe to call any number of times."""
+    _require_target_system(event, services)
     ledger = services.ledger
     target, session = event.target, event.session_id
     record = ledger.read(target, session)
