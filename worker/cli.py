@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -405,3 +406,70 @@ def check(ctx: click.Context) -> None:
             ok = False
             click.echo(f"{name}: FAILED, {exc.reason}")
     sys.exit(0 if ok else 1)
+
+
+# ---- sandbox and demo --------------------------------------------------------
+
+
+@main.command()
+@click.option("--keep", is_flag=True, help="Stay up after the demo so the sandbox page can be browsed.")
+def demo(keep: bool) -> None:
+    """Run the product end to end on this machine: no Redis, no credentials needed.
+
+    Starts an embedded Redis, the sandbox doubles of PostHog, Zendesk and Jira
+    and a worker, attaches sample bug reports (one recovers from a transient
+    outage), prints what landed on each ticket, and cleans up.
+
+    \b
+    Example:
+      replay-attach demo --keep
+    """
+    from worker.demo import run_demo
+
+    sys.exit(run_demo(click.echo, keep=keep))
+
+
+@main.command()
+@click.option("--latency", type=click.FloatRange(0, 60), default=0.0, help="Seconds added to every API call.")
+@click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of API calls that fail (0-1).")
+@click.option(
+    "--fault-kinds",
+    default="5xx,429,reset,lost_response",
+    show_default=True,
+    help="Comma-separated: 5xx, 500, 429, reset, lost_response, slow.",
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="First of four consecutive ports (0: any free).")
+@click.option("--jira-deployment", type=click.Choice(["cloud", "datacenter"]), default="cloud", show_default=True)
+def sandbox(latency: float, fault_rate: float, fault_kinds: str, port: int, jira_deployment: str) -> None:
+    """Serve local doubles of PostHog, Zendesk and Jira until Ctrl-C.
+
+    Prints the environment variables that point the worker (or your app) at
+    them, and the address of a page showing every ticket and what landed on it.
+
+    \b
+    Example:
+      replay-attach sandbox --latency 0.05 --fault-rate 0.1
+    """
+    import signal as signal_module
+
+    from sandbox.app import Sandbox
+
+    kinds = [k.strip() for k in fault_kinds.split(",") if k.strip()]
+    ports = {name: port + i for i, name in enumerate(["posthog", "zendesk", "jira", "console"])} if port else None
+    try:
+        box = Sandbox(latency=latency, fault_rate=fault_rate, fault_kinds=kinds, ports=ports, jira_deployment=jira_deployment)
+    except ValueError as exc:
+        _die(str(exc))
+    signal_module.signal(signal_module.SIGTERM, lambda *_: sys.exit(0))
+    with box:
+        box.seed_demo_data()
+        click.echo("# sandbox running; point replay-attach at it with:")
+        for name, value in box.env().items():
+            click.echo(f"export {name}={value}")
+        click.echo(f"# support agent's view: {box.console_url}")
+        click.echo("# press Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass

@@ -1,0 +1,163 @@
+"""``replay-attach demo``: the whole product on one machine, with nothing to set up.
+
+Starts the embedded Redis in a temporary directory, the sandbox doubles of
+PostHog, Zendesk and Jira, and a worker; enqueues sample bug reports (one of
+which meets a transient Zendesk outage and recovers); shows progress; prints
+what landed on each ticket; then shuts everything down and removes the
+temporary directory.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dramatiq import Worker
+from tqdm import tqdm
+
+from sandbox.app import Sandbox
+from worker.broker import App, create_app
+from worker.config import Config
+from worker.events import BugReport, parse_event
+from worker.producer import enqueue_bug_report
+
+SAMPLE_REPORTS: list[dict[str, Any]] = [
+    {"zendesk_ticket": 101, "description": "I click Pay and nothing happens.", "replay_seconds": 95},
+    {"zendesk_ticket": 102, "description": "My photo upload spins forever on Safari."},
+    {"zendesk_ticket": 103, "description": "The charts still show yesterday."},
+    {"zendesk_ticket": 104, "description": "SPRING10 says 'invalid code'."},
+    {"jira_issue": "BUG-1", "description": "Pay button dead after autocomplete.", "replay_seconds": 12},
+    {"jira_issue": "BUG-2", "description": "HEIC avatar upload fails."},
+    {"jira_issue": "BUG-5", "description": "Logged out twice in ten minutes."},
+]
+
+#: The ticket that meets a transient outage on its first attempt.
+FLAKY_TICKET = 102
+
+
+def _demo_config(box: Sandbox, redis_url: str) -> Config:
+    env = box.env()
+    return Config.model_validate(
+        {
+            "broker": {"redis_url": redis_url},
+            "posthog": {
+                "host": env["POSTHOG_HOST"],
+                "project_id": env["POSTHOG_PROJECT_ID"],
+                "personal_api_key": env["POSTHOG_PERSONAL_API_KEY"],
+            },
+            "zendesk": {
+                "url": env["ZENDESK_URL"],
+                "email": env["ZENDESK_EMAIL"],
+                "api_token": env["ZENDESK_API_TOKEN"],
+            },
+            "jira": {
+                "url": env["JIRA_URL"],
+                "email": env["JIRA_EMAIL"],
+                "api_token": env["JIRA_API_TOKEN"],
+            },
+            # Short waits so that the transient failure visibly recovers in seconds.
+            "retry": {"min_backoff_seconds": 1, "max_backoff_seconds": 2},
+        }
+    )
+
+
+def _landed(box: Sandbox, report: BugReport) -> str | None:
+    """What the agent sees for this report, or None while it has not landed."""
+    if report.zendesk_ticket is not None:
+        ticket = box.zendesk.tickets.get(report.zendesk_ticket) or {}
+        for comment in ticket.get("comments", []):
+            body = comment.get("html_body") or comment.get("body") or ""
+            if report.session_id in body:
+                kind = "internal note" if not comment.get("public") else "public reply"
+                found = re.search(r'href="([^"]*/embedded/[^"]*)"', body)
+                return f"{kind} with {html.unescape(found.group(1)) if found else '?'}"
+        return None
+    issue = box.jira.issues.get(report.jira_issue or "") or {}
+    links = [
+        link["object"]["url"]
+        for link in issue.get("remote_links", [])
+        if link.get("globalId", "").endswith(":" + report.session_id)
+    ]
+    comments = [c for c in issue.get("comments", []) if report.session_id in str(c.get("body"))]
+    if links and comments:
+        return f"remote link + comment with {links[0]}"
+    return None
+
+
+def run_demo(echo: Callable[[str], None], keep: bool = False) -> int:
+    data_dir = Path(tempfile.mkdtemp(prefix="ra-demo-"))
+    server = None
+    worker: Worker | None = None
+    app: App | None = None
+    try:
+        from worker.embedded_redis import EmbeddedRedis
+
+        server = EmbeddedRedis(data_dir)
+        redis_url = server.acquire()
+        echo(f"embedded Redis started in {data_dir}")
+        with Sandbox() as box:
+            box.seed_demo_data()
+            echo(f"sandbox: PostHog {box.posthog.url}, Zendesk {box.zendesk.url}, Jira {box.jira.url}")
+            echo(f"support agent's view: {box.console_url}")
+            box.zendesk.fail_next("5xx", method="PUT", path_regex=rf"/tickets/{FLAKY_TICKET}\.json$")
+            app = create_app(_demo_config(box, redis_url), url=redis_url)
+            worker = Worker(app.broker, worker_threads=4, worker_timeout=100)
+            worker.start()
+            reports = []
+            for number, sample in enumerate(SAMPLE_REPORTS, start=1):
+                report = parse_event({"session_id": f"demo-session-{number:02d}", **sample})
+                enqueue_bug_report(report, app=app)
+                reports.append(report)
+            echo(f"enqueued {len(reports)} sample bug reports "
+                 f"(ticket {FLAKY_TICKET} meets a Zendesk outage first)")
+            pending = set(range(len(reports)))
+            deadline = time.monotonic() + 60
+            with tqdm(total=len(reports), desc="attaching replays", unit="report") as bar:
+                while pending and time.monotonic() < deadline:
+                    for index in sorted(pending):
+                        if _landed(box, reports[index]) is not None:
+                            pending.discard(index)
+                            bar.update(1)
+                    time.sleep(0.1)
+            for report in reports:
+                echo(f"  {report.target_label}: {_landed(box, report) or 'NOT ATTACHED'}")
+            flaky = [r for r in box.zendesk.calls("PUT") if f"/tickets/{FLAKY_TICKET}.json" in r.path]
+            echo(f"  (ticket {FLAKY_TICKET}: {len(flaky)} attempts, the first answered "
+                 f"{flaky[0].status if flaky else '?'})")
+            failed = app.failed.list()
+            for job in failed:
+                echo(f"  failed: {job.reason}")
+            if keep:
+                echo(f"kept running: browse {box.console_url} ; press Ctrl-C to stop")
+                try:
+                    while True:
+                        time.sleep(3600)
+                except KeyboardInterrupt:
+                    pass
+            worker.stop()
+            worker = None
+            ok = not pending and not failed
+            echo("demo finished: every sample report has its replay on its ticket" if ok
+                 else "demo finished with reports that did not attach (see above)")
+            return 0 if ok else 1
+    finally:
+        if worker is not None:
+            worker.stop()
+        if app is not None:
+            app.broker.close()
+        if server is not None:
+            server.release()
+            _wait_gone(data_dir / "redis.sock")
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _wait_gone(path: Path, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
