@@ -160,7 +160,7 @@ class JiraIssues:
         self._call(
             issue,
             "add a comment",
-            lambda: self._jira.add_comment(issue, comment.body, visibility=comment.visibility),  # type: ignore[arg-type]
+            lambda: self._jira.add_comment(issue, comment.body, visibility=comment.visibility),
             is_write=True,
             repeatable=False,
         )

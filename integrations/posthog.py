@@ -119,7 +119,7 @@ class PostHogSharing:
 
     def check(self) -> str:
         """Verify key, scope and project without changing anything; return a summary."""
-        url = f"{self.host}/api/projects/{self.project_id}/session_recordings/replay-attach-check/sharing"
+        url = self._sharing_url("replay-attach-check")
         try:
             response = self._session.get(url, timeout=self._timeouts)
         except requests.RequestException as exc:

@@ -66,7 +66,7 @@ class _RebasedSession(requests.Session):
         self.mount("https://", adapter)
         self.headers["User-Agent"] = USER_AGENT
 
-    def request(  # type: ignore[override]
+    def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
     ) -> requests.Response:
         text = url.decode() if isinstance(url, bytes) else url

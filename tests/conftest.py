@@ -120,7 +120,9 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
 
 
 @pytest.fixture()
-def make_app(redis_url: str, redis_client: redis.Redis, make_config: Callable[..., Config]) -> Iterator[Callable[..., App]]:
+def make_app(
+    redis_url: str, redis_client: redis.Redis, make_config: Callable[..., Config]
+) -> Iterator[Callable[..., App]]:
     apps: list[App] = []
 
     def make(data: dict[str, Any]) -> App:

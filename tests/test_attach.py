@@ -18,7 +18,11 @@ SESSION = "0192c0de-1234-7abc-8def-0123456789ab"
 
 
 def zendesk_notes(box: Any, ticket: int) -> list[dict[str, Any]]:
-    return [c for c in box.zendesk.tickets[ticket]["comments"] if "PostHog session replay" in (c["body"] or "")]
+    return [
+        c
+        for c in box.zendesk.tickets[ticket]["comments"]
+        if "PostHog session replay" in (c["body"] or "")
+    ]
 
 
 def jira_comments(box: Any, key: str) -> list[dict[str, Any]]:
@@ -36,7 +40,12 @@ def test_zendesk_happy_path_posts_one_internal_note_and_adds_a_tag(
 ) -> None:
     app = make_app(config_data(sandbox))
     job_id = enqueue_bug_report(
-        {"session_id": SESSION, "zendesk_ticket": 101, "description": "<script>alert(1)</script> Pay fails", "replay_seconds": 42},
+        {
+            "session_id": SESSION,
+            "zendesk_ticket": 101,
+            "description": "<script>alert(1)</script> Pay fails",
+            "replay_seconds": 42,
+        },
         app=app,
     )
     assert re.fullmatch(r"[0-9a-f-]{36}", job_id)
@@ -52,7 +61,7 @@ def test_zendesk_happy_path_posts_one_internal_note_and_adds_a_tag(
     token = embed_token(note["html_body"])
     assert sandbox.posthog.is_live(token)
     assert sandbox.posthog.session_for(token) == SESSION
-    assert f'{sandbox.posthog.url}/embedded/{token}?t=42' in note["html_body"]
+    assert f"{sandbox.posthog.url}/embedded/{token}?t=42" in note["html_body"]
     # The embed link works for a viewer.
     page = requests.get(f"{sandbox.posthog.url}/embedded/{token}", timeout=5)
     assert page.status_code == 200 and SESSION in page.text
@@ -61,7 +70,10 @@ def test_zendesk_happy_path_posts_one_internal_note_and_adds_a_tag(
 
     # Exactly the requests we mean to send, with the right authentication.
     (patch,) = sandbox.posthog.calls(path_regex="^/api/")
-    assert patch.method == "PATCH" and patch.path == f"/api/projects/1/session_recordings/{SESSION}/sharing"
+    assert (
+        patch.method == "PATCH"
+        and patch.path == f"/api/projects/1/session_recordings/{SESSION}/sharing"
+    )
     assert patch.json == {"enabled": True}
     assert patch.headers["Authorization"] == f"Bearer {sandbox.posthog.api_key}"
     assert "personal_api_key" not in patch.query
@@ -69,17 +81,28 @@ def test_zendesk_happy_path_posts_one_internal_note_and_adds_a_tag(
     assert (put.method, put.path) == ("PUT", "/api/v2/tickets/101.json")
     assert put.json["ticket"]["comment"]["public"] is False
     assert "tags" not in put.json["ticket"]
-    assert (tags.method, tags.path, tags.json) == ("PUT", "/api/v2/tickets/101/tags.json", {"tags": ["posthog_replay"]})
-    expected = base64.b64encode(f"{sandbox.zendesk.email}/token:{sandbox.zendesk.api_token}".encode()).decode()
+    assert (tags.method, tags.path, tags.json) == (
+        "PUT",
+        "/api/v2/tickets/101/tags.json",
+        {"tags": ["posthog_replay"]},
+    )
+    expected = base64.b64encode(
+        f"{sandbox.zendesk.email}/token:{sandbox.zendesk.api_token}".encode()
+    ).decode()
     assert put.headers["Authorization"] == f"Basic {expected}"
-    assert app.failed.list() == []
+    assert app.failed.all() == []
 
 
 def test_jira_cloud_v3_posts_an_adf_comment_and_an_upserting_remote_link(
     sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
 ) -> None:
     app = make_app(config_data(sandbox))
-    enqueue_bug_report(session_id=SESSION, jira_issue="bug-1", description="[x|javascript:alert(1)] *bold*", app=app)
+    enqueue_bug_report(
+        session_id=SESSION,
+        jira_issue="bug-1",
+        description="[x|javascript:alert(1)] *bold*",
+        app=app,
+    )
     with run_worker(app) as worker:
         worker.drain()
 
@@ -92,13 +115,26 @@ def test_jira_cloud_v3_posts_an_adf_comment_and_an_upserting_remote_link(
     (comment,) = issue["comments"]
     body = comment["body"]
     assert body["type"] == "doc" and body["version"] == 1
-    hrefs = [m["attrs"]["href"] for p in body["content"] for n in p.get("content", []) for m in n.get("marks", []) if m["type"] == "link"]
+    hrefs = [
+        m["attrs"]["href"]
+        for p in body["content"]
+        for n in p.get("content", [])
+        for m in n.get("marks", [])
+        if m["type"] == "link"
+    ]
     assert hrefs == [link["object"]["url"]]
     # The reporter's text is a plain text node, never markup.
-    assert any(n.get("text") == "[x|javascript:alert(1)] *bold*" for p in body["content"] for n in p.get("content", []))
+    assert any(
+        n.get("text") == "[x|javascript:alert(1)] *bold*"
+        for p in body["content"]
+        for n in p.get("content", [])
+    )
     assert sandbox.jira.schema_violations == []
     paths = [(r.method, r.path) for r in sandbox.jira.calls()]
-    assert paths == [("POST", "/rest/api/3/issue/BUG-1/remotelink"), ("POST", "/rest/api/3/issue/BUG-1/comment")]
+    assert paths == [
+        ("POST", "/rest/api/3/issue/BUG-1/remotelink"),
+        ("POST", "/rest/api/3/issue/BUG-1/comment"),
+    ]
     expected = base64.b64encode(f"{sandbox.jira.email}:{sandbox.jira.api_token}".encode()).decode()
     assert all(r.headers["Authorization"] == f"Basic {expected}" for r in sandbox.jira.calls())
 
@@ -107,7 +143,9 @@ def test_jira_v2_posts_wiki_markup_with_escaped_description(
     sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
 ) -> None:
     app = make_app(config_data(sandbox, jira__api_version=2))
-    enqueue_bug_report(session_id=SESSION, jira_issue="BUG-2", description="{noformat}[evil|http://x]", app=app)
+    enqueue_bug_report(
+        session_id=SESSION, jira_issue="BUG-2", description="{noformat}[evil|http://x]", app=app
+    )
     with run_worker(app) as worker:
         worker.drain()
     (comment,) = jira_comments(sandbox, "BUG-2")
@@ -115,7 +153,10 @@ def test_jira_v2_posts_wiki_markup_with_escaped_description(
     link = sandbox.jira.issues["BUG-2"]["remote_links"][0]["object"]["url"]
     assert f"[Watch the session replay|{link}]" in comment["body"]
     assert "{noformat}{ noformat}[evil|http://x]{noformat}" in comment["body"]
-    assert [r.path for r in sandbox.jira.calls()] == ["/rest/api/2/issue/BUG-2/remotelink", "/rest/api/2/issue/BUG-2/comment"]
+    assert [r.path for r in sandbox.jira.calls()] == [
+        "/rest/api/2/issue/BUG-2/remotelink",
+        "/rest/api/2/issue/BUG-2/comment",
+    ]
 
 
 def test_jira_data_center_uses_a_bearer_personal_access_token_on_v2(
@@ -126,13 +167,21 @@ def test_jira_data_center_uses_a_bearer_personal_access_token_on_v2(
     with Sandbox(jira_deployment="datacenter") as box:
         box.seed_demo_data()
         env = box.env()
-        data = config_data(box, jira__email=None, jira__api_token=None, jira__personal_access_token=env["JIRA_PERSONAL_ACCESS_TOKEN"])
+        data = config_data(
+            box,
+            jira__email=None,
+            jira__api_token=None,
+            jira__personal_access_token=env["JIRA_PERSONAL_ACCESS_TOKEN"],
+        )
         app = make_app(data)
         enqueue_bug_report(session_id=SESSION, jira_issue="BUG-3", app=app)
         with run_worker(app) as worker:
             worker.drain()
         assert len(box.jira.issues["BUG-3"]["comments"]) == 1
-        assert all(r.headers["Authorization"] == f"Bearer {env['JIRA_PERSONAL_ACCESS_TOKEN']}" for r in box.jira.calls())
+        assert all(
+            r.headers["Authorization"] == f"Bearer {env['JIRA_PERSONAL_ACCESS_TOKEN']}"
+            for r in box.jira.calls()
+        )
         assert {r.path.split("/")[3] for r in box.jira.calls()} == {"2"}
 
 
@@ -171,7 +220,7 @@ def test_duplicate_events_post_once(
     assert len(zendesk_notes(sandbox, 103)) == 1
     assert len(jira_comments(sandbox, "BUG-5")) == 1
     assert len(sandbox.jira.issues["BUG-5"]["remote_links"]) == 1
-    assert app.failed.list() == []
+    assert app.failed.all() == []
     # Minting was serialised: every token handed out is still live.
     tokens = {embed_token(n["html_body"]) for n in zendesk_notes(sandbox, 103)}
     assert all(sandbox.posthog.is_live(t) for t in tokens)
@@ -186,7 +235,7 @@ def test_disabled_system_fails_the_event_with_a_reason(
     enqueue_bug_report(session_id="s1", jira_issue="BUG-1", app=app)
     with run_worker(app) as worker:
         worker.drain()
-    (job,) = app.failed.list()
+    (job,) = app.failed.all()
     assert job.reason.startswith("Jira is not configured: set JIRA_URL")
     assert job.attempts == 1
     assert sandbox.jira.calls() == [] and sandbox.posthog.calls() == []
@@ -202,7 +251,7 @@ def test_invalid_message_on_the_queue_is_failed_and_the_worker_keeps_going(
     enqueue_bug_report(session_id="good", zendesk_ticket=104, app=app)
     with run_worker(app) as worker:
         worker.drain()
-    reasons = sorted(job.reason for job in app.failed.list())
+    reasons = sorted(job.reason for job in app.failed.all())
     assert reasons == [
         "invalid event: an event must be a JSON object, not str",
         "invalid event: session_id: must be 1-200 letters, digits, '-' or '_'",
@@ -221,7 +270,7 @@ def test_transient_zendesk_write_failure_is_retried_into_one_note(
     with run_worker(app) as worker:
         worker.drain()
     assert len(zendesk_notes(sandbox, 105)) == 1
-    assert app.failed.list() == []
+    assert app.failed.all() == []
 
 
 @pytest.mark.parametrize("kind", ["lost_response", "slow"])
@@ -243,7 +292,7 @@ def test_write_applied_but_unanswered_is_not_posted_twice(
     assert len(sandbox.zendesk.calls("GET", r"/tickets/101/comments")) == 1
     assert len(sandbox.zendesk.calls("PUT", r"/tickets/101\.json$")) == 1
     assert len(sandbox.jira.calls("POST", r"/comment$")) == 1
-    assert app.failed.list() == []
+    assert app.failed.all() == []
 
 
 def test_posthog_throttle_waits_the_seconds_named_in_its_body(
@@ -264,10 +313,22 @@ def test_posthog_throttle_waits_the_seconds_named_in_its_body(
 @pytest.mark.parametrize(
     ("overrides", "event", "reason"),
     [
-        ({"posthog__personal_api_key": "phx_revoked"}, {"zendesk_ticket": 101}, "PostHog rejected the personal API key (401)"),
+        (
+            {"posthog__personal_api_key": "phx_revoked"},
+            {"zendesk_ticket": 101},
+            "PostHog rejected the personal API key (401)",
+        ),
         ({}, {"zendesk_ticket": 999}, "Zendesk ticket 999 does not exist (404)"),
-        ({}, {"zendesk_ticket": 106}, "Zendesk ticket 106 is closed and can no longer be updated (422)"),
-        ({}, {"jira_issue": "NOPE-1"}, "Jira issue NOPE-1 does not exist or the account cannot see it (404)"),
+        (
+            {},
+            {"zendesk_ticket": 106},
+            "Zendesk ticket 106 is closed and can no longer be updated (422)",
+        ),
+        (
+            {},
+            {"jira_issue": "NOPE-1"},
+            "Jira issue NOPE-1 does not exist or the account cannot see it (404)",
+        ),
     ],
 )
 def test_permanent_errors_fail_at_once_with_a_reason(
@@ -282,7 +343,7 @@ def test_permanent_errors_fail_at_once_with_a_reason(
     job_id = enqueue_bug_report({"session_id": SESSION, **event}, app=app)
     with run_worker(app) as worker:
         worker.drain()
-    (job,) = app.failed.list()
+    (job,) = app.failed.all()
     assert (job.job_id, job.reason, job.attempts, job.session_id) == (job_id, reason, 1, SESSION)
     failing = [r for d in sandbox.vendors for r in d.calls() if r.status and r.status >= 400]
     assert len(failing) == 1

@@ -21,19 +21,32 @@ QUEUE_KEY = "dramatiq:replay-attach"
 
 
 @pytest.fixture()
-def cli_env(sandbox: Any, redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> dict[str, str]:
+def cli_env(
+    sandbox: Any, redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> dict[str, str]:
     data = config_data(sandbox)
     data["broker"]["redis_url"] = redis_url
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "POSTHOG_", "ZENDESK_", "JIRA_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("REDIS_URL", "POSTHOG_", "ZENDESK_", "JIRA_"))
+    }
     env["REPLAY_ATTACH_CONFIG"] = str(path)
     return env
 
 
-def run(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "worker", *args], env=env, input=stdin, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "worker", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -41,7 +54,9 @@ def queued(client: redis.Redis) -> int:
     return int(client.llen(QUEUE_KEY))
 
 
-def test_enqueue_one_event_prints_the_job_id(cli_env: dict[str, str], redis_client: redis.Redis) -> None:
+def test_enqueue_one_event_prints_the_job_id(
+    cli_env: dict[str, str], redis_client: redis.Redis
+) -> None:
     result = run(cli_env, "enqueue", "--session-id", "abc-123", "--zendesk-ticket", "101")
     assert result.returncode == 0, result.stderr
     job_id = result.stdout.strip()
@@ -60,7 +75,10 @@ def test_enqueue_one_event_prints_the_job_id(cli_env: dict[str, str], redis_clie
         (["--session-id", "", "--zendesk-ticket", "1"], "session_id: must be 1-200 letters"),
         (["--session-id", "x" * 201, "--zendesk-ticket", "1"], "session_id: must be 1-200 letters"),
         (["--session-id", "a b", "--zendesk-ticket", "1"], "session_id: must be 1-200 letters"),
-        (["--session-id", "s", "--zendesk-ticket", "0"], "zendesk_ticket: must be a positive integer"),
+        (
+            ["--session-id", "s", "--zendesk-ticket", "0"],
+            "zendesk_ticket: must be a positive integer",
+        ),
         (["--session-id", "s", "--zendesk-ticket", "abc"], "'abc' is not a valid integer"),
         (["--session-id", "s"], "exactly one of zendesk_ticket and jira_issue is required"),
         (["--session-id", "s", "--zendesk-ticket", "1", "--jira-issue", "A-1"], "exactly one of"),
@@ -78,7 +96,9 @@ def test_invalid_single_events_exit_2_and_enqueue_nothing(
     assert queued(redis_client) == 0
 
 
-def test_enqueue_file_is_all_or_nothing(cli_env: dict[str, str], redis_client: redis.Redis, tmp_path: Path) -> None:
+def test_enqueue_file_is_all_or_nothing(
+    cli_env: dict[str, str], redis_client: redis.Redis, tmp_path: Path
+) -> None:
     lines = [json.dumps({"session_id": f"s{i}", "zendesk_ticket": 101}) for i in range(5)]
     lines.insert(3, '{"session_id": "bad/one", "zendesk_ticket": 101}')
     path = tmp_path / "events.jsonl"
@@ -89,7 +109,11 @@ def test_enqueue_file_is_all_or_nothing(cli_env: dict[str, str], redis_client: r
     assert "nothing was enqueued" in result.stderr
     assert queued(redis_client) == 0
 
-    for bad, problem in [("{not json", "line 1: not valid JSON"), ("[1, 2]", "line 1: an event must be a JSON object"), ("", "holds no events")]:
+    for bad, problem in [
+        ("{not json", "line 1: not valid JSON"),
+        ("[1, 2]", "line 1: an event must be a JSON object"),
+        ("", "holds no events"),
+    ]:
         path.write_text(bad + "\n")
         result = run(cli_env, "enqueue", "--file", str(path))
         assert result.returncode == 2 and problem in result.stderr, result.stderr
@@ -97,7 +121,9 @@ def test_enqueue_file_is_all_or_nothing(cli_env: dict[str, str], redis_client: r
 
 
 def test_enqueue_file_from_stdin(cli_env: dict[str, str], redis_client: redis.Redis) -> None:
-    text = "".join(json.dumps({"session_id": f"s{i}", "jira_issue": "BUG-1"}) + "\n" for i in range(2500))
+    text = "".join(
+        json.dumps({"session_id": f"s{i}", "jira_issue": "BUG-1"}) + "\n" for i in range(2500)
+    )
     result = run(cli_env, "enqueue", "--file", "-", stdin=text)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "enqueued 2500 events"
@@ -109,8 +135,18 @@ def test_enqueue_file_from_stdin(cli_env: dict[str, str], redis_client: redis.Re
 
 
 def test_help_texts_show_examples() -> None:
-    for command in (["--help"], ["enqueue", "--help"], ["worker", "--help"], ["failed", "list", "--help"], ["failed", "retry", "--help"], ["status", "--help"], ["check", "--help"]):
-        result = subprocess.run([sys.executable, "-m", "worker", *command], capture_output=True, text=True, timeout=60)
+    for command in (
+        ["--help"],
+        ["enqueue", "--help"],
+        ["worker", "--help"],
+        ["failed", "list", "--help"],
+        ["failed", "retry", "--help"],
+        ["status", "--help"],
+        ["check", "--help"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "worker", *command], capture_output=True, text=True, timeout=60
+        )
         assert result.returncode == 0, result.stderr
         assert "Example" in result.stdout, command
 
@@ -143,8 +179,12 @@ def test_acceptance_file_of_20_events_then_worker(
         text=True,
     )
     try:
+
         def all_landed() -> bool:
-            notes = sum(len([c for c in t["comments"] if "PostHog session replay" in c["body"]]) for t in sandbox.zendesk.tickets.values())
+            notes = sum(
+                len([c for c in t["comments"] if "PostHog session replay" in c["body"]])
+                for t in sandbox.zendesk.tickets.values()
+            )
             comments = sum(len(i["comments"]) for i in sandbox.jira.issues.values())
             return notes == 10 and comments == 10
 
@@ -159,11 +199,24 @@ def test_acceptance_file_of_20_events_then_worker(
         token = notes[0]["html_body"].split("/embedded/")[1].split('"')[0]
         assert sandbox.posthog.session_for(token) == f"zs-{i}" and sandbox.posthog.is_live(token)
     for i, key in enumerate(issues):
-        links = [link for link in sandbox.jira.issues[key]["remote_links"] if link["globalId"].endswith(f":js-{i}")]
+        links = [
+            link
+            for link in sandbox.jira.issues[key]["remote_links"]
+            if link["globalId"].endswith(f":js-{i}")
+        ]
         assert len(links) == 1
         token = links[0]["object"]["url"].rsplit("/", 1)[1]
         assert sandbox.posthog.session_for(token) == f"js-{i}" and sandbox.posthog.is_live(token)
-        assert len([c for c in sandbox.jira.issues[key]["comments"] if f"js-{i}" in json.dumps(c["body"])]) == 1
+        assert (
+            len(
+                [
+                    c
+                    for c in sandbox.jira.issues[key]["comments"]
+                    if f"js-{i}" in json.dumps(c["body"])
+                ]
+            )
+            == 1
+        )
 
     status = run(cli_env, "status")
     assert "queued: 0" in status.stdout and "failed: 0" in status.stdout
@@ -171,14 +224,31 @@ def test_acceptance_file_of_20_events_then_worker(
     assert "note: done at" in one.stdout and "tag: done at" in one.stdout
 
 
-def test_failed_list_retry_and_purge(cli_env: dict[str, str], sandbox: Any, redis_client: redis.Redis) -> None:
+def test_failed_list_retry_and_purge(
+    cli_env: dict[str, str], sandbox: Any, redis_client: redis.Redis
+) -> None:
     # Ticket 999 does not exist yet: the job fails for good.
     run(cli_env, "enqueue", "--session-id", "late", "--zendesk-ticket", "999")
     run(cli_env, "enqueue", "--session-id", "gone", "--zendesk-ticket", "106")
-    worker = subprocess.Popen([sys.executable, "-m", "worker", "worker", "-p", "1", "-t", "2"], env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "worker", "worker", "-p", "1", "-t", "2"],
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        _wait_for(lambda: "attempts=1" in run(cli_env, "failed", "list").stdout and len(run(cli_env, "failed", "list", "--json").stdout.splitlines()) == 2, 60, "two failed jobs")
-        listed = [json.loads(line) for line in run(cli_env, "failed", "list", "--json").stdout.splitlines()]
+        _wait_for(
+            lambda: (
+                "attempts=1" in run(cli_env, "failed", "list").stdout
+                and len(run(cli_env, "failed", "list", "--json").stdout.splitlines()) == 2
+            ),
+            60,
+            "two failed jobs",
+        )
+        listed = [
+            json.loads(line)
+            for line in run(cli_env, "failed", "list", "--json").stdout.splitlines()
+        ]
         reasons = {job["session_id"]: job["reason"] for job in listed}
         assert reasons == {
             "late": "Zendesk ticket 999 does not exist (404)",
@@ -193,8 +263,15 @@ def test_failed_list_retry_and_purge(cli_env: dict[str, str], sandbox: Any, redi
         sandbox.zendesk.add_ticket(999, subject="Created later")
         late_id = next(job["job_id"] for job in listed if job["session_id"] == "late")
         assert run(cli_env, "failed", "retry", late_id).stdout.strip() == "re-enqueued 1 jobs"
-        _wait_for(lambda: any("late" in c["body"] for c in sandbox.zendesk.tickets[999]["comments"]), 60, "the retried note")
-        remaining = [json.loads(line)["session_id"] for line in run(cli_env, "failed", "list", "--json").stdout.splitlines()]
+        _wait_for(
+            lambda: any("late" in c["body"] for c in sandbox.zendesk.tickets[999]["comments"]),
+            60,
+            "the retried note",
+        )
+        remaining = [
+            json.loads(line)["session_id"]
+            for line in run(cli_env, "failed", "list", "--json").stdout.splitlines()
+        ]
         assert remaining == ["gone"]
         assert run(cli_env, "failed", "purge", "--all").stdout.strip() == "purged 1 jobs"
         assert run(cli_env, "failed", "list").stdout.strip() == "no failed jobs"
@@ -204,7 +281,9 @@ def test_failed_list_retry_and_purge(cli_env: dict[str, str], sandbox: Any, redi
     assert worker.returncode == 0
 
 
-def test_check_reports_each_system_without_secrets(cli_env: dict[str, str], sandbox: Any, tmp_path: Path) -> None:
+def test_check_reports_each_system_without_secrets(
+    cli_env: dict[str, str], sandbox: Any, tmp_path: Path
+) -> None:
     result = run(cli_env, "check")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()

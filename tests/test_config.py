@@ -60,15 +60,47 @@ def test_default_in_reference_is_used_when_variable_is_empty(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"POSTHOG_PERSONAL_API_KEY": "phx_secret_value"}, "posthog.project_id (from ${POSTHOG_PROJECT_ID}): is required"),
-        ({**BASE_ENV, "POSTHOG_PROJECT_ID": "abc"}, "posthog.project_id (from ${POSTHOG_PROJECT_ID}): Input should be a valid integer"),
-        ({**BASE_ENV, "POSTHOG_HOST": "us.posthog.com"}, "posthog.host (from ${POSTHOG_HOST}): must be an http(s) URL"),
-        ({**BASE_ENV, "POSTHOG_HOST": "https://us.i.posthog.com"}, "posthog.host (from ${POSTHOG_HOST}): is an ingestion host"),
-        ({**BASE_ENV, "ZENDESK_URL": "https://acme.zendesk.com:99999"}, "zendesk.url (from ${ZENDESK_URL}): has a malformed port"),
-        ({**BASE_ENV, "ZENDESK_URL": "https://acme.zendesk.com"}, "zendesk: is partly configured: also set zendesk.email, zendesk.api_token"),
-        ({**BASE_ENV, "JIRA_URL": "https://acme.atlassian.net"}, "jira: has a url but no credentials"),
-        ({**BASE_ENV, "JIRA_URL": "https://a.atlassian.net", "JIRA_PERSONAL_ACCESS_TOKEN": "p", "JIRA_API_VERSION": "3"}, "api_version 3 is Cloud only"),
-        ({**BASE_ENV, "REDIS_URL": "http://127.0.0.1:6379"}, "broker.redis_url (from ${REDIS_URL}): must be a redis://"),
+        (
+            {"POSTHOG_PERSONAL_API_KEY": "phx_secret_value"},
+            "posthog.project_id (from ${POSTHOG_PROJECT_ID}): is required",
+        ),
+        (
+            {**BASE_ENV, "POSTHOG_PROJECT_ID": "abc"},
+            "posthog.project_id (from ${POSTHOG_PROJECT_ID}): Input should be a valid integer",
+        ),
+        (
+            {**BASE_ENV, "POSTHOG_HOST": "us.posthog.com"},
+            "posthog.host (from ${POSTHOG_HOST}): must be an http(s) URL",
+        ),
+        (
+            {**BASE_ENV, "POSTHOG_HOST": "https://us.i.posthog.com"},
+            "posthog.host (from ${POSTHOG_HOST}): is an ingestion host",
+        ),
+        (
+            {**BASE_ENV, "ZENDESK_URL": "https://acme.zendesk.com:99999"},
+            "zendesk.url (from ${ZENDESK_URL}): has a malformed port",
+        ),
+        (
+            {**BASE_ENV, "ZENDESK_URL": "https://acme.zendesk.com"},
+            "zendesk: is partly configured: also set zendesk.email, zendesk.api_token",
+        ),
+        (
+            {**BASE_ENV, "JIRA_URL": "https://acme.atlassian.net"},
+            "jira: has a url but no credentials",
+        ),
+        (
+            {
+                **BASE_ENV,
+                "JIRA_URL": "https://a.atlassian.net",
+                "JIRA_PERSONAL_ACCESS_TOKEN": "p",
+                "JIRA_API_VERSION": "3",
+            },
+            "api_version 3 is Cloud only",
+        ),
+        (
+            {**BASE_ENV, "REDIS_URL": "http://127.0.0.1:6379"},
+            "broker.redis_url (from ${REDIS_URL}): must be a redis://",
+        ),
     ],
 )
 def test_invalid_values_are_named_without_their_value(env: dict[str, str], expected: str) -> None:
@@ -114,11 +146,28 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
         load_config(bad, env={})
 
 
-@pytest.mark.parametrize("command", [["enqueue", "--session-id", "s", "--zendesk-ticket", "1"], ["worker"], ["failed", "list"], ["status"], ["check"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["enqueue", "--session-id", "s", "--zendesk-ticket", "1"],
+        ["worker"],
+        ["failed", "list"],
+        ["status"],
+        ["check"],
+    ],
+)
 def test_commands_refuse_to_start_with_exit_2(command: list[str], tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "POSTHOG_PERSONAL_API_KEY": "phx_secret_value", "HOME": str(tmp_path)}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "POSTHOG_PERSONAL_API_KEY": "phx_secret_value",
+        "HOME": str(tmp_path),
+    }
     result = subprocess.run(
-        [sys.executable, "-m", "worker", *command], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-m", "worker", *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert result.returncode == 2, result.stderr
     assert "posthog.project_id (from ${POSTHOG_PROJECT_ID}): is required" in result.stderr

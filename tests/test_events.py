@@ -55,10 +55,22 @@ def test_valid_events() -> None:
         ({"session_id": "s", "jira_issue": "1BUG-3"}, "jira_issue: must be a Jira issue key"),
         ({"session_id": "s", "jira_issue": "BUG-3/../x"}, "jira_issue: must be a Jira issue key"),
         ({"session_id": "s", "zendesk_ticket": 1, "ticket": 2}, "ticket: is not a known field"),
-        ({"session_id": "s", "zendesk_ticket": 1, "page_url": "javascript:alert(1)"}, "page_url: must be an http(s) URL"),
-        ({"session_id": "s", "zendesk_ticket": 1, "reported_at": "2026-11-26T10:00:00"}, "must include a time zone"),
-        ({"session_id": "s", "zendesk_ticket": 1, "description": "x" * 2001}, "description: String should have at most 2000"),
-        ({"session_id": "s", "zendesk_ticket": 1, "replay_seconds": -1}, "replay_seconds: Input should be greater than or equal to 0"),
+        (
+            {"session_id": "s", "zendesk_ticket": 1, "page_url": "javascript:alert(1)"},
+            "page_url: must be an http(s) URL",
+        ),
+        (
+            {"session_id": "s", "zendesk_ticket": 1, "reported_at": "2026-11-26T10:00:00"},
+            "must include a time zone",
+        ),
+        (
+            {"session_id": "s", "zendesk_ticket": 1, "description": "x" * 2001},
+            "description: String should have at most 2000",
+        ),
+        (
+            {"session_id": "s", "zendesk_ticket": 1, "replay_seconds": -1},
+            "replay_seconds: Input should be greater than or equal to 0",
+        ),
     ],
 )
 def test_invalid_events_name_the_problem(data: dict[str, object], problem: str) -> None:
@@ -76,7 +88,10 @@ def test_non_objects_and_bad_json() -> None:
 
 def test_lines_are_numbered_and_blank_lines_skipped() -> None:
     text = '{"session_id": "a", "zendesk_ticket": 1}\n\n{"session_id": "b", "jira_issue": "X-1"}\n'
-    assert [(n, e.session_id) for n, e in iter_event_lines(io.StringIO(text))] == [(1, "a"), (3, "b")]
+    assert [(n, e.session_id) for n, e in iter_event_lines(io.StringIO(text))] == [
+        (1, "a"),
+        (3, "b"),
+    ]
     bad = text + '{"session_id": "c/d", "zendesk_ticket": 2}\n'
     with pytest.raises(InvalidEvent, match=r"^line 4: session_id: must be"):
         list(iter_event_lines(io.StringIO(bad)))

@@ -57,7 +57,7 @@ def build_broker(config: Config, url: str) -> RedisBroker:
         # Finds a connection broken by a Redis restart before using it.
         health_check_interval=30,
     )
-    return RedisBroker(
+    return RedisBroker(  # type: ignore[no-untyped-call]
         client=redis.Redis(connection_pool=pool),
         middleware=middleware,
         heartbeat_timeout=config.broker.heartbeat_timeout_seconds * 1000,
@@ -89,7 +89,7 @@ def create_app(config: Config, url: str | None = None) -> App:
     def attach_replay(*args: object, **kwargs: object) -> None:
         runner.run(CurrentMessage.get_current_message())
 
-    app.actor = dramatiq.actor(
+    app.actor = dramatiq.actor(  # type: ignore[call-overload]
         attach_replay,
         actor_name=constants.ACTOR_NAME,
         queue_name=config.broker.queue,

@@ -100,7 +100,7 @@ def worker(ctx: click.Context, processes: int | None, threads: int | None) -> No
     # Start (or join) the embedded Redis here, before forking, so that its
     # lifetime spans every worker process.
     resolve_redis_url(config)
-    args = make_argument_parser().parse_args(
+    args = make_argument_parser().parse_args(  # type: ignore[no-untyped-call]
         [
             "worker.actors:broker",
             "--processes",
@@ -113,7 +113,7 @@ def worker(ctx: click.Context, processes: int | None, threads: int | None) -> No
             ),
         ]
     )
-    sys.exit(dramatiq_main(args))
+    sys.exit(dramatiq_main(args))  # type: ignore[no-untyped-call]
 
 
 @main.command()
@@ -213,7 +213,8 @@ def _enqueue_file(ctx: click.Context, stream: IO[str]) -> None:
             done = enqueue_many(app, (event for _, event in iter_event_lines(source)))
         except Exception as exc:
             _die(
-                f"enqueueing stopped ({type(exc).__name__}): events before the failure may be queued",
+                f"enqueueing stopped ({type(exc).__name__}): "
+                "events before the failure may be queued",
                 1,
             )
     click.echo(f"enqueued {done} events")
@@ -241,7 +242,7 @@ def failed_list(ctx: click.Context, as_json: bool) -> None:
     Example:
       replay-attach failed list --json
     """
-    jobs = _app(ctx).failed.list()
+    jobs = _app(ctx).failed.all()
     if as_json:
         for job in jobs:
             click.echo(job.to_json())
@@ -261,7 +262,7 @@ def _select(app: Any, all_: bool, ids: tuple[str, ...]) -> list[str]:
     if all_ == bool(ids):
         _die("give --all or one or more job ids")
     if all_:
-        return [job.job_id for job in app.failed.list()]
+        return [job.job_id for job in app.failed.all()]
     known = app.failed.get(list(ids))
     unknown = [i for i in ids if i not in known]
     if unknown:
@@ -287,7 +288,7 @@ def failed_retry(ctx: click.Context, all_: bool, job_ids: tuple[str, ...]) -> No
     ids = _select(app, all_, job_ids)
     jobs = app.failed.get(ids)
     for job_id, job in jobs.items():
-        message = Message(
+        message: Message[Any] = Message(
             queue_name=app.actor.queue_name,
             actor_name=app.actor.actor_name,
             args=(job.event,),
@@ -412,7 +413,9 @@ def check(ctx: click.Context) -> None:
 
 
 @main.command()
-@click.option("--keep", is_flag=True, help="Stay up after the demo so the sandbox page can be browsed.")
+@click.option(
+    "--keep", is_flag=True, help="Stay up after the demo so the sandbox page can be browsed."
+)
 def demo(keep: bool) -> None:
     """Run the product end to end on this machine: no Redis, no credentials needed.
 
@@ -430,17 +433,36 @@ def demo(keep: bool) -> None:
 
 
 @main.command()
-@click.option("--latency", type=click.FloatRange(0, 60), default=0.0, help="Seconds added to every API call.")
-@click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of API calls that fail (0-1).")
+@click.option(
+    "--latency", type=click.FloatRange(0, 60), default=0.0, help="Seconds added to every API call."
+)
+@click.option(
+    "--fault-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of API calls that fail (0-1).",
+)
 @click.option(
     "--fault-kinds",
     default="5xx,429,reset,lost_response",
     show_default=True,
     help="Comma-separated: 5xx, 500, 429, reset, lost_response, slow.",
 )
-@click.option("--port", type=click.IntRange(0, 65535), default=0, help="First of four consecutive ports (0: any free).")
-@click.option("--jira-deployment", type=click.Choice(["cloud", "datacenter"]), default="cloud", show_default=True)
-def sandbox(latency: float, fault_rate: float, fault_kinds: str, port: int, jira_deployment: str) -> None:
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="First of four consecutive ports (0: any free).",
+)
+@click.option(
+    "--jira-deployment",
+    type=click.Choice(["cloud", "datacenter"]),
+    default="cloud",
+    show_default=True,
+)
+def sandbox(
+    latency: float, fault_rate: float, fault_kinds: str, port: int, jira_deployment: str
+) -> None:
     """Serve local doubles of PostHog, Zendesk and Jira until Ctrl-C.
 
     Prints the environment variables that point the worker (or your app) at
@@ -455,9 +477,19 @@ def sandbox(latency: float, fault_rate: float, fault_kinds: str, port: int, jira
     from sandbox.app import Sandbox
 
     kinds = [k.strip() for k in fault_kinds.split(",") if k.strip()]
-    ports = {name: port + i for i, name in enumerate(["posthog", "zendesk", "jira", "console"])} if port else None
+    ports = (
+        {name: port + i for i, name in enumerate(["posthog", "zendesk", "jira", "console"])}
+        if port
+        else None
+    )
     try:
-        box = Sandbox(latency=latency, fault_rate=fault_rate, fault_kinds=kinds, ports=ports, jira_deployment=jira_deployment)
+        box = Sandbox(
+            latency=latency,
+            fault_rate=fault_rate,
+            fault_kinds=kinds,
+            ports=ports,
+            jira_deployment=jira_deployment,
+        )
     except ValueError as exc:
         _die(str(exc))
     signal_module.signal(signal_module.SIGTERM, lambda *_: sys.exit(0))

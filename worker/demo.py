@@ -28,11 +28,19 @@ from worker.events import BugReport, parse_event
 from worker.producer import enqueue_bug_report
 
 SAMPLE_REPORTS: list[dict[str, Any]] = [
-    {"zendesk_ticket": 101, "description": "I click Pay and nothing happens.", "replay_seconds": 95},
+    {
+        "zendesk_ticket": 101,
+        "description": "I click Pay and nothing happens.",
+        "replay_seconds": 95,
+    },
     {"zendesk_ticket": 102, "description": "My photo upload spins forever on Safari."},
     {"zendesk_ticket": 103, "description": "The charts still show yesterday."},
     {"zendesk_ticket": 104, "description": "SPRING10 says 'invalid code'."},
-    {"jira_issue": "BUG-1", "description": "Pay button dead after autocomplete.", "replay_seconds": 12},
+    {
+        "jira_issue": "BUG-1",
+        "description": "Pay button dead after autocomplete.",
+        "replay_seconds": 12,
+    },
     {"jira_issue": "BUG-2", "description": "HEIC avatar upload fails."},
     {"jira_issue": "BUG-5", "description": "Logged out twice in ten minutes."},
 ]
@@ -103,9 +111,14 @@ def run_demo(echo: Callable[[str], None], keep: bool = False) -> int:
         echo(f"embedded Redis started in {data_dir}")
         with Sandbox() as box:
             box.seed_demo_data()
-            echo(f"sandbox: PostHog {box.posthog.url}, Zendesk {box.zendesk.url}, Jira {box.jira.url}")
+            echo(
+                f"sandbox: PostHog {box.posthog.url}, Zendesk {box.zendesk.url}, "
+                f"Jira {box.jira.url}"
+            )
             echo(f"support agent's view: {box.console_url}")
-            box.zendesk.fail_next("5xx", method="PUT", path_regex=rf"/tickets/{FLAKY_TICKET}\.json$")
+            box.zendesk.fail_next(
+                "5xx", method="PUT", path_regex=rf"/tickets/{FLAKY_TICKET}\.json$"
+            )
             app = create_app(_demo_config(box, redis_url), url=redis_url)
             worker = Worker(app.broker, worker_threads=4, worker_timeout=100)
             worker.start()
@@ -114,8 +127,10 @@ def run_demo(echo: Callable[[str], None], keep: bool = False) -> int:
                 report = parse_event({"session_id": f"demo-session-{number:02d}", **sample})
                 enqueue_bug_report(report, app=app)
                 reports.append(report)
-            echo(f"enqueued {len(reports)} sample bug reports "
-                 f"(ticket {FLAKY_TICKET} meets a Zendesk outage first)")
+            echo(
+                f"enqueued {len(reports)} sample bug reports "
+                f"(ticket {FLAKY_TICKET} meets a Zendesk outage first)"
+            )
             pending = set(range(len(reports)))
             deadline = time.monotonic() + 60
             with tqdm(total=len(reports), desc="attaching replays", unit="report") as bar:
@@ -127,10 +142,14 @@ def run_demo(echo: Callable[[str], None], keep: bool = False) -> int:
                     time.sleep(0.1)
             for report in reports:
                 echo(f"  {report.target_label}: {_landed(box, report) or 'NOT ATTACHED'}")
-            flaky = [r for r in box.zendesk.calls("PUT") if f"/tickets/{FLAKY_TICKET}.json" in r.path]
-            echo(f"  (ticket {FLAKY_TICKET}: {len(flaky)} attempts, the first answered "
-                 f"{flaky[0].status if flaky else '?'})")
-            failed = app.failed.list()
+            flaky = [
+                r for r in box.zendesk.calls("PUT") if f"/tickets/{FLAKY_TICKET}.json" in r.path
+            ]
+            echo(
+                f"  (ticket {FLAKY_TICKET}: {len(flaky)} attempts, the first answered "
+                f"{flaky[0].status if flaky else '?'})"
+            )
+            failed = app.failed.all()
             for job in failed:
                 echo(f"  failed: {job.reason}")
             if keep:
@@ -143,8 +162,11 @@ def run_demo(echo: Callable[[str], None], keep: bool = False) -> int:
             worker.stop()
             worker = None
             ok = not pending and not failed
-            echo("demo finished: every sample report has its replay on its ticket" if ok
-                 else "demo finished with reports that did not attach (see above)")
+            echo(
+                "demo finished: every sample report has its replay on its ticket"
+                if ok
+                else "demo finished with reports that did not attach (see above)"
+            )
             return 0 if ok else 1
     finally:
         if worker is not None:

@@ -51,14 +51,14 @@ class FailedJobs:
 
     def expire_old(self, now: float | None = None) -> int:
         cutoff = (time.time() if now is None else now) - self._retention_seconds
-        old = self._redis.zrangebyscore(constants.FAILED_INDEX_KEY, 0, cutoff)
+        old: list[bytes] = self._redis.zrangebyscore(constants.FAILED_INDEX_KEY, 0, cutoff)  # type: ignore[assignment]
         if old:
             self.remove([i.decode() for i in old])
         return len(old)
 
-    def list(self) -> list[FailedJob]:
+    def all(self) -> list[FailedJob]:
         self.expire_old()
-        ids = self._redis.zrange(constants.FAILED_INDEX_KEY, 0, -1)
+        ids: list[bytes] = self._redis.zrange(constants.FAILED_INDEX_KEY, 0, -1)  # type: ignore[assignment]
         if not ids:
             return []
         raw = self._redis.hmget(constants.FAILED_JOBS_KEY, ids)
@@ -67,8 +67,10 @@ class FailedJobs:
     def get(self, job_ids: list[str]) -> dict[str, FailedJob]:
         if not job_ids:
             return {}
-        raw = self._redis.hmget(constants.FAILED_JOBS_KEY, job_ids)
-        return {i: FailedJob.from_json(r) for i, r in zip(job_ids, raw, strict=False) if r is not None}
+        raw: list[bytes | None] = self._redis.hmget(constants.FAILED_JOBS_KEY, job_ids)  # type: ignore[assignment]
+        return {
+            i: FailedJob.from_json(r) for i, r in zip(job_ids, raw, strict=True) if r is not None
+        }
 
     def remove(self, job_ids: list[str]) -> int:
         if not job_ids:

@@ -42,7 +42,7 @@ class Ledger:
         return constants.ATTACHMENT_KEY.format(target=target, session=session_id)
 
     def read(self, target: str, session_id: str) -> dict[str, str]:
-        raw = self._redis.hgetall(self.key(target, session_id))
+        raw: dict[bytes, bytes] = self._redis.hgetall(self.key(target, session_id))  # type: ignore[assignment]
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     @staticmethod

@@ -71,7 +71,7 @@ def enqueue_many(app: App, events: Iterable[BugReport], batch_size: int = BATCH_
     broker = app.broker
     dispatch = broker.scripts["dispatch"]
     queue = app.actor.queue_name
-    max_unpack = broker._max_unpack_size()
+    max_unpack = broker._max_unpack_size()  # type: ignore[no-untyped-call]
     total = 0
     batch: list[Message[Any]] = []
 
