@@ -493,6 +493,10 @@ def sandbox(
     except ValueError as exc:
         _die(str(exc))
     signal_module.signal(signal_module.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        box.start()
+    except OSError as exc:
+        _die(f"cannot listen on port {port}..{port + 3}: {exc.strerror}")
     with box:
         box.seed_demo_data()
         click.echo("# sandbox running; point replay-attach at it with:")

@@ -11,9 +11,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
+import redis
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from integrations.errors import IntegrationError, PermanentFailure, RetryLater
 from worker import constants, retry_policy
@@ -26,6 +34,33 @@ if TYPE_CHECKING:
     from worker.broker import App
 
 log = logging.getLogger(__name__)
+
+#: How long recording a job's outcome waits for an unreachable Redis. Shorter
+#: than the broker's job time limit; past it the message is left to dramatiq's
+#: Retries middleware, which needs Redis too.
+REDIS_PATIENCE_SECONDS = 300
+
+
+def _patiently(what: str, operation: Callable[[], object]) -> None:
+    """Run a Redis write that records a job's outcome, riding out a Redis restart.
+
+    Without this, a retry that cannot be enqueued at that instant would be
+    dropped (dramatiq's Retries middleware logs the error and acks the message).
+    """
+    retrying = Retrying(
+        retry=retry_if_exception_type(
+            (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+        ),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=stop_after_delay(REDIS_PATIENCE_SECONDS),
+        reraise=True,
+        before_sleep=lambda state: log.warning(
+            "Redis unavailable while trying to %s; retrying: %s",
+            what,
+            state.outcome.exception() if state.outcome else "?",
+        ),
+    )
+    retrying(operation)
 
 
 def _event_argument(message: dramatiq.Message[Any]) -> Any:
@@ -114,9 +149,9 @@ class JobRunner:
                 constants.OPTION_LAST_REASON: reason,
             }
         )
-        # If Redis refuses this, the exception propagates, the message is not
-        # acknowledged as done, and dramatiq's Retries middleware redelivers it.
-        self._app.broker.enqueue(retry, delay=int(delay * 1000))
+        _patiently(
+            "schedule a retry", lambda: self._app.broker.enqueue(retry, delay=int(delay * 1000))
+        )
 
     def _fail(
         self,
@@ -129,18 +164,17 @@ class JobRunner:
         failure: IntegrationError | None = None,
     ) -> None:
         now = time.time()
-        self._app.failed.record(
-            FailedJob(
-                job_id=message.message_id,
-                event=raw,
-                session_id=event.session_id if event else _guess(raw, "session_id"),
-                target=event.target if event else None,
-                reason=reason,
-                attempts=attempt,
-                first_failure_at=first_at,
-                last_failure_at=now,
-            )
+        job = FailedJob(
+            job_id=message.message_id,
+            event=raw,
+            session_id=event.session_id if event else _guess(raw, "session_id"),
+            target=event.target if event else None,
+            reason=reason,
+            attempts=attempt,
+            first_failure_at=first_at,
+            last_failure_at=now,
         )
+        _patiently("record a failed job", lambda: self._app.failed.record(job))
         if event is not None and event.zendesk_ticket is not None:
             self._tag_failed_ticket(event, failure)
 
