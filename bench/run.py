@@ -1,0 +1,395 @@
+"""Benchmark: how close replay-attach gets to its I/O bound.
+
+Runs the real worker (``replay-attach worker`` processes) against the sandbox
+doubles with injected latency and prints figures, each as a ratio to a bound
+or to a baseline measured in the same run. Not a test: it never asserts a
+time; it reports medians of several runs.
+
+    .venv/bin/python bench/run.py            # full run (several minutes)
+    .venv/bin/python bench/run.py --quick    # smaller, for a first look
+
+Redis: ``REDIS_URL`` if set, else the embedded Redis in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+import yaml
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sandbox.app import Sandbox  # noqa: E402
+from worker.broker import create_app  # noqa: E402
+from worker.config import load_config  # noqa: E402
+from worker.events import parse_event  # noqa: E402
+from worker.producer import enqueue_bug_report, enqueue_many  # noqa: E402
+
+
+@contextmanager
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    from worker.embedded_redis import EmbeddedRedis
+
+    data_dir = Path(tempfile.mkdtemp(prefix="ra-bench-"))
+    server = EmbeddedRedis(data_dir)
+    try:
+        yield server.acquire()
+    finally:
+        server.release()
+        deadline = time.monotonic() + 15
+        while (data_dir / "redis.sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def write_config(box: Sandbox, url: str, path: Path) -> Path:
+    env = box.env()
+    data = {
+        "broker": {"redis_url": url},
+        "posthog": {
+            "host": env["POSTHOG_HOST"],
+            "project_id": int(env["POSTHOG_PROJECT_ID"]),
+            "personal_api_key": env["POSTHOG_PERSONAL_API_KEY"],
+        },
+        "zendesk": {
+            "url": env["ZENDESK_URL"],
+            "email": env["ZENDESK_EMAIL"],
+            "api_token": env["ZENDESK_API_TOKEN"],
+        },
+        "jira": {
+            "url": env["JIRA_URL"],
+            "email": env["JIRA_EMAIL"],
+            "api_token": env["JIRA_API_TOKEN"],
+        },
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+class WorkerFleet:
+    """``replay-attach worker -p P -t T`` as a subprocess, with its CPU and memory."""
+
+    def __init__(self, config: Path, processes: int, threads: int) -> None:
+        env = {**os.environ, "REPLAY_ATTACH_CONFIG": str(config)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "worker", "worker", "-p", str(processes), "-t", str(threads)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.processes = processes
+
+    def tree(self) -> list[psutil.Process]:
+        try:
+            parent = psutil.Process(self.proc.pid)
+            return [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def workers(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=False)
+        except psutil.NoSuchProcess:
+            return []
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for p in self.tree():
+            try:
+                times = p.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def max_rss_mb(self) -> float:
+        sizes = []
+        for p in self.workers():
+            try:
+                sizes.append(p.memory_info().rss / 2**20)
+            except psutil.NoSuchProcess:
+                pass
+        return max(sizes, default=0.0)
+
+    def wait_ready(self, client: redis.Redis, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (
+                len(self.workers()) >= self.processes
+                and client.zcard("dramatiq:__heartbeats__") >= self.processes
+            ):
+                time.sleep(0.5)
+                return
+            time.sleep(0.1)
+        raise RuntimeError("workers did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def zendesk_events(count: int, offset: int) -> Iterator[Any]:
+    for i in range(count):
+        yield parse_event(
+            {"session_id": f"bench-{offset + i}", "zendesk_ticket": 1000 + (offset + i) % 500}
+        )
+
+
+def wait_for_notes(
+    box: Sandbox, expected: int, bar: tqdm | None = None, timeout: float = 900
+) -> float:
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline:
+        done = len(box.zendesk.calls("PUT", r"/tags\.json$"))
+        if bar is not None and done > seen:
+            bar.update(done - seen)
+        seen = done
+        if done >= expected:
+            return time.monotonic()
+        time.sleep(0.05)
+    raise RuntimeError(f"only {seen} of {expected} jobs finished")
+
+
+def reset(box: Sandbox, client: redis.Redis) -> None:
+    client.flushdb()
+    for double in box.vendors:
+        double.reset_requests()
+
+
+def throughput_run(
+    box: Sandbox,
+    client: redis.Redis,
+    config: Path,
+    app: Any,
+    processes: int,
+    threads: int,
+    jobs: int,
+    latency: float,
+    progress: bool,
+) -> dict[str, float]:
+    reset(box, client)
+    fleet = WorkerFleet(config, processes, threads)
+    try:
+        fleet.wait_ready(client)
+        cpu_before = fleet.cpu_seconds()
+        start = time.monotonic()
+        enqueue_many(app, zendesk_events(jobs, 0))
+        with tqdm(
+            total=jobs, desc=f"{processes}x{threads}", unit="job", disable=not progress, leave=False
+        ) as bar:
+            end = wait_for_notes(box, jobs, bar)
+        cpu = fleet.cpu_seconds() - cpu_before
+        rss = fleet.max_rss_mb()
+    finally:
+        fleet.stop()
+    calls = Counter(f"{r.method} {_endpoint(r.path)}" for d in box.vendors for r in d.calls())
+    calls_per_job = sum(calls.values()) / jobs
+    rate = jobs / (end - start)
+    bound = processes * threads / (calls_per_job * latency)
+    return {
+        "rate": rate,
+        "bound": bound,
+        "cpu_ms_per_job": 1000 * cpu / jobs,
+        "rss_mb": rss,
+        "calls_per_job": calls_per_job,
+        "calls": dict(calls),
+    }  # type: ignore[dict-item]
+
+
+def _endpoint(path: str) -> str:
+    import re
+
+    path = re.sub(r"/session_recordings/[^/]+/", "/session_recordings/{id}/", path)
+    path = re.sub(r"/tickets/\d+", "/tickets/{id}", path)
+    return re.sub(r"/issue/[^/]+/", "/issue/{key}/", path)
+
+
+def latency_runs(
+    box: Sandbox, client: redis.Redis, config: Path, app: Any, latency: float, samples: int
+) -> list[float]:
+    reset(box, client)
+    fleet = WorkerFleet(config, 1, 4)
+    extra = []
+    try:
+        fleet.wait_ready(client)
+        for i in range(samples):
+            time.sleep(1.5)  # let the worker go idle and its polling back off
+            before = len(box.zendesk.calls("PUT", r"/tags\.json$"))
+            start = time.monotonic()
+            enqueue_bug_report(session_id=f"lat-{i}", zendesk_ticket=1000 + i, app=app)
+            end = wait_for_notes(box, before + 1, timeout=30)
+            extra.append(end - start - 3 * latency)
+    finally:
+        fleet.stop()
+    return extra
+
+
+def enqueue_figures(app: Any, client: redis.Redis, config: Path, events: int) -> dict[str, float]:
+    client.flushdb()
+    start = time.monotonic()
+    enqueue_many(app, zendesk_events(events, 0))
+    file_rate = events / (time.monotonic() - start)
+    client.flushdb()
+    # The producers' function, one event at a time.
+    n = 2000
+    start = time.monotonic()
+    for i in range(n):
+        enqueue_bug_report(session_id=f"p-{i}", zendesk_ticket=1 + i, app=app)
+    per_event_ms = 1000 * (time.monotonic() - start) / n
+    client.flushdb()
+    # Memory of the command line for a small and a 10x larger file: constant memory means ~1.0.
+    peaks = {}
+    with tempfile.TemporaryDirectory(prefix="ra-bench-") as tmp:
+        for size in (events // 10, events):
+            path = Path(tmp) / f"{size}.jsonl"
+            with path.open("w") as out:
+                for i in range(size):
+                    out.write(
+                        json.dumps({"session_id": f"f-{i}", "zendesk_ticket": 1 + i % 1000}) + "\n"
+                    )
+            start = time.monotonic()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "worker", "enqueue", "--file", str(path)],
+                env={**os.environ, "REPLAY_ATTACH_CONFIG": str(config)},
+                stdout=subprocess.DEVNULL,
+            )
+            peak = 0
+            ps = psutil.Process(proc.pid)
+            while proc.poll() is None:
+                try:
+                    peak = max(peak, ps.memory_info().rss)
+                except psutil.NoSuchProcess:
+                    break
+                time.sleep(0.02)
+            peaks[size] = (peak / 2**20, size / (time.monotonic() - start))
+            client.flushdb()
+    small, large = peaks[events // 10], peaks[events]
+    return {
+        "enqueue_many_rate": file_rate,
+        "producer_ms": per_event_ms,
+        "cli_rate": large[1],
+        "cli_rss_small": small[0],
+        "cli_rss_large": large[0],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer jobs and runs")
+    parser.add_argument(
+        "--latency", type=float, default=0.05, help="seconds per API call (default 0.05)"
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs per setting; medians are printed")
+    args = parser.parse_args()
+    jobs = 600 if args.quick else 2000
+    runs = 1 if args.quick else args.runs
+    enqueue_events = 20_000 if args.quick else 100_000
+    curve = [(1, 4), (2, 8), (2, 16), (2, 32)]
+
+    with (
+        redis_url() as url,
+        Sandbox(latency=args.latency, auto_create=True) as box,
+        tempfile.TemporaryDirectory(prefix="ra-bench-") as tmp,
+    ):
+        config = write_config(box, url, Path(tmp) / "config.yaml")
+        app = create_app(load_config(config), url=url)
+        client = redis.Redis.from_url(url)
+        print(
+            f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; python {sys.version.split()[0]}; redis {'REDIS_URL' if os.environ.get('REDIS_URL') else 'embedded'}"
+        )
+        print(
+            f"API latency {args.latency * 1000:.0f} ms per call; {jobs} Zendesk jobs per run; medians of {runs} run(s)\n"
+        )
+
+        print(
+            "1. Throughput against the I/O bound (processes x threads / (calls per job x latency))"
+        )
+        print(
+            f"   {'setting':>8} {'jobs/s':>8} {'bound':>8} {'ratio':>7} {'CPU ms/job':>11} {'RSS MB':>7}"
+        )
+        last: dict[str, Any] = {}
+        for processes, threads in curve:
+            results = [
+                throughput_run(
+                    box, client, config, app, processes, threads, jobs, args.latency, progress=True
+                )
+                for _ in range(runs)
+            ]
+            rate = statistics.median(r["rate"] for r in results)
+            bound = results[0]["bound"]
+            cpu = statistics.median(r["cpu_ms_per_job"] for r in results)
+            rss = max(r["rss_mb"] for r in results)
+            print(
+                f"   {processes}x{threads:<6} {rate:8.1f} {bound:8.1f} {rate / bound:7.1%} {cpu:11.2f} {rss:7.0f}"
+            )
+            if (processes, threads) == (2, 8):
+                last = results[0]
+
+        print("\n2. Calls per job on the happy path (2x8 run)")
+        for endpoint, count in sorted(last["calls"].items()):
+            print(f"   {count / jobs:5.2f}  {endpoint}")
+        print(
+            f"   {last['calls_per_job']:5.2f}  total (minimum for a Zendesk job with a tag: 3.00)"
+        )
+
+        print("\n3. Worker CPU and memory: see the table (bound: 3 ms/job, 100 MB per process)")
+
+        print("\n4. Enqueueing")
+        figures = enqueue_figures(app, client, config, enqueue_events)
+        print(
+            f"   enqueue_many ({enqueue_events} events): {figures['enqueue_many_rate']:,.0f} events/s (target 10,000: {figures['enqueue_many_rate'] / 10_000:.2f}x)"
+        )
+        print(
+            f"   replay-attach enqueue --file ({enqueue_events} lines, incl. start-up and validation pass): {figures['cli_rate']:,.0f} events/s"
+        )
+        print(
+            f"   CLI peak RSS: {figures['cli_rss_small']:.0f} MB for {enqueue_events // 10} lines, {figures['cli_rss_large']:.0f} MB for {enqueue_events} (ratio {figures['cli_rss_large'] / figures['cli_rss_small']:.2f}; 1.00 = constant memory)"
+        )
+        print(
+            f"   enqueue_bug_report(): {figures['producer_ms']:.3f} ms per event (target 1 ms: {figures['producer_ms']:.2f}x)"
+        )
+
+        print("\n5. Pick-up latency of an idle worker, beyond the API time")
+        extra = latency_runs(box, client, config, app, args.latency, 5 if args.quick else 11)
+        med = statistics.median(extra)
+        print(
+            f"   median {med * 1000:.0f} ms over {len(extra)} events (target 100 ms: {med / 0.1:.2f}x)"
+        )
+
+        print("\n6. Rate-limit budgets: not implemented yet (see the open issue)")
+        app.broker.close()
+
+
+if __name__ == "__main__":
+    main()
