@@ -13,6 +13,7 @@ string: its text includes the request headers, Authorization included.
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -90,6 +91,8 @@ class JiraIssues:
         )
         # Never sleep inside the library, whatever the server says.
         self._jira._session.max_retry_delay = 0
+        if not urllib.request.getproxies():
+            self._jira._session.trust_env = False  # see integrations.http.configure_session
 
     def _failure(
         self, response: requests.Response, issue: str, what: str, *, is_write: bool

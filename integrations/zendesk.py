@@ -28,9 +28,9 @@ from zenpy.lib.exception import ZenpyException
 
 from integrations.errors import IntegrationError, PermanentFailure, RetryLater
 from integrations.http import (
-    USER_AGENT,
     Timeouts,
     call_with_retries,
+    configure_session,
     status_failure,
     transport_failure,
 )
@@ -61,10 +61,7 @@ class _RebasedSession(requests.Session):
         super().__init__()
         parts = urlsplit(base_url)
         self._scheme, self._netloc = parts.scheme, parts.netloc
-        adapter = requests.adapters.HTTPAdapter(max_retries=0, pool_maxsize=16)
-        self.mount("http://", adapter)
-        self.mount("https://", adapter)
-        self.headers["User-Agent"] = USER_AGENT
+        configure_session(self)
 
     def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
