@@ -40,10 +40,8 @@ FAILED_INDEX_KEY = REDIS_PREFIX + ":failed:by-time"
 #: duplicate event arriving later than this is checked against the ticket itself.
 LEDGER_TTL_SECONDS = 30 * 24 * 3600
 
-#: Lock lifetimes. They must outlive the slowest HTTP call made under the lock
-#: (connect + read timeout) so that a second worker cannot start a write while
-#: the first is still waiting for its answer; a killed worker's lock expires.
-ATTACH_LOCK_SECONDS = 120
+#: How long a job waits for another worker's mint of the same session to end.
+#: (Locks themselves are renewed leases: see ``worker.ledger``.)
 MINT_LOCK_SECONDS = 60
 
 #: Zendesk tag added to a ticket that received a replay link.

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 #: Retries middleware, which needs Redis too.
 REDIS_PATIENCE_SECONDS = 300
 
+REDIS_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
 
 def _patiently(what: str, operation: Callable[[], object]) -> None:
     """Run a Redis write that records a job's outcome, riding out a Redis restart.
@@ -48,9 +50,7 @@ def _patiently(what: str, operation: Callable[[], object]) -> None:
     dropped (dramatiq's Retries middleware logs the error and acks the message).
     """
     retrying = Retrying(
-        retry=retry_if_exception_type(
-            (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
-        ),
+        retry=retry_if_exception_type(REDIS_UNAVAILABLE),
         wait=wait_exponential(multiplier=0.2, max=5),
         stop=stop_after_delay(REDIS_PATIENCE_SECONDS),
         reraise=True,
@@ -96,6 +96,10 @@ class JobRunner:
         except PermanentFailure as exc:
             log.warning("job %s: %s", message.message_id, exc.reason)
             self._fail(message, raw, event, exc.reason, attempt, first_at, failure=exc)
+        except REDIS_UNAVAILABLE as exc:
+            # Our own state store, not a vendor: an outage is transient, not a bug.
+            log.warning("job %s: Redis unavailable: %s", message.message_id, exc)
+            self._retry_or_fail(message, event, "Redis was unavailable", None, attempt, first_at)
         except Exception as exc:  # a bug or an unforeseen answer: retry a few times
             log.exception("job %s: unexpected error", message.message_id)
             reason = f"unexpected error: {type(exc).__name__}"

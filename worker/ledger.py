@@ -7,10 +7,18 @@ minted ``link``. A step found ``pending`` by a later attempt had an uncertain
 outcome (worker killed, response lost), so the ticket itself is read before
 writing again. Two locks keep concurrent workers apart: one per (ticket,
 session) for the writes, one per PostHog session for minting.
+
+Both locks are leases: a short TTL renewed by a background thread for as long
+as the holder runs, however long its HTTP calls take. A killed worker stops
+renewing, so its locks lapse within ``LOCK_LEASE_SECONDS``, before dramatiq
+(after ``broker.heartbeat_timeout_seconds``) hands its jobs to another worker;
+a fixed TTL long enough for the slowest job would block that redo for as long.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +28,18 @@ import redis
 from redis.lock import Lock
 
 from worker import constants
+
+log = logging.getLogger(__name__)
+
+#: A held lock's time to live. Its holder renews it every ``LOCK_RENEW_SECONDS``;
+#: a dead holder's lock lapses within this. Shorter than the default
+#: ``broker.heartbeat_timeout_seconds`` (15), so a dead worker's locks are
+#: usually gone by the time dramatiq redelivers its jobs. (Fixed TTLs long
+#: enough for the slowest job kept a killed worker's tickets locked for minutes.)
+LOCK_LEASE_SECONDS = 10.0
+#: How often a held lock's TTL is reset: several renewals in a row may fail (a
+#: Redis restart) before the lease lapses under a live holder.
+LOCK_RENEW_SECONDS = 2.0
 
 
 class StepState(Enum):
@@ -79,38 +99,67 @@ class Ledger:
     @contextmanager
     def attach_lock(self, target: str, session_id: str) -> Iterator[None]:
         """Exclusive right to write to this ticket for this session; raises LockBusy."""
-        lock = Lock(
-            self._redis,
-            constants.ATTACH_LOCK_KEY.format(target=target, session=session_id),
-            timeout=constants.ATTACH_LOCK_SECONDS,
+        lock = _lease(
+            self._redis, constants.ATTACH_LOCK_KEY.format(target=target, session=session_id)
         )
         if not lock.acquire(blocking=False):
             raise LockBusy(target)
-        try:
+        with _renewed(lock):
             yield
-        finally:
-            _release_quietly(lock)
 
     @contextmanager
     def mint_lock(self, session_id: str) -> Iterator[None]:
         """Serialise minting per PostHog session; waits for a concurrent mint to finish."""
-        lock = Lock(
+        lock = _lease(
             self._redis,
             constants.MINT_LOCK_KEY.format(project=self._project_id, session=session_id),
-            timeout=constants.MINT_LOCK_SECONDS,
             sleep=0.05,
         )
         if not lock.acquire(blocking=True, blocking_timeout=constants.MINT_LOCK_SECONDS):
             raise LockBusy(f"mint:{session_id}")
-        try:
+        with _renewed(lock):
             yield
-        finally:
-            _release_quietly(lock)
+
+
+def _lease(client: redis.Redis, name: str, sleep: float = 0.1) -> Lock:
+    # thread_local=False: the renewing thread must see the token the holder got.
+    return Lock(client, name, timeout=LOCK_LEASE_SECONDS, sleep=sleep, thread_local=False)
+
+
+@contextmanager
+def _renewed(lock: Lock) -> Iterator[None]:
+    """Keep an acquired lock alive until the block ends, then release it."""
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(LOCK_RENEW_SECONDS):
+            try:
+                lock.reacquire()
+            except redis.exceptions.LockError:
+                # Lapsed (Redis unreachable for a whole lease) and maybe taken since;
+                # or released an instant ago, which is no news.
+                if not done.is_set():
+                    log.warning("lost the lock %s while holding it", lock.name)
+                return
+            except redis.RedisError as exc:
+                log.warning("could not renew the lock %s: %s", lock.name, exc)
+
+    renewer = threading.Thread(target=renew, name=f"renew {lock.name}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        _release_quietly(lock)
 
 
 def _release_quietly(lock: Lock) -> None:
-    # The lock may have expired (a very slow call); its timeout already freed it.
+    # The lock may have lapsed (Redis unreachable for a whole lease), or Redis may
+    # be unreachable now: either way it is free within a lease, and the job's
+    # own outcome matters more than this.
     try:
         lock.release()
     except redis.exceptions.LockError:
         pass
+    except redis.RedisError as exc:
+        log.warning("could not release the lock %s (it lapses by itself): %s", lock.name, exc)
