@@ -149,8 +149,22 @@ class RunningWorker:
 
     def drain(self, timeout: float = 30.0) -> None:
         """Wait until nothing is queued, scheduled or in flight."""
-        self.app.broker.join(self.app.actor.queue_name, timeout=int(timeout * 1000))
-        self.worker.join()
+        from worker.scheduler import scheduled_count
+
+        deadline = time.monotonic() + timeout
+        while True:
+            left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+            self.app.broker.join(self.app.actor.queue_name, timeout=left_ms)
+            self.worker.join()
+            # A retry may be scheduled while the queue looks empty.
+            if (
+                scheduled_count(self.app.redis) == 0
+                and self.app.broker.do_qsize(self.app.actor.queue_name) == 0
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError("jobs still scheduled or queued")
+            time.sleep(0.05)
 
 
 @pytest.fixture()

@@ -41,7 +41,10 @@ def resolve_redis_url(config: Config) -> str:
 
 
 def build_broker(config: Config, url: str) -> RedisBroker:
+    from worker.scheduler import RetryScheduler
+
     middleware = [
+        RetryScheduler(config.broker.queue),
         TimeLimit(time_limit=JOB_TIME_LIMIT_MS),
         ShutdownNotifications(),
         CurrentMessage(),

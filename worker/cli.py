@@ -371,7 +371,10 @@ def status(
         in_flight += int(client.scard(key))
     click.echo(f"queued: {client.llen(f'{ns}:{queue}')}")
     click.echo(f"in flight: {in_flight}")
-    click.echo(f"scheduled retries: {client.hlen(f'{ns}:{queue}.DQ.msgs')}")
+    from worker.scheduler import scheduled_count
+
+    scheduled = scheduled_count(client) + int(client.hlen(f"{ns}:{queue}.DQ.msgs"))
+    click.echo(f"scheduled retries: {scheduled}")
     click.echo(f"failed: {app.failed.count()}")
     click.echo(f"redis: {'embedded' if not app.config.broker.redis_url else 'REDIS_URL'}")
 

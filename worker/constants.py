@@ -30,6 +30,11 @@ ATTACH_LOCK_KEY = REDIS_PREFIX + ":lock:attach:{target}:{session}"
 #: tokens minted concurrently for the same session, so minting is serialised.
 MINT_LOCK_KEY = REDIS_PREFIX + ":lock:mint:{project}:{session}"
 
+#: Sorted set of scheduled retries (member: a message's Redis id, score: due
+#: time in ms) and the hash of their encoded messages (see ``worker.scheduler``).
+SCHEDULED_KEY = REDIS_PREFIX + ":scheduled"
+SCHEDULED_MESSAGES_KEY = REDIS_PREFIX + ":scheduled:messages"
+
 #: Hash of failed jobs: job id -> JSON record (see ``worker.failed``).
 FAILED_JOBS_KEY = REDIS_PREFIX + ":failed"
 

@@ -28,6 +28,7 @@ from worker import constants, retry_policy
 from worker.attach import attach_replay
 from worker.events import BugReport, InvalidEvent, parse_event
 from worker.failed import FailedJob
+from worker.scheduler import schedule_retry
 from worker.services import ThreadServices
 
 if TYPE_CHECKING:
@@ -153,9 +154,7 @@ class JobRunner:
                 constants.OPTION_LAST_REASON: reason,
             }
         )
-        _patiently(
-            "schedule a retry", lambda: self._app.broker.enqueue(retry, delay=int(delay * 1000))
-        )
+        _patiently("schedule a retry", lambda: schedule_retry(self._app.broker, retry, delay))
 
     def _fail(
         self,
