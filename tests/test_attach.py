@@ -358,3 +358,26 @@ def test_failed_tag_is_added_when_posthog_fails_for_good(
         worker.drain()
     assert sandbox.zendesk.tickets[102]["tags"][-1] == "posthog_replay_failed"
     assert zendesk_notes(sandbox, 102) == []
+
+
+def test_undecodable_message_is_set_aside_and_the_others_still_run(
+    sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
+) -> None:
+    app = make_app(config_data(sandbox))
+    queue = f"dramatiq:{app.actor.queue_name}"
+    # Written by hand onto the queue, before a good event (both prefetched together).
+    app.redis.hset(queue + ".msgs", "hand-written", b"\xff{not json")
+    app.redis.rpush(queue, "hand-written")
+    enqueue_bug_report(session_id="after-poison", zendesk_ticket=101, app=app)
+    with run_worker(app) as worker:
+        worker.drain()
+    assert len(zendesk_notes(sandbox, 101)) == 1
+    (job,) = app.failed.all()
+    assert job.job_id == "hand-written"
+    assert job.reason == "invalid message: the message is not valid dramatiq JSON"
+    assert "{not json" in job.event
+    # Kept among dramatiq's dead letters too, and no longer held by the worker.
+    assert app.redis.zcard(queue + ".XQ") == 1
+    assert app.redis.keys("dramatiq:__acks__*") == [] or all(
+        app.redis.scard(k) == 0 for k in app.redis.keys("dramatiq:__acks__*")
+    )

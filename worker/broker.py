@@ -8,11 +8,16 @@ go through it, so they agree on queue, actor and key names.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.errors import DecodeError
 from dramatiq.middleware import (
     CurrentMessage,
     Retries,
@@ -22,7 +27,55 @@ from dramatiq.middleware import (
 
 from worker import constants
 from worker.config import Config
-from worker.failed import FailedJobs
+from worker.failed import FailedJob, FailedJobs
+
+log = logging.getLogger(__name__)
+
+#: Called with (Redis message id, raw data, reason) for a message that cannot be decoded.
+UndecodableHandler = Callable[[str, bytes, str], None]
+
+
+class _QuarantiningConsumer(_RedisConsumer):
+    """A consumer that sets aside a message it cannot decode and carries on.
+
+    dramatiq's consumer raises on such a message; its worker then restarts the
+    consumer and drops the other messages it had prefetched, which stay marked
+    as held by this (live) worker and so never run until it restarts.
+    """
+
+    def __next__(self) -> Any:
+        while True:
+            try:
+                return super().__next__()  # type: ignore[no-untyped-call]
+            except DecodeError as exc:
+                self._quarantine(exc.data, "the message is not valid dramatiq JSON")
+
+    def _quarantine(self, data: bytes, reason: str) -> None:
+        broker: QuarantiningRedisBroker = self.broker
+        acks = f"{broker.namespace}:__acks__.{broker.broker_id}.{self.queue_name}"
+        members: set[bytes] = broker.client.smembers(acks)  # type: ignore[assignment]
+        held = [i.decode() for i in members]
+        payloads = (
+            broker.client.hmget(f"{broker.namespace}:{self.queue_name}.msgs", held) if held else []
+        )
+        for redis_id, payload in zip(held, payloads, strict=True):
+            if payload == data:
+                log.error("set aside undecodable message %s: %s", redis_id, reason)
+                if broker.on_undecodable is not None:
+                    broker.on_undecodable(redis_id, data, reason)
+                # nack keeps the raw data in dramatiq's dead letters for inspection.
+                broker.do_nack(self.queue_name, redis_id)
+                return
+        log.error("could not find the undecodable message to set it aside: %s", reason)
+
+
+class QuarantiningRedisBroker(RedisBroker):
+    on_undecodable: UndecodableHandler | None = None
+
+    @property
+    def consumer_class(self) -> type[_RedisConsumer]:
+        return _QuarantiningConsumer
+
 
 #: A job is interrupted after this long (every HTTP call also has its own timeouts).
 JOB_TIME_LIMIT_MS = 10 * 60 * 1000
@@ -40,7 +93,7 @@ def resolve_redis_url(config: Config) -> str:
     return embedded_redis_url(config.broker.data_dir)
 
 
-def build_broker(config: Config, url: str) -> RedisBroker:
+def build_broker(config: Config, url: str) -> QuarantiningRedisBroker:
     from worker.scheduler import RetryScheduler
 
     middleware = [
@@ -60,7 +113,7 @@ def build_broker(config: Config, url: str) -> RedisBroker:
         # Finds a connection broken by a Redis restart before using it.
         health_check_interval=30,
     )
-    return RedisBroker(  # type: ignore[no-untyped-call]
+    return QuarantiningRedisBroker(  # type: ignore[no-untyped-call]
         client=redis.Redis(connection_pool=pool),
         middleware=middleware,
         heartbeat_timeout=config.broker.heartbeat_timeout_seconds * 1000,
@@ -86,6 +139,23 @@ def create_app(config: Config, url: str | None = None) -> App:
 
     broker = build_broker(config, url or resolve_redis_url(config))
     failed = FailedJobs(broker.client, config.failed.retention_days)
+
+    def record_undecodable(redis_id: str, data: bytes, reason: str) -> None:
+        now = time.time()
+        failed.record(
+            FailedJob(
+                job_id=redis_id,
+                event=data.decode("utf-8", "replace")[:2000],
+                session_id=None,
+                target=None,
+                reason=f"invalid message: {reason}",
+                attempts=1,
+                first_failure_at=now,
+                last_failure_at=now,
+            )
+        )
+
+    broker.on_undecodable = record_undecodable
     app = App(config=config, broker=broker, actor=None, failed=failed)  # type: ignore[arg-type]
     runner = JobRunner(app)
 
