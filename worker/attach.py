@@ -143,33 +143,42 @@ def attach_replay(event: BugReport, services: Services) -> AttachResult:
     try:
         with ledger.attach_lock(target, session):
             record = ledger.read(target, session)
+            # Ledger changes not yet written. They are written in one round trip
+            # before each write that is not safe to repeat (which must be known
+            # to be "pending" first), when a step fails, and at the end; losing
+            # the others to a crash only means redoing an idempotent step.
+            unsaved: dict[str, str] = {}
             link = record.get("link")
             if not link:
                 link = mint_link(event, services)
-                ledger.remember_link(target, session, link)
+                unsaved["link"] = link
             result = AttachResult(link=link)
             for step in _steps(event, link, services):
                 state = ledger.state(record, step.name)
                 if state is StepState.DONE:
                     continue
-                if state is StepState.PENDING and step.already_there is not None:
+                if step.already_there is not None:
                     # An earlier attempt may have written without hearing back.
-                    if step.already_there():
+                    if state is StepState.PENDING and step.already_there():
                         log.info("%s for %s was already on %s", step.name, session, target)
-                        ledger.mark_done(target, session, step.name)
+                        unsaved[step.name] = ledger.done()
                         continue
-                ledger.mark_pending(target, session, step.name)
+                    unsaved[step.name] = ledger.pending()
+                    ledger.write(target, session, unsaved)
+                    unsaved = {}
                 try:
                     step.write()
                 except RetryLater as exc:
-                    if not exc.maybe_applied:
-                        ledger.clear(target, session, step.name)
+                    uncertain = exc.maybe_applied and step.already_there is not None
+                    clear = () if uncertain else (step.name,)
+                    ledger.write(target, session, unsaved, clear=clear)
                     raise
                 except PermanentFailure:
-                    ledger.clear(target, session, step.name)
+                    ledger.write(target, session, unsaved, clear=(step.name,))
                     raise
-                ledger.mark_done(target, session, step.name)
+                unsaved[step.name] = ledger.done()
                 result.written.append(step.name)
+            ledger.write(target, session, unsaved)
             return result
     except LockBusy:
         raise RetryLater(

@@ -18,6 +18,7 @@ a fixed TTL long enough for the slowest job would block that redo for as long.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -74,24 +75,32 @@ class Ledger:
             return StepState.PENDING
         return StepState.NOT_STARTED
 
-    def _set(self, target: str, session_id: str, field: str, value: str) -> None:
+    @staticmethod
+    def pending() -> str:
+        return f"pending:{time.time():.3f}"
+
+    @staticmethod
+    def done() -> str:
+        return f"done:{time.time():.3f}"
+
+    def write(
+        self,
+        target: str,
+        session_id: str,
+        fields: dict[str, str],
+        clear: tuple[str, ...] = (),
+    ) -> None:
+        """Set ``fields`` and delete ``clear`` in one round trip (one MULTI/EXEC)."""
+        if not fields and not clear:
+            return
         key = self.key(target, session_id)
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(key, field, value)
+        if fields:
+            pipe.hset(key, mapping=dict(fields.items()))  # mypy: a plain dict is invariant
+        if clear:
+            pipe.hdel(key, *clear)
         pipe.expire(key, constants.LEDGER_TTL_SECONDS)
         pipe.execute()
-
-    def mark_pending(self, target: str, session_id: str, step: str) -> None:
-        self._set(target, session_id, step, f"pending:{time.time():.3f}")
-
-    def mark_done(self, target: str, session_id: str, step: str) -> None:
-        self._set(target, session_id, step, f"done:{time.time():.3f}")
-
-    def clear(self, target: str, session_id: str, step: str) -> None:
-        self._redis.hdel(self.key(target, session_id), step)
-
-    def remember_link(self, target: str, session_id: str, link: str) -> None:
-        self._set(target, session_id, "link", link)
 
     def forget(self, target: str, session_id: str) -> None:
         self._redis.delete(self.key(target, session_id))
@@ -126,30 +135,60 @@ def _lease(client: redis.Redis, name: str, sleep: float = 0.1) -> Lock:
     return Lock(client, name, timeout=LOCK_LEASE_SECONDS, sleep=sleep, thread_local=False)
 
 
+class _LeaseKeeper:
+    """One thread per process renews every lock held in it (not a thread per lock)."""
+
+    def __init__(self) -> None:
+        self._held: set[Lock] = set()
+        self._guard = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def hold(self, lock: Lock) -> None:
+        with self._guard:
+            self._held.add(lock)
+            # A forked worker process inherits the object but not the thread.
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="replay-attach lock leases", daemon=True
+                )
+                self._thread.start()
+
+    def drop(self, lock: Lock) -> None:
+        with self._guard:
+            self._held.discard(lock)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(LOCK_RENEW_SECONDS)
+            with self._guard:
+                held = list(self._held)
+            for lock in held:
+                try:
+                    lock.reacquire()
+                except redis.exceptions.LockError:
+                    # Lapsed (Redis unreachable for a whole lease) and maybe taken
+                    # since, or released an instant ago, which is no news.
+                    with self._guard:
+                        if lock in self._held:
+                            self._held.discard(lock)
+                            log.warning("lost the lock %s while holding it", lock.name)
+                except redis.RedisError as exc:
+                    log.warning("could not renew the lock %s: %s", lock.name, exc)
+
+
+_leases = _LeaseKeeper()
+
+
 @contextmanager
 def _renewed(lock: Lock) -> Iterator[None]:
     """Keep an acquired lock alive until the block ends, then release it."""
-    done = threading.Event()
-
-    def renew() -> None:
-        while not done.wait(LOCK_RENEW_SECONDS):
-            try:
-                lock.reacquire()
-            except redis.exceptions.LockError:
-                # Lapsed (Redis unreachable for a whole lease) and maybe taken since;
-                # or released an instant ago, which is no news.
-                if not done.is_set():
-                    log.warning("lost the lock %s while holding it", lock.name)
-                return
-            except redis.RedisError as exc:
-                log.warning("could not renew the lock %s: %s", lock.name, exc)
-
-    renewer = threading.Thread(target=renew, name=f"renew {lock.name}", daemon=True)
-    renewer.start()
+    _leases.hold(lock)
     try:
         yield
     finally:
-        done.set()
+        _leases.drop(lock)
         _release_quietly(lock)
 
 
