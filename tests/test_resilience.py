@@ -482,6 +482,8 @@ def test_a_held_lock_outlives_its_lease_and_is_free_once_released(
     slow but live holder lose its lock (a second writer would then post twice)."""
     monkeypatch.setattr(ledger, "LOCK_LEASE_SECONDS", 0.5)
     monkeypatch.setattr(ledger, "LOCK_RENEW_SECONDS", 0.1)
+    # A fresh renewing thread, so that it runs at the shortened interval.
+    monkeypatch.setattr(ledger, "_leases", ledger._LeaseKeeper())
     holder, rival = Ledger(redis_client, 1), Ledger(redis_client, 1)
     refused = 0
     with holder.attach_lock("zendesk:101", SESSION), holder.mint_lock(SESSION):

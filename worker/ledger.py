@@ -184,11 +184,12 @@ _leases = _LeaseKeeper()
 @contextmanager
 def _renewed(lock: Lock) -> Iterator[None]:
     """Keep an acquired lock alive until the block ends, then release it."""
-    _leases.hold(lock)
+    keeper = _leases
+    keeper.hold(lock)
     try:
         yield
     finally:
-        _leases.drop(lock)
+        keeper.drop(lock)
         _release_quietly(lock)
 
 
