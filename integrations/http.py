@@ -17,7 +17,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -47,11 +47,40 @@ USER_AGENT = "replay-attach/0.1 (+https://github.com/replay-attach/replay-attach
 Timeouts = tuple[float, float]
 
 
-def configure_session(session: requests.Session, pool_size: int = 16) -> requests.Session:
-    """Keep-alive, no transport retries at all, and no per-request environment scan."""
-    adapter = HTTPAdapter(max_retries=0, pool_connections=4, pool_maxsize=pool_size)
+#: Called before every request; blocks briefly or raises ``RetryLater`` when the
+#: system's request budget is used up (see ``worker.rate_limits``).
+Throttle = Callable[[], None]
+
+
+class _BudgetedAdapter(HTTPAdapter):
+    """An adapter that asks the request budget before anything is sent."""
+
+    def __init__(self, throttle: Throttle | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._throttle = throttle
+
+    def send(
+        self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        if self._throttle is not None:
+            self._throttle()
+        return super().send(request, *args, **kwargs)
+
+
+def mount_adapter(
+    session: requests.Session, throttle: Throttle | None = None, pool_size: int = 16
+) -> None:
+    """No transport retries at all; the request budget checked before each request."""
+    adapter = _BudgetedAdapter(throttle, max_retries=0, pool_connections=4, pool_maxsize=pool_size)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
+
+
+def configure_session(
+    session: requests.Session, throttle: Throttle | None = None, pool_size: int = 16
+) -> requests.Session:
+    """Keep-alive, no transport retries, no per-request environment scan."""
+    mount_adapter(session, throttle, pool_size)
     session.headers["User-Agent"] = USER_AGENT
     # requests re-reads the proxy environment variables on every request, which
     # costs more CPU than the rest of the request. Without any proxy settings
@@ -62,8 +91,8 @@ def configure_session(session: requests.Session, pool_size: int = 16) -> request
     return session
 
 
-def new_session(pool_size: int = 16) -> requests.Session:
-    return configure_session(requests.Session(), pool_size)
+def new_session(throttle: Throttle | None = None, pool_size: int = 16) -> requests.Session:
+    return configure_session(requests.Session(), throttle, pool_size)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

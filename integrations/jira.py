@@ -22,7 +22,14 @@ import requests
 from jira import JIRA, JIRAError
 
 from integrations.errors import IntegrationError, RetryLater
-from integrations.http import Timeouts, call_with_retries, status_failure, transport_failure
+from integrations.http import (
+    Throttle,
+    Timeouts,
+    call_with_retries,
+    mount_adapter,
+    status_failure,
+    transport_failure,
+)
 
 SYSTEM = "Jira"
 T = TypeVar("T")
@@ -73,6 +80,7 @@ class JiraIssues:
         email: str | None = None,
         api_token: str | None = None,
         personal_access_token: str | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         auth: dict[str, Any]
         if personal_access_token is not None:
@@ -91,6 +99,7 @@ class JiraIssues:
         )
         # Never sleep inside the library, whatever the server says.
         self._jira._session.max_retry_delay = 0
+        mount_adapter(self._jira._session, throttle)
         if not urllib.request.getproxies():
             self._jira._session.trust_env = False  # see integrations.http.configure_session
 

@@ -28,6 +28,7 @@ from zenpy.lib.exception import ZenpyException
 
 from integrations.errors import IntegrationError, PermanentFailure, RetryLater
 from integrations.http import (
+    Throttle,
     Timeouts,
     call_with_retries,
     configure_session,
@@ -57,11 +58,11 @@ class _ErrorStatus(Exception):
 class _RebasedSession(requests.Session):
     """Sends zenpy's https://{sub}.zendesk.com URLs to the configured base URL."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, throttle: Throttle | None) -> None:
         super().__init__()
         parts = urlsplit(base_url)
         self._scheme, self._netloc = parts.scheme, parts.netloc
-        configure_session(self)
+        configure_session(self, throttle)
 
     def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
@@ -95,10 +96,17 @@ def _error_text(response: requests.Response) -> str:
 class ZendeskTickets:
     """Writes to Zendesk tickets. One instance per thread (requests sessions are not shared)."""
 
-    def __init__(self, url: str, email: str, api_token: str, timeouts: Timeouts) -> None:
+    def __init__(
+        self,
+        url: str,
+        email: str,
+        api_token: str,
+        timeouts: Timeouts,
+        throttle: Throttle | None = None,
+    ) -> None:
         host = urlsplit(url).hostname or "zendesk"
         subdomain, _, domain = host.partition(".")
-        self._session = _RebasedSession(url)
+        self._session = _RebasedSession(url, throttle)
         self._client = Zenpy(
             subdomain=subdomain,
             domain=domain or "zendesk.com",

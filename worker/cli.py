@@ -397,7 +397,8 @@ def check(ctx: click.Context) -> None:
     click.echo("configuration: ok")
     import redis as redis_lib
 
-    services = build_services(config, redis_lib.Redis())  # the ledger is not used here
+    # Neither the ledger nor the request budgets are used here: no Redis needed.
+    services = build_services(config, redis_lib.Redis(), budgets=False)
     ok = True
     checks: list[tuple[str, Any]] = [("PostHog", services.posthog.check)]
     checks.append(("Zendesk", services.zendesk.check if services.zendesk else None))

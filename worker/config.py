@@ -230,6 +230,14 @@ class RetryConfig(_Section):
         return self
 
 
+class RateLimitsConfig(_Section):
+    """Requests per minute to each system, shared by every worker; None: no budget."""
+
+    posthog_per_minute: int | None = Field(default=None, ge=1)
+    zendesk_per_minute: int | None = Field(default=None, ge=1)
+    jira_per_minute: int | None = Field(default=None, ge=1)
+
+
 class FailedConfig(_Section):
     retention_days: float = Field(default=7.0, gt=0)
 
@@ -249,6 +257,7 @@ class Config(_Section):
     jira: JiraConfig = JiraConfig()
     http: HttpConfig = HttpConfig()
     retry: RetryConfig = RetryConfig()
+    rate_limits: RateLimitsConfig = RateLimitsConfig()
     failed: FailedConfig = FailedConfig()
     worker: WorkerConfig = WorkerConfig()
 

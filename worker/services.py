@@ -6,28 +6,41 @@ import threading
 
 import redis
 
-from integrations.http import new_session
+from integrations.http import Throttle, new_session
 from integrations.jira import JiraIssues
 from integrations.posthog import PostHogSharing
 from integrations.zendesk import ZendeskTickets
 from worker.attach import Services
 from worker.config import Config
 from worker.ledger import Ledger
+from worker.rate_limits import make_throttle
 
 
-def build_services(config: Config, client: redis.Redis) -> Services:
+def build_services(config: Config, client: redis.Redis, *, budgets: bool = True) -> Services:
+    """Clients for one thread; ``budgets=False`` skips the shared request budgets."""
+    limits = config.rate_limits
+
+    def throttle(system: str, per_minute: int | None) -> Throttle | None:
+        return make_throttle(client, system, per_minute) if budgets else None
+
     timeouts = (config.http.connect_timeout_seconds, config.http.read_timeout_seconds)
     posthog = PostHogSharing(
         config.posthog.host,
         config.posthog.project_id,
         config.posthog.personal_api_key.get_secret_value(),
         timeouts,
-        new_session(),
+        new_session(throttle("PostHog", limits.posthog_per_minute)),
     )
     zendesk = None
     zc = config.zendesk
     if zc.url and zc.email and zc.api_token:
-        zendesk = ZendeskTickets(zc.url, zc.email, zc.api_token.get_secret_value(), timeouts)
+        zendesk = ZendeskTickets(
+            zc.url,
+            zc.email,
+            zc.api_token.get_secret_value(),
+            timeouts,
+            throttle("Zendesk", limits.zendesk_per_minute),
+        )
     jira = None
     jc = config.jira
     if jc.url:
@@ -40,6 +53,7 @@ def build_services(config: Config, client: redis.Redis) -> Services:
             personal_access_token=(
                 jc.personal_access_token.get_secret_value() if jc.personal_access_token else None
             ),
+            throttle=throttle("Jira", limits.jira_per_minute),
         )
     return Services(
         config=config,
