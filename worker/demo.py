@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from sandbox.app import Sandbox
 from worker.broker import App, create_app
-from worker.config import Config
+from worker.config import DEFAULT_CONFIG_PATH, Config, RetryConfig, load_config
 from worker.events import BugReport, parse_event
 from worker.producer import enqueue_bug_report
 
@@ -50,29 +50,11 @@ FLAKY_TICKET = 102
 
 
 def _demo_config(box: Sandbox, redis_url: str) -> Config:
-    env = box.env()
-    return Config.model_validate(
-        {
-            "broker": {"redis_url": redis_url},
-            "posthog": {
-                "host": env["POSTHOG_HOST"],
-                "project_id": env["POSTHOG_PROJECT_ID"],
-                "personal_api_key": env["POSTHOG_PERSONAL_API_KEY"],
-            },
-            "zendesk": {
-                "url": env["ZENDESK_URL"],
-                "email": env["ZENDESK_EMAIL"],
-                "api_token": env["ZENDESK_API_TOKEN"],
-            },
-            "jira": {
-                "url": env["JIRA_URL"],
-                "email": env["JIRA_EMAIL"],
-                "api_token": env["JIRA_API_TOKEN"],
-            },
-            # Short waits so that the transient failure visibly recovers in seconds.
-            "retry": {"min_backoff_seconds": 1, "max_backoff_seconds": 2},
-        }
-    )
+    """The shipped config.yaml, read with the sandbox's environment variables."""
+    config = load_config(DEFAULT_CONFIG_PATH, env={**box.env(), "REDIS_URL": redis_url})
+    # Short waits so that the transient failure visibly recovers in seconds.
+    fast = RetryConfig(min_backoff_seconds=1, max_backoff_seconds=2)
+    return config.model_copy(update={"retry": fast})
 
 
 def _landed(box: Sandbox, report: BugReport) -> str | None:
