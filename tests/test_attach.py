@@ -381,3 +381,20 @@ def test_undecodable_message_is_set_aside_and_the_others_still_run(
     assert app.redis.keys("dramatiq:__acks__*") == [] or all(
         app.redis.scard(k) == 0 for k in app.redis.keys("dramatiq:__acks__*")
     )
+
+
+def test_job_is_given_up_with_its_last_reason_after_the_retry_horizon(
+    sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
+) -> None:
+    # A Zendesk outage that outlasts the horizon (here 1 s instead of 24 h).
+    sandbox.zendesk.fail_next("5xx", count=1000, method="PUT")
+    app = make_app(config_data(sandbox, retry__horizon_hours=1 / 3600))
+    enqueue_bug_report(session_id=SESSION, zendesk_ticket=101, app=app)
+    with run_worker(app) as worker:
+        worker.drain()
+    (job,) = app.failed.all()
+    assert job.reason.startswith(f"gave up after {job.attempts} attempts over ")
+    assert job.reason.endswith(": Zendesk had a server error (503)")
+    assert job.attempts >= 2
+    assert job.last_failure_at - job.first_failure_at <= 2.0
+    assert zendesk_notes(sandbox, 101) == []
