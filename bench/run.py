@@ -31,7 +31,6 @@ from typing import Any
 
 import psutil
 import redis
-import yaml
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from sandbox.app import Sandbox  # noqa: E402
 from worker.broker import create_app  # noqa: E402
-from worker.config import load_config  # noqa: E402
+from worker.config import DEFAULT_CONFIG_PATH, load_config  # noqa: E402
 from worker.events import parse_event  # noqa: E402
 from worker.producer import enqueue_bug_report, enqueue_many  # noqa: E402
 
@@ -64,38 +63,21 @@ def redis_url() -> Iterator[str]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def write_config(box: Sandbox, url: str, path: Path, zendesk_budget: int | None = None) -> Path:
-    env = box.env()
-    data = {
-        "broker": {"redis_url": url},
-        "posthog": {
-            "host": env["POSTHOG_HOST"],
-            "project_id": int(env["POSTHOG_PROJECT_ID"]),
-            "personal_api_key": env["POSTHOG_PERSONAL_API_KEY"],
-        },
-        "zendesk": {
-            "url": env["ZENDESK_URL"],
-            "email": env["ZENDESK_EMAIL"],
-            "api_token": env["ZENDESK_API_TOKEN"],
-        },
-        "jira": {
-            "url": env["JIRA_URL"],
-            "email": env["JIRA_EMAIL"],
-            "api_token": env["JIRA_API_TOKEN"],
-        },
-    }
+def worker_env(box: Sandbox, url: str, zendesk_budget: int | None = None) -> dict[str, str]:
+    """The environment that points the shipped config.yaml at the sandbox."""
+    env = {**os.environ, **box.env(), "REDIS_URL": url}
+    env.pop("REPLAY_ATTACH_CONFIG", None)
     if zendesk_budget:
-        data["rate_limits"] = {"zendesk_per_minute": zendesk_budget}
-    path.write_text(yaml.safe_dump(data))
-    return path
+        env["ZENDESK_REQUESTS_PER_MINUTE"] = str(zendesk_budget)
+    return env
 
 
 def rate_limit_run(
-    box: Sandbox, client: redis.Redis, url: str, tmp: Path, app: Any, budget: int
+    box: Sandbox, client: redis.Redis, url: str, app: Any, budget: int
 ) -> dict[str, float]:
     """The sandbox's Zendesk enforces ``budget``/minute; so does the worker fleet's shared budget."""
     reset(box, client)
-    config = write_config(box, url, tmp / "budget.yaml", zendesk_budget=budget)
+    config = worker_env(box, url, zendesk_budget=budget)
     box.zendesk.rate_limit_per_minute = budget
     fleet = WorkerFleet(config, 2, 8)
     try:
@@ -118,8 +100,7 @@ def rate_limit_run(
 class WorkerFleet:
     """``replay-attach worker -p P -t T`` as a subprocess, with its CPU and memory."""
 
-    def __init__(self, config: Path, processes: int, threads: int) -> None:
-        env = {**os.environ, "REPLAY_ATTACH_CONFIG": str(config)}
+    def __init__(self, env: dict[str, str], processes: int, threads: int) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "worker", "worker", "-p", str(processes), "-t", str(threads)],
             env=env,
@@ -215,7 +196,7 @@ def reset(box: Sandbox, client: redis.Redis) -> None:
 def throughput_run(
     box: Sandbox,
     client: redis.Redis,
-    config: Path,
+    config: dict[str, str],
     app: Any,
     processes: int,
     threads: int,
@@ -261,7 +242,12 @@ def _endpoint(path: str) -> str:
 
 
 def latency_runs(
-    box: Sandbox, client: redis.Redis, config: Path, app: Any, latency: float, samples: int
+    box: Sandbox,
+    client: redis.Redis,
+    config: dict[str, str],
+    app: Any,
+    latency: float,
+    samples: int,
 ) -> list[float]:
     reset(box, client)
     fleet = WorkerFleet(config, 1, 4)
@@ -280,7 +266,9 @@ def latency_runs(
     return extra
 
 
-def enqueue_figures(app: Any, client: redis.Redis, config: Path, events: int) -> dict[str, float]:
+def enqueue_figures(
+    app: Any, client: redis.Redis, config: dict[str, str], events: int
+) -> dict[str, float]:
     client.flushdb()
     start = time.monotonic()
     enqueue_many(app, zendesk_events(events, 0))
@@ -306,7 +294,7 @@ def enqueue_figures(app: Any, client: redis.Redis, config: Path, events: int) ->
             start = time.monotonic()
             proc = subprocess.Popen(
                 [sys.executable, "-m", "worker", "enqueue", "--file", str(path)],
-                env={**os.environ, "REPLAY_ATTACH_CONFIG": str(config)},
+                env=config,
                 stdout=subprocess.DEVNULL,
             )
             peak = 0
@@ -344,13 +332,9 @@ def main() -> None:
     enqueue_events = 20_000 if args.quick else 100_000
     curve = [(1, 4), (2, 8), (2, 16), (2, 32)]
 
-    with (
-        redis_url() as url,
-        Sandbox(latency=args.latency, auto_create=True) as box,
-        tempfile.TemporaryDirectory(prefix="ra-bench-") as tmp,
-    ):
-        config = write_config(box, url, Path(tmp) / "config.yaml")
-        app = create_app(load_config(config), url=url)
+    with redis_url() as url, Sandbox(latency=args.latency, auto_create=True) as box:
+        config = worker_env(box, url)
+        app = create_app(load_config(DEFAULT_CONFIG_PATH, env=config), url=url)
         client = redis.Redis.from_url(url)
         print(
             f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; python {sys.version.split()[0]}; redis {'REDIS_URL' if os.environ.get('REDIS_URL') else 'embedded'}"
@@ -418,7 +402,7 @@ def main() -> None:
         print(
             f"\n6. Request budget: Zendesk limited to {budget}/minute by the sandbox and by rate_limits.zendesk_per_minute (2x8 workers, 60 s of steady state)"
         )
-        figures = rate_limit_run(box, client, url, Path(tmp), app, budget)
+        figures = rate_limit_run(box, client, url, app, budget)
         print(
             f"   budget used: {figures['used']:.1%} (target at least 90%); answered 429: {figures['refused']:.2%} of {figures['calls']:.0f} calls (target under 1%)"
         )
