@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -49,18 +48,10 @@ def redis_url() -> Iterator[str]:
     if url:
         yield url
         return
-    from worker.embedded_redis import EmbeddedRedis
+    from worker.embedded_redis import temporary_embedded_redis
 
-    data_dir = Path(tempfile.mkdtemp(prefix="ra-bench-"))
-    server = EmbeddedRedis(data_dir)
-    try:
-        yield server.acquire()
-    finally:
-        server.release()
-        deadline = time.monotonic() + 15
-        while (data_dir / "redis.sock").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with temporary_embedded_redis(prefix="ra-bench-") as embedded:
+        yield embedded
 
 
 def worker_env(box: Sandbox, url: str, zendesk_budget: int | None = None) -> dict[str, str]:

@@ -8,8 +8,6 @@ the embedded Redis is started in a temporary directory and removed afterwards.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,22 +39,10 @@ def redis_url() -> Iterator[str]:
     if url is not None:
         yield url
         return
-    from worker.embedded_redis import EmbeddedRedis
+    from worker.embedded_redis import temporary_embedded_redis
 
-    data_dir = Path(tempfile.mkdtemp(prefix="ra-test-"))
-    server = EmbeddedRedis(data_dir)
-    try:
-        yield server.acquire()
-    finally:
-        server.release()
-        _wait_for_keeper_exit(data_dir)
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def _wait_for_keeper_exit(data_dir: Path, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while (data_dir / "redis.sock").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    with temporary_embedded_redis(prefix="ra-test-") as url:
+        yield url
 
 
 @pytest.fixture()

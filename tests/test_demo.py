@@ -42,7 +42,7 @@ def test_demo_runs_on_the_embedded_broker_and_leaves_nothing_behind(tmp_path: Pa
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "embedded Redis started in" in out
+    assert "embedded Redis started: unix://" in out
     landed = re.findall(r"^  (Zendesk ticket \d+|Jira issue [A-Z]+-\d+): (.*)$", out, re.M)
     assert len(landed) == len(SAMPLE_REPORTS)
     for _, what in landed:

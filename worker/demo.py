@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from dramatiq import Worker
@@ -81,87 +78,64 @@ def _landed(box: Sandbox, report: BugReport) -> str | None:
 
 
 def run_demo(echo: Callable[[str], None], keep: bool = False) -> int:
-    data_dir = Path(tempfile.mkdtemp(prefix="ra-demo-"))
-    server = None
-    worker: Worker | None = None
-    app: App | None = None
-    try:
-        from worker.embedded_redis import EmbeddedRedis
+    from worker.embedded_redis import temporary_embedded_redis
 
-        server = EmbeddedRedis(data_dir)
-        redis_url = server.acquire()
-        echo(f"embedded Redis started in {data_dir}")
-        with Sandbox() as box:
-            box.seed_demo_data()
-            echo(
-                f"sandbox: PostHog {box.posthog.url}, Zendesk {box.zendesk.url}, "
-                f"Jira {box.jira.url}"
-            )
-            echo(f"support agent's view: {box.console_url}")
-            box.zendesk.fail_next(
-                "5xx", method="PUT", path_regex=rf"/tickets/{FLAKY_TICKET}\.json$"
-            )
-            app = create_app(_demo_config(box, redis_url), url=redis_url)
-            worker = Worker(app.broker, worker_threads=4, worker_timeout=100)
-            worker.start()
-            reports = []
-            for number, sample in enumerate(SAMPLE_REPORTS, start=1):
-                report = parse_event({"session_id": f"demo-session-{number:02d}", **sample})
-                enqueue_bug_report(report, app=app)
-                reports.append(report)
-            echo(
-                f"enqueued {len(reports)} sample bug reports "
-                f"(ticket {FLAKY_TICKET} meets a Zendesk outage first)"
-            )
-            pending = set(range(len(reports)))
-            deadline = time.monotonic() + 60
-            with tqdm(total=len(reports), desc="attaching replays", unit="report") as bar:
-                while pending and time.monotonic() < deadline:
-                    for index in sorted(pending):
-                        if _landed(box, reports[index]) is not None:
-                            pending.discard(index)
-                            bar.update(1)
-                    time.sleep(0.1)
-            for report in reports:
-                echo(f"  {report.target_label}: {_landed(box, report) or 'NOT ATTACHED'}")
-            flaky = [
-                r for r in box.zendesk.calls("PUT") if f"/tickets/{FLAKY_TICKET}.json" in r.path
-            ]
-            echo(
-                f"  (ticket {FLAKY_TICKET}: {len(flaky)} attempts, the first answered "
-                f"{flaky[0].status if flaky else '?'})"
-            )
-            failed = app.failed.all()
-            for job in failed:
-                echo(f"  failed: {job.reason}")
-            if keep:
-                echo(f"kept running: browse {box.console_url} ; press Ctrl-C to stop")
-                try:
-                    while True:
-                        time.sleep(3600)
-                except KeyboardInterrupt:
-                    pass
+    with temporary_embedded_redis(prefix="ra-demo-") as redis_url, Sandbox() as box:
+        echo(f"embedded Redis started: {redis_url}")
+        box.seed_demo_data()
+        echo(f"sandbox: PostHog {box.posthog.url}, Zendesk {box.zendesk.url}, Jira {box.jira.url}")
+        echo(f"support agent's view: {box.console_url}")
+        box.zendesk.fail_next("5xx", method="PUT", path_regex=rf"/tickets/{FLAKY_TICKET}\.json$")
+        app = create_app(_demo_config(box, redis_url), url=redis_url)
+        worker = Worker(app.broker, worker_threads=4, worker_timeout=100)
+        worker.start()
+        try:
+            return _attach_samples(echo, box, app, keep)
+        finally:
             worker.stop()
-            worker = None
-            ok = not pending and not failed
-            echo(
-                "demo finished: every sample report has its replay on its ticket"
-                if ok
-                else "demo finished with reports that did not attach (see above)"
-            )
-            return 0 if ok else 1
-    finally:
-        if worker is not None:
-            worker.stop()
-        if app is not None:
             app.broker.close()
-        if server is not None:
-            server.release()
-            _wait_gone(data_dir / "redis.sock")
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def _wait_gone(path: Path, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while path.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+def _attach_samples(echo: Callable[[str], None], box: Sandbox, app: App, keep: bool) -> int:
+    reports = []
+    for number, sample in enumerate(SAMPLE_REPORTS, start=1):
+        report = parse_event({"session_id": f"demo-session-{number:02d}", **sample})
+        enqueue_bug_report(report, app=app)
+        reports.append(report)
+    echo(
+        f"enqueued {len(reports)} sample bug reports "
+        f"(ticket {FLAKY_TICKET} meets a Zendesk outage first)"
+    )
+    pending = set(range(len(reports)))
+    deadline = time.monotonic() + 60
+    with tqdm(total=len(reports), desc="attaching replays", unit="report") as bar:
+        while pending and time.monotonic() < deadline:
+            for index in sorted(pending):
+                if _landed(box, reports[index]) is not None:
+                    pending.discard(index)
+                    bar.update(1)
+            time.sleep(0.1)
+    for report in reports:
+        echo(f"  {report.target_label}: {_landed(box, report) or 'NOT ATTACHED'}")
+    flaky = [r for r in box.zendesk.calls("PUT") if f"/tickets/{FLAKY_TICKET}.json" in r.path]
+    echo(
+        f"  (ticket {FLAKY_TICKET}: {len(flaky)} attempts, the first answered "
+        f"{flaky[0].status if flaky else '?'})"
+    )
+    failed = app.failed.all()
+    for job in failed:
+        echo(f"  failed: {job.reason}")
+    if keep:
+        echo(f"kept running: browse {box.console_url} ; press Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    ok = not pending and not failed
+    echo(
+        "demo finished: every sample report has its replay on its ticket"
+        if ok
+        else "demo finished with reports that did not attach (see above)"
+    )
+    return 0 if ok else 1

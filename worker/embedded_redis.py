@@ -47,13 +47,16 @@ import fcntl
 import importlib.util
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType, TracebackType
 
@@ -479,6 +482,25 @@ def embedded_redis_url(data_dir: Path) -> str:
             _registry[key] = user
             atexit.register(user.release)
         return user.url
+
+
+@contextmanager
+def temporary_embedded_redis(prefix: str = "ra-") -> Iterator[str]:
+    """An embedded Redis in a fresh temporary directory, gone with the block.
+
+    For the demo, the tests and the benchmark: yields the URL; afterwards waits
+    for the keeper to stop the server and removes the directory.
+    """
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    user = EmbeddedRedis(data_dir)
+    try:
+        yield user.acquire()
+    finally:
+        user.release()
+        deadline = time.monotonic() + SERVER_STOP_TIMEOUT
+        while user.socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(WAIT_POLL_INTERVAL)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # --- The keeper --------------------------------------------------------------------------------
