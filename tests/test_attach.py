@@ -398,3 +398,58 @@ def test_job_is_given_up_with_its_last_reason_after_the_retry_horizon(
     assert job.attempts >= 2
     assert job.last_failure_at - job.first_failure_at <= 2.0
     assert zendesk_notes(sandbox, 101) == []
+
+
+def test_clients_are_built_once_per_thread_and_connections_reused(
+    sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
+) -> None:
+    app = make_app(config_data(sandbox))
+    for i in range(10):
+        enqueue_bug_report(session_id=f"reuse-{i}", jira_issue="BUG-1", app=app)
+        enqueue_bug_report(session_id=f"reuse-{i}", zendesk_ticket=101, app=app)
+    with run_worker(app, threads=1) as worker:
+        worker.drain()
+    assert len(sandbox.jira.issues["BUG-1"]["comments"]) == 10
+    # No serverInfo or application-links calls: only the writes themselves.
+    assert {r.path.rsplit("/", 1)[-1] for r in sandbox.jira.calls()} == {"remotelink", "comment"}
+    # One thread, one keep-alive connection per vendor (a fresh client per job would open more).
+    for double in sandbox.vendors:
+        assert len({r.client_port for r in double.calls()}) == 1, double
+
+
+def test_secrets_never_reach_the_logs_or_failed_reasons(
+    sandbox: Any,
+    make_app: Callable[..., App],
+    run_worker: Callable[..., RunningWorker],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secrets = {
+        "posthog": "phx_TOP_SECRET_1",
+        "zendesk": "zd_TOP_SECRET_2",
+        "jira": "jira_TOP_SECRET_3",
+    }
+    app = make_app(
+        config_data(
+            sandbox,
+            posthog__personal_api_key=secrets["posthog"],
+            zendesk__api_token=secrets["zendesk"],
+            jira__api_token=secrets["jira"],
+        )
+    )
+    sandbox.posthog.api_keys[secrets["posthog"]] = set(
+        next(iter(sandbox.posthog.api_keys.values()))
+    )
+    enqueue_bug_report(session_id="s1", zendesk_ticket=101, app=app)  # Zendesk refuses the token
+    enqueue_bug_report(session_id="s2", jira_issue="BUG-1", app=app)  # Jira refuses the token
+    sandbox.zendesk.fail_next("reset", method="PUT")
+    with caplog.at_level("DEBUG"), run_worker(app) as worker:
+        worker.drain()
+    reasons = sorted(job.reason for job in app.failed.all())
+    assert reasons == [
+        "Jira rejected the credentials (401)",
+        "Zendesk rejected the email or API token (401)",
+    ]
+    logged = caplog.text + " ".join(reasons)
+    assert "Zendesk" in logged
+    for secret in secrets.values():
+        assert secret not in logged
