@@ -221,7 +221,20 @@ def test_acceptance_file_of_20_events_then_worker(
     status = run(cli_env, "status")
     assert "queued: 0" in status.stdout and "failed: 0" in status.stdout
     one = run(cli_env, "status", "--session-id", "zs-0", "--zendesk-ticket", "101")
-    assert "note: done at" in one.stdout and "tag: done at" in one.stdout
+    assert one.stdout.splitlines()[0] == "session zs-0 on zendesk:101:"
+    assert "  note: done at" in one.stdout and "  tag: done at" in one.stdout
+    assert "/embedded/" in one.stdout
+    ticket = run(cli_env, "status", "--zendesk-ticket", "101").stdout
+    assert ticket.count("session ") == 2 and "session zs-5 on zendesk:101:" in ticket
+    session = run(cli_env, "status", "--session-id", "js-1").stdout
+    assert "session js-1 on jira:BUG-2:" in session
+    assert "remote_link: done at" in session and "comment: done at" in session
+    assert (
+        run(cli_env, "status", "--jira-issue", "BUG-9").stdout.strip()
+        == "nothing recorded for that selection"
+    )
+    bad = run(cli_env, "status", "--session-id", "a/b")
+    assert bad.returncode == 2 and "session_id: must be 1-200 letters" in bad.stderr
 
 
 def test_failed_list_retry_and_purge(
@@ -254,6 +267,8 @@ def test_failed_list_retry_and_purge(
             "late": "Zendesk ticket 999 does not exist (404)",
             "gone": "Zendesk ticket 106 is closed and can no longer be updated (422)",
         }
+        shown = run(cli_env, "status", "--zendesk-ticket", "106").stdout
+        assert "(session gone on zendesk:106): Zendesk ticket 106 is closed" in shown
         human = run(cli_env, "failed", "list").stdout
         assert "Zendesk ticket 999 does not exist (404)" in human and "session=late" in human
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -322,49 +323,72 @@ def failed_purge(ctx: click.Context, all_: bool, job_ids: tuple[str, ...]) -> No
 # ---- status and check --------------------------------------------------------
 
 
+def _show_attachments(
+    app: Any, session_id: str | None, zendesk_ticket: int | None, jira_issue: str | None
+) -> None:
+    """What landed for a session and/or a ticket, and any failed job for them."""
+    from worker.events import JIRA_ISSUE_PATTERN, SESSION_ID_PATTERN
+    from worker.ledger import Ledger
+
+    if session_id is not None and not re.match(SESSION_ID_PATTERN, session_id):
+        _die("invalid selection: session_id: must be 1-200 letters, digits, '-' or '_'")
+    if zendesk_ticket is not None and jira_issue is not None:
+        _die("invalid selection: give at most one of --zendesk-ticket and --jira-issue")
+    target = None
+    if zendesk_ticket is not None:
+        if zendesk_ticket <= 0:
+            _die("invalid selection: zendesk_ticket: must be a positive integer")
+        target = f"zendesk:{zendesk_ticket}"
+    if jira_issue is not None:
+        if not re.match(JIRA_ISSUE_PATTERN, jira_issue.upper()):
+            _die("invalid selection: jira_issue: must be a Jira issue key such as BUG-42")
+        target = f"jira:{jira_issue.upper()}"
+    found = Ledger(app.redis, app.config.posthog.project_id).find(target, session_id)
+    failed = [
+        job
+        for job in app.failed.all()
+        if (session_id is None or job.session_id == session_id)
+        and (target is None or job.target == target)
+    ]
+    if not found and not failed:
+        click.echo("nothing recorded for that selection")
+    for found_target, found_session, record in found:
+        click.echo(f"session {found_session} on {found_target}:")
+        for key, value in sorted(record.items()):
+            state, _, ts = value.partition(":")
+            shown = value if key == "link" else f"{state} at {_when(float(ts))}" if ts else value
+            click.echo(f"  {key}: {shown}")
+    for job in failed:
+        click.echo(
+            f"failed job {job.job_id} (session {job.session_id} on {job.target}): {job.reason}"
+        )
+
+
 @main.command()
-@click.option("--session-id", help="Show the attachment state of this session...")
-@click.option("--zendesk-ticket", type=int, help="...on this Zendesk ticket")
-@click.option("--jira-issue", help="...or on this Jira issue.")
+@click.option("--session-id", help="Show what landed for this session (on every ticket)...")
+@click.option("--zendesk-ticket", type=int, help="...or on this Zendesk ticket...")
+@click.option("--jira-issue", help="...or on this Jira issue (combine with --session-id).")
 @click.pass_context
 def status(
     ctx: click.Context, session_id: str | None, zendesk_ticket: int | None, jira_issue: str | None
 ) -> None:
-    """Queue depth, jobs in flight, scheduled retries, failed jobs; or one attachment.
+    """Queue depth, jobs in flight, scheduled retries, failed jobs; or attachments.
+
+    With --session-id and/or a ticket: what has landed for them (link, note,
+    tag, remote link, comment, each pending or done) and their failed jobs.
 
     \b
     Examples:
       replay-attach status
-      replay-attach status --session-id 0192c0de-aaaa --zendesk-ticket 123
+      replay-attach status --zendesk-ticket 123
+      replay-attach status --session-id 0192c0de-aaaa --jira-issue BUG-42
     """
     app = _app(ctx)
     client = app.redis
     queue = app.actor.queue_name
     ns = app.broker.namespace
     if session_id is not None or zendesk_ticket is not None or jira_issue is not None:
-        try:
-            event = parse_event(
-                {
-                    k: v
-                    for k, v in {
-                        "session_id": session_id,
-                        "zendesk_ticket": zendesk_ticket,
-                        "jira_issue": jira_issue,
-                    }.items()
-                    if v is not None
-                }
-            )
-        except InvalidEvent as exc:
-            _die(f"invalid selection: {exc}")
-        from worker.ledger import Ledger
-
-        record = Ledger(client, app.config.posthog.project_id).read(event.target, event.session_id)
-        if not record:
-            click.echo(f"nothing recorded for session {event.session_id} on {event.target_label}")
-        for key, value in sorted(record.items()):
-            state, _, ts = value.partition(":")
-            shown = value if key == "link" else f"{state} at {_when(float(ts))}" if ts else value
-            click.echo(f"{key}: {shown}")
+        _show_attachments(app, session_id, zendesk_ticket, jira_issue)
         return
     in_flight = 0
     for key in client.scan_iter(match=f"{ns}:__acks__.*.{queue}"):

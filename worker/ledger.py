@@ -62,6 +62,20 @@ class Ledger:
     def key(target: str, session_id: str) -> str:
         return constants.ATTACHMENT_KEY.format(target=target, session=session_id)
 
+    def find(
+        self, target: str | None = None, session_id: str | None = None
+    ) -> list[tuple[str, str, dict[str, str]]]:
+        """(target, session, record) of every pair matching the given parts (SCAN, not KEYS)."""
+        pattern = self.key(target or "*", session_id or "*")
+        prefix = self.key("", "").rstrip(":")
+        found = []
+        for raw in self._redis.scan_iter(match=pattern, count=1000):
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            # {prefix}:{system}:{ticket}:{session}; session ids contain no ':'.
+            found_target, _, found_session = key[len(prefix) + 1 :].rpartition(":")
+            found.append((found_target, found_session, self.read(found_target, found_session)))
+        return sorted(found)
+
     def read(self, target: str, session_id: str) -> dict[str, str]:
         raw: dict[bytes, bytes] = self._redis.hgetall(self.key(target, session_id))  # type: ignore[assignment]
         return {k.decode(): v.decode() for k, v in raw.items()}
