@@ -16,7 +16,7 @@ import logging
 import time
 import urllib.request
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any, TypeVar
 
 import requests
@@ -196,7 +196,3 @@ def call_with_retries(call: Callable[[], T], *, repeatable: bool) -> T:
         ),
     )
     return retrying(call)
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)

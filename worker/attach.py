@@ -135,14 +135,14 @@ def attach_replay(event: BugReport, services: Services) -> AttachResult:
     _require_target_system(event, services)
     ledger = services.ledger
     target, session = event.target, event.session_id
-    record = ledger.read(target, session)
     names = _step_names(event, services.config)
-    if record.get("link") and all(ledger.state(record, n) is StepState.DONE for n in names):
-        return AttachResult(link=record["link"], already_attached=True)
-
     try:
+        # A duplicate arriving while the original is in flight finds the lock
+        # busy and comes back in a moment, when it will find everything done.
         with ledger.attach_lock(target, session):
             record = ledger.read(target, session)
+            if record.get("link") and all(ledger.state(record, n) is StepState.DONE for n in names):
+                return AttachResult(link=record["link"], already_attached=True)
             # Ledger changes not yet written. They are written in one round trip
             # before each write that is not safe to repeat (which must be known
             # to be "pending" first), when a step fails, and at the end; losing

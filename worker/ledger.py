@@ -116,9 +116,6 @@ class Ledger:
         pipe.expire(key, constants.LEDGER_TTL_SECONDS)
         pipe.execute()
 
-    def forget(self, target: str, session_id: str) -> None:
-        self._redis.delete(self.key(target, session_id))
-
     @contextmanager
     def attach_lock(self, target: str, session_id: str) -> Iterator[None]:
         """Exclusive right to write to this ticket for this session; raises LockBusy."""

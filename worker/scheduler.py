@@ -23,6 +23,7 @@ import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
+from redis.commands.core import Script
 
 from worker import constants
 
@@ -63,9 +64,10 @@ def schedule_retry(
     pipe.execute()
 
 
-def promote_due(broker: RedisBroker, queue_name: str, now: float | None = None) -> int:
-    """Move every due retry onto ``queue_name``; return how many moved."""
-    script = broker.client.register_script(_PROMOTE)
+def promote_due(
+    broker: RedisBroker, queue_name: str, script: Script, now: float | None = None
+) -> int:
+    """Move every due retry onto ``queue_name`` with the registered ``_PROMOTE`` script."""
     now_ms = int((time.time() if now is None else now) * 1000)
     queue_key = f"{broker.namespace}:{queue_name}"
     moved = 0
@@ -114,9 +116,10 @@ class RetryScheduler(Middleware):
             self._thread = None
 
     def _run(self, broker: RedisBroker) -> None:
+        script = broker.client.register_script(_PROMOTE)
         while not self._stop.wait(self.poll_seconds):
             try:
-                promote_due(broker, self.queue_name)
+                promote_due(broker, self.queue_name, script)
             except redis.RedisError as exc:
                 # Redis restarting: the retries are still in it; try again shortly.
                 log.warning("could not move due retries onto the queue: %s", exc)
