@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -23,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,7 @@ class WorkerFleet:
 
     def workers(self) -> list[psutil.Process]:
         try:
-            return psutil.Process(self.proc.pid).children(recursive=False)
+            return list(psutil.Process(self.proc.pid).children(recursive=False))
         except psutil.NoSuchProcess:
             return []
 
@@ -162,20 +163,47 @@ def zendesk_events(count: int, offset: int) -> Iterator[Any]:
         )
 
 
-def wait_for_notes(
-    box: Sandbox, expected: int, bar: tqdm | None = None, timeout: float = 900
-) -> float:
-    deadline = time.monotonic() + timeout
-    seen = 0
-    while time.monotonic() < deadline:
-        done = len(box.zendesk.calls("PUT", r"/tags\.json$"))
-        if bar is not None and done > seen:
-            bar.update(done - seen)
-        seen = done
-        if done >= expected:
-            return time.monotonic()
-        time.sleep(0.05)
-    raise RuntimeError(f"only {seen} of {expected} jobs finished")
+def jira_events(count: int, offset: int) -> Iterator[Any]:
+    for i in range(count):
+        yield parse_event(
+            {"session_id": f"bench-{offset + i}", "jira_issue": f"BENCH-{1 + (offset + i) % 500}"}
+        )
+
+
+#: Per kind of job: its events, and the last request of a job (one per finished job).
+JOB_KINDS: dict[str, tuple[Callable[[int, int], Iterator[Any]], str, str, str]] = {
+    "zendesk": (zendesk_events, "zendesk", "PUT", r"/tags\.json$"),
+    "jira": (jira_events, "jira", "POST", r"/comment$"),
+}
+
+
+class FinishedJobs:
+    """Counts finished jobs by the last request each makes, reading only new requests."""
+
+    def __init__(self, box: Sandbox, kind: str) -> None:
+        _, vendor, self.method, regex = JOB_KINDS[kind]
+        self.double = getattr(box, vendor)
+        self.pattern = re.compile(regex)
+        self.position = 0
+        self.count = 0
+
+    def poll(self) -> int:
+        new, self.position = self.double.calls_since(self.position)
+        self.count += sum(1 for r in new if r.method == self.method and self.pattern.search(r.path))
+        return self.count
+
+    def wait_for(self, expected: int, bar: tqdm | None = None, timeout: float = 900) -> float:
+        deadline = time.monotonic() + timeout
+        seen = self.count
+        while time.monotonic() < deadline:
+            done = self.poll()
+            if bar is not None and done > seen:
+                bar.update(done - seen)
+            seen = done
+            if done >= expected:
+                return time.monotonic()
+            time.sleep(0.05)
+        raise RuntimeError(f"only {seen} of {expected} jobs finished")
 
 
 def reset(box: Sandbox, client: redis.Redis) -> None:
@@ -194,18 +222,25 @@ def throughput_run(
     jobs: int,
     latency: float,
     progress: bool,
-) -> dict[str, float]:
+    kind: str = "zendesk",
+) -> dict[str, Any]:
     reset(box, client)
+    events = JOB_KINDS[kind][0]
+    finished = FinishedJobs(box, kind)
     fleet = WorkerFleet(config, processes, threads)
     try:
         fleet.wait_ready(client)
         cpu_before = fleet.cpu_seconds()
         start = time.monotonic()
-        enqueue_many(app, zendesk_events(jobs, 0))
+        enqueue_many(app, events(jobs, 0))
         with tqdm(
-            total=jobs, desc=f"{processes}x{threads}", unit="job", disable=not progress, leave=False
+            total=jobs,
+            desc=f"{kind} {processes}x{threads}",
+            unit="job",
+            disable=not progress,
+            leave=False,
         ) as bar:
-            end = wait_for_notes(box, jobs, bar)
+            end = finished.wait_for(jobs, bar)
         cpu = fleet.cpu_seconds() - cpu_before
         rss = fleet.max_rss_mb()
     finally:
@@ -221,14 +256,53 @@ def throughput_run(
         "rss_mb": rss,
         "calls_per_job": calls_per_job,
         "calls": dict(calls),
-    }  # type: ignore[dict-item]
+    }
+
+
+def soak_run(
+    box: Sandbox, client: redis.Redis, config: dict[str, str], app: Any, jobs: int
+) -> dict[str, float]:
+    """``jobs`` Zendesk jobs through 2x8 workers, sampling each worker's resident memory."""
+    reset(box, client)
+    finished = FinishedJobs(box, "zendesk")
+    fleet = WorkerFleet(config, 2, 8)
+    samples: list[tuple[int, float]] = []
+    try:
+        fleet.wait_ready(client)
+        idle = fleet.max_rss_mb()
+        enqueue_many(app, zendesk_events(jobs, 0))
+        step = max(1, jobs // 20)
+        next_sample = step
+        deadline = time.monotonic() + 1800
+        with tqdm(total=jobs, desc="memory soak", unit="job", leave=False) as bar:
+            done = 0
+            while done < jobs and time.monotonic() < deadline:
+                now_done = finished.poll()
+                bar.update(now_done - done)
+                done = now_done
+                if done >= next_sample:
+                    samples.append((done, fleet.max_rss_mb()))
+                    next_sample += step
+                time.sleep(0.2)
+        if done < jobs:
+            raise RuntimeError(f"only {done} of {jobs} jobs finished")
+    finally:
+        fleet.stop()
+    # "Warm": after a tenth of the jobs, once every thread has built its clients.
+    warm = next(rss for count, rss in samples if count >= jobs // 10)
+    return {
+        "idle": idle,
+        "warm": warm,
+        "warm_jobs": float(next(c for c, _ in samples if c >= jobs // 10)),
+        "end": samples[-1][1],
+        "max": max(rss for _, rss in samples),
+    }
 
 
 def _endpoint(path: str) -> str:
-    import re
-
     path = re.sub(r"/session_recordings/[^/]+/", "/session_recordings/{id}/", path)
     path = re.sub(r"/tickets/\d+", "/tickets/{id}", path)
+    path = re.sub(r"/projects/\d+/", "/projects/{id}/", path)
     return re.sub(r"/issue/[^/]+/", "/issue/{key}/", path)
 
 
@@ -241,16 +315,17 @@ def latency_runs(
     samples: int,
 ) -> list[float]:
     reset(box, client)
+    finished = FinishedJobs(box, "zendesk")
     fleet = WorkerFleet(config, 1, 4)
     extra = []
     try:
         fleet.wait_ready(client)
         for i in range(samples):
             time.sleep(1.5)  # let the worker go idle and its polling back off
-            before = len(box.zendesk.calls("PUT", r"/tags\.json$"))
+            before = finished.poll()
             start = time.monotonic()
             enqueue_bug_report(session_id=f"lat-{i}", zendesk_ticket=1000 + i, app=app)
-            end = wait_for_notes(box, before + 1, timeout=30)
+            end = finished.wait_for(before + 1, timeout=30)
             extra.append(end - start - 3 * latency)
     finally:
         fleet.stop()
@@ -317,11 +392,18 @@ def main() -> None:
         "--latency", type=float, default=0.05, help="seconds per API call (default 0.05)"
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per setting; medians are printed")
+    parser.add_argument(
+        "--curve",
+        default="1x4,2x8,2x16,2x32",
+        help="throughput settings, PROCESSESxTHREADS, comma-separated (default %(default)s)",
+    )
     args = parser.parse_args()
     jobs = 600 if args.quick else 2000
     runs = 1 if args.quick else args.runs
     enqueue_events = 20_000 if args.quick else 100_000
-    curve = [(1, 4), (2, 8), (2, 16), (2, 32)]
+    curve = [
+        (int(p), int(t)) for p, t in (item.split("x") for item in args.curve.split(",") if item)
+    ]
 
     with redis_url() as url, Sandbox(latency=args.latency, auto_create=True) as box:
         config = worker_env(box, url)
@@ -358,14 +440,47 @@ def main() -> None:
             if (processes, threads) == (2, 8):
                 last = results[0]
 
-        print("\n2. Calls per job on the happy path (2x8 run)")
+        jira_results = [
+            throughput_run(
+                box, client, config, app, 2, 8, jobs, args.latency, progress=True, kind="jira"
+            )
+            for _ in range(runs)
+        ]
+        rate = statistics.median(r["rate"] for r in jira_results)
+        bound = jira_results[0]["bound"]
+        cpu = statistics.median(r["cpu_ms_per_job"] for r in jira_results)
+        rss = max(r["rss_mb"] for r in jira_results)
+        print(
+            f"   {'2x8 Jira':<8} {rate:8.1f} {bound:8.1f} {rate / bound:7.1%} {cpu:11.2f} {rss:7.0f}"
+            "   (remote link + comment)"
+        )
+
+        print("\n2. Calls per job on the happy path (2x8 runs)")
         for endpoint, count in sorted(last["calls"].items()):
             print(f"   {count / jobs:5.2f}  {endpoint}")
         print(
-            f"   {last['calls_per_job']:5.2f}  total (minimum for a Zendesk job with a tag: 3.00)"
+            f"   {last['calls_per_job']:5.2f}  total per Zendesk job "
+            "(minimum with a tag: 3.00 = share + note + tag)"
+        )
+        for endpoint, count in sorted(jira_results[0]["calls"].items()):
+            print(f"   {count / jobs:5.2f}  {endpoint}")
+        print(
+            f"   {jira_results[0]['calls_per_job']:5.2f}  total per Jira job "
+            "(minimum: 3.00 = share + remote link + comment)"
         )
 
-        print("\n3. Worker CPU and memory: see the table (bound: 3 ms/job, 100 MB per process)")
+        soak_jobs = 5_000 if args.quick else 20_000
+        print(
+            f"\n3. Worker CPU: see the table (bound 3 ms/job). Memory over {soak_jobs:,} jobs "
+            "(2x8, largest worker process; bound 100 MB, flat)"
+        )
+        soak = soak_run(box, client, config, app, soak_jobs)
+        print(
+            f"   idle {soak['idle']:.0f} MB; after {soak['warm_jobs']:,.0f} jobs {soak['warm']:.0f} MB; "
+            f"after {soak_jobs:,} jobs {soak['end']:.0f} MB (growth {soak['end'] / soak['warm']:.2f}x "
+            f"over the last {soak_jobs - soak['warm_jobs']:,.0f} jobs); "
+            f"max {soak['max']:.0f} MB ({soak['max'] / 100:.2f} of the bound)"
+        )
 
         print("\n4. Enqueueing")
         figures = enqueue_figures(app, client, config, enqueue_events)

@@ -23,10 +23,12 @@ from jira import JIRA, JIRAError
 
 from integrations.errors import IntegrationError, RetryLater
 from integrations.http import (
+    RedirectRefused,
     Throttle,
     Timeouts,
     call_with_retries,
     mount_adapter,
+    refuse_redirects,
     status_failure,
     transport_failure,
 )
@@ -100,6 +102,7 @@ class JiraIssues:
         # Never sleep inside the library, whatever the server says.
         self._jira._session.max_retry_delay = 0
         mount_adapter(self._jira._session, throttle)
+        refuse_redirects(self._jira._session)
         if not urllib.request.getproxies():
             self._jira._session.trust_env = False  # see integrations.http.configure_session
 
@@ -132,6 +135,8 @@ class JiraIssues:
         def attempt() -> T:
             try:
                 return call()
+            except RedirectRefused as exc:
+                raise self._failure(exc.response, issue, what, is_write=is_write) from None
             except JIRAError as exc:
                 if exc.response is None:
                     raise RetryLater(

@@ -20,7 +20,15 @@ from urllib.parse import quote, urlencode
 import requests
 
 from integrations.errors import IntegrationError, PermanentFailure, RetryLater
-from integrations.http import Timeouts, call_with_retries, status_failure, transport_failure
+from integrations.http import (
+    JsonApi,
+    Throttle,
+    Timeouts,
+    call_with_retries,
+    is_success,
+    status_failure,
+    transport_failure,
+)
 
 SYSTEM = "PostHog"
 
@@ -44,13 +52,16 @@ class PostHogSharing:
         project_id: int,
         personal_api_key: str,
         timeouts: Timeouts,
-        session: requests.Session,
+        throttle: Throttle | None = None,
     ) -> None:
         self.host = host.rstrip("/")
         self.project_id = project_id
-        self._timeouts = timeouts
-        self._session = session
-        self._session.headers["Authorization"] = f"Bearer {personal_api_key}"
+        self._api = JsonApi(
+            self.host,
+            timeouts,
+            headers={"Authorization": f"Bearer {personal_api_key}"},
+            throttle=throttle,
+        )
 
     def _sharing_url(self, session_id: str) -> str:
         return (
@@ -93,17 +104,13 @@ class PostHogSharing:
 
         def attempt() -> str:
             try:
-                response = self._session.patch(
-                    self._sharing_url(session_id),
-                    json={"enabled": True},
-                    timeout=self._timeouts,
-                )
+                response = self._api.send("PATCH", self._sharing_url(session_id), {"enabled": True})
             except requests.RequestException as exc:
                 # The PATCH is idempotent, so "maybe applied" does not matter here.
                 raise transport_failure(
                     SYSTEM, f"share session {session_id}", exc, is_write=False
                 ) from None
-            if not response.ok:
+            if not is_success(response):
                 raise self._failure(response, session_id)
             body = _json(response)
             token = body.get("access_token") if isinstance(body, dict) else None
@@ -121,7 +128,7 @@ class PostHogSharing:
         """Verify key, scope and project without changing anything; return a summary."""
         url = self._sharing_url("replay-attach-check")
         try:
-            response = self._session.get(url, timeout=self._timeouts)
+            response = self._api.send("GET", url)
         except requests.RequestException as exc:
             raise transport_failure(SYSTEM, "check the key", exc, is_write=False) from None
         if response.status_code == 403:
@@ -130,7 +137,7 @@ class PostHogSharing:
                 "the personal API key lacks the sharing_configuration scopes (403)",
                 status=403,
             )
-        if not response.ok:
+        if not is_success(response):
             raise self._failure(response, "replay-attach-check")
         return f"project {self.project_id} at {self.host}, sharing API reachable"
 

@@ -486,16 +486,21 @@ def test_a_held_lock_outlives_its_lease_and_is_free_once_released(
     monkeypatch.setattr(ledger, "_leases", ledger._LeaseKeeper())
     holder, rival = Ledger(redis_client, 1), Ledger(redis_client, 1)
     refused = 0
-    with holder.attach_lock("zendesk:101", SESSION), holder.mint_lock(SESSION):
+    with holder.attachment("zendesk:101", SESSION) as held:
+        # A new pair takes the session's mint lock along with its own.
+        assert held.mint_lock_held
         held_until = time.monotonic() + 4 * ledger.LOCK_LEASE_SECONDS
         while time.monotonic() < held_until:
-            with pytest.raises(LockBusy), rival.attach_lock("zendesk:101", SESSION):
+            with pytest.raises(LockBusy), rival.attachment("zendesk:101", SESSION):
                 pass
             refused += 1
             time.sleep(0.1)
+        # The other ticket's job for the same session waits for the mint lock.
+        with rival.attachment("zendesk:102", SESSION) as other:
+            assert not other.mint_lock_held
     assert refused >= 10
-    with rival.attach_lock("zendesk:101", SESSION), rival.mint_lock(SESSION):
-        pass
+    with rival.attachment("zendesk:101", SESSION) as later:
+        assert later.mint_lock_held
     assert redis_client.keys("replay-attach:lock:*") == []
 
 
@@ -744,6 +749,46 @@ def test_more_permanent_errors_fail_at_once_with_their_reason(
         assert tags == ["checkout", "web", "posthog_replay_failed"]
     else:
         assert tags == ["checkout", "web"]
+
+
+@pytest.mark.parametrize(
+    ("vendor", "method", "path", "event", "system"),
+    [
+        ("posthog", "PATCH", r"/sharing/?$", {"zendesk_ticket": 101}, "PostHog"),
+        ("zendesk", "PUT", r"/tickets/101\.json$", {"zendesk_ticket": 101}, "Zendesk"),
+        ("zendesk", "PUT", r"/tags\.json$", {"zendesk_ticket": 101}, "Zendesk"),
+        ("jira", "POST", r"/remotelink$", {"jira_issue": "BUG-1"}, "Jira"),
+        ("jira", "POST", r"/comment$", {"jira_issue": "BUG-1"}, "Jira"),
+    ],
+    ids=["posthog-share", "zendesk-note", "zendesk-tag", "jira-remote-link", "jira-comment"],
+)
+def test_a_redirect_is_reported_as_a_configuration_error_never_followed(
+    vendor: str,
+    method: str,
+    path: str,
+    event: dict[str, Any],
+    system: str,
+    sandbox: Sandbox,
+    make_app: Callable[..., App],
+    run_worker: Callable[..., RunningWorker],
+) -> None:
+    """An http:// URL behind a load balancer answers 301 to https://: following it would turn
+    a POST into a GET, drop the credentials, or send the write twice."""
+    double: Double = getattr(sandbox, vendor)
+    double.fail_next("redirect", method=method, path_regex=path)
+    app = make_app(config_data(sandbox))
+    enqueue_bug_report({"session_id": SESSION, **event}, app=app)
+    with run_worker(app) as worker:
+        worker.drain()
+
+    (job,) = app.failed.all()
+    assert job.attempts == 1
+    assert job.reason.startswith(f"{system} answered with a redirect (301) to https://127.0.0.1:")
+    assert job.reason.endswith(": check the configured URL (https, host name)")
+    # Asked once; nothing went to the https:// address or anywhere else afterwards.
+    assert [r.status for r in double.calls(method, path)] == [301]
+    redirected = [r for d in sandbox.vendors for r in d.calls() if r.status == 301]
+    assert len(redirected) == 1
 
 
 # --------------------------------------------------------------------------- 7. acceptance

@@ -124,12 +124,6 @@ def _step_names(event: BugReport, config: Config) -> list[str]:
     )
 
 
-def mint_link(event: BugReport, services: Services) -> str:
-    with services.ledger.mint_lock(event.session_id):
-        token = services.posthog.share_recording(event.session_id)
-    return embed_link(services.config.posthog.host, token, event.replay_seconds)
-
-
 def attach_replay(event: BugReport, services: Services) -> AttachResult:
     """Make the replay link appear on the event's ticket; safe to call any number of times."""
     _require_target_system(event, services)
@@ -139,9 +133,10 @@ def attach_replay(event: BugReport, services: Services) -> AttachResult:
     try:
         # A duplicate arriving while the original is in flight finds the lock
         # busy and comes back in a moment, when it will find everything done.
-        with ledger.attach_lock(target, session):
-            record = ledger.read(target, session)
+        with ledger.attachment(target, session) as attachment:
+            record = attachment.record
             if record.get("link") and all(ledger.state(record, n) is StepState.DONE for n in names):
+                attachment.save({}, finished=True)
                 return AttachResult(link=record["link"], already_attached=True)
             # Ledger changes not yet written. They are written in one round trip
             # before each write that is not safe to repeat (which must be known
@@ -150,7 +145,8 @@ def attach_replay(event: BugReport, services: Services) -> AttachResult:
             unsaved: dict[str, str] = {}
             link = record.get("link")
             if not link:
-                link = mint_link(event, services)
+                token = attachment.mint(lambda: services.posthog.share_recording(session))
+                link = embed_link(services.config.posthog.host, token, event.replay_seconds)
                 unsaved["link"] = link
             result = AttachResult(link=link)
             for step in _steps(event, link, services):
@@ -164,21 +160,25 @@ def attach_replay(event: BugReport, services: Services) -> AttachResult:
                         unsaved[step.name] = ledger.done()
                         continue
                     unsaved[step.name] = ledger.pending()
-                    ledger.write(target, session, unsaved)
+                    attachment.save(unsaved)
+                    unsaved = {}
+                elif attachment.mint_lock_due:
+                    # Let other jobs for this session mint while this one writes.
+                    attachment.save(unsaved)
                     unsaved = {}
                 try:
                     step.write()
                 except RetryLater as exc:
                     uncertain = exc.maybe_applied and step.already_there is not None
                     clear = () if uncertain else (step.name,)
-                    ledger.write(target, session, unsaved, clear=clear)
+                    attachment.save(unsaved, clear=clear, finished=True)
                     raise
                 except PermanentFailure:
-                    ledger.write(target, session, unsaved, clear=(step.name,))
+                    attachment.save(unsaved, clear=(step.name,), finished=True)
                     raise
                 unsaved[step.name] = ledger.done()
                 result.written.append(step.name)
-            ledger.write(target, session, unsaved)
+            attachment.save(unsaved, finished=True)
             return result
     except LockBusy:
         raise RetryLater(

@@ -13,6 +13,12 @@ as the holder runs, however long its HTTP calls take. A killed worker stops
 renewing, so its locks lapse within ``LOCK_LEASE_SECONDS``, before dramatiq
 (after ``broker.heartbeat_timeout_seconds``) hands its jobs to another worker;
 a fixed TTL long enough for the slowest job would block that redo for as long.
+
+Round trips are few because each one costs a job more CPU than an HTTP call's
+bookkeeping: opening an attachment takes its lock, reads its record and, when
+there is no link yet, takes the mint lock, all in one script; every later
+change is written together with the lock releases that are due at that point.
+A job that finds nothing done makes three round trips in all.
 """
 
 from __future__ import annotations
@@ -21,14 +27,17 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
+from typing import TypeVar
 
 import redis
-from redis.lock import Lock
 
 from worker import constants
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +50,37 @@ LOCK_LEASE_SECONDS = 10.0
 #: How often a held lock's TTL is reset: several renewals in a row may fail (a
 #: Redis restart) before the lease lapses under a live holder.
 LOCK_RENEW_SECONDS = 2.0
+#: How often a job waiting for another worker's mint of the same session looks again.
+MINT_WAIT_POLL_SECONDS = 0.05
+
+# A lock's value is its holder's token: only the holder renews or releases it.
+_RENEW = """
+if redis.call("get", KEYS[1]) == ARGV[1] then
+  return redis.call("pexpire", KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call("get", KEYS[1]) == ARGV[1] then
+  return redis.call("del", KEYS[1])
+end
+return 0
+"""
+# KEYS: attach lock, record, mint lock. ARGV: token, lease ms.
+# Returns false when the attach lock is taken, else {took the mint lock (0/1), record}.
+_OPEN = """
+if not redis.call("set", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then
+  return false
+end
+local record = redis.call("hgetall", KEYS[2])
+local minting = 0
+if redis.call("hexists", KEYS[2], "link") == 0 then
+  if redis.call("set", KEYS[3], ARGV[1], "NX", "PX", ARGV[2]) then
+    minting = 1
+  end
+end
+return {minting, record}
+"""
 
 
 class StepState(Enum):
@@ -53,10 +93,29 @@ class LockBusy(Exception):
     """Another worker holds the lock; try again shortly."""
 
 
+class Lease:
+    """A lock held under a random token, renewed by ``_LeaseKeeper`` while held."""
+
+    __slots__ = ("client", "name", "token")
+
+    def __init__(self, client: redis.Redis, name: str, token: str) -> None:
+        self.client = client
+        self.name = name
+        self.token = token
+
+    def __repr__(self) -> str:  # never the token
+        return f"Lease({self.name!r})"
+
+
+def _lease_ms() -> int:
+    return int(LOCK_LEASE_SECONDS * 1000)
+
+
 class Ledger:
     def __init__(self, client: redis.Redis, project_id: int) -> None:
         self._redis = client
         self._project_id = project_id
+        self._open = client.register_script(_OPEN)
 
     @staticmethod
     def key(target: str, session_id: str) -> str:
@@ -97,67 +156,165 @@ class Ledger:
     def done() -> str:
         return f"done:{time.time():.3f}"
 
-    def write(
-        self,
-        target: str,
-        session_id: str,
-        fields: dict[str, str],
-        clear: tuple[str, ...] = (),
-    ) -> None:
-        """Set ``fields`` and delete ``clear`` in one round trip (one MULTI/EXEC)."""
-        if not fields and not clear:
-            return
-        key = self.key(target, session_id)
-        pipe = self._redis.pipeline(transaction=True)
-        if fields:
-            pipe.hset(key, mapping=dict(fields.items()))  # mypy: a plain dict is invariant
-        if clear:
-            pipe.hdel(key, *clear)
-        pipe.expire(key, constants.LEDGER_TTL_SECONDS)
-        pipe.execute()
-
     @contextmanager
-    def attach_lock(self, target: str, session_id: str) -> Iterator[None]:
-        """Exclusive right to write to this ticket for this session; raises LockBusy."""
-        lock = _lease(
-            self._redis, constants.ATTACH_LOCK_KEY.format(target=target, session=session_id)
+    def attachment(self, target: str, session_id: str) -> Iterator[Attachment]:
+        """Exclusive right to write to this ticket for this session; raises ``LockBusy``.
+
+        Whatever the block leaves held is released when it ends.
+        """
+        token = uuid.uuid4().hex
+        attach = Lease(
+            self._redis, constants.ATTACH_LOCK_KEY.format(target=target, session=session_id), token
         )
-        if not lock.acquire(blocking=False):
-            raise LockBusy(target)
-        with _renewed(lock):
-            yield
-
-    @contextmanager
-    def mint_lock(self, session_id: str) -> Iterator[None]:
-        """Serialise minting per PostHog session; waits for a concurrent mint to finish."""
-        lock = _lease(
+        mint = Lease(
             self._redis,
             constants.MINT_LOCK_KEY.format(project=self._project_id, session=session_id),
-            sleep=0.05,
+            token,
         )
-        if not lock.acquire(blocking=True, blocking_timeout=constants.MINT_LOCK_SECONDS):
-            raise LockBusy(f"mint:{session_id}")
-        with _renewed(lock):
-            yield
+        opened = self._open(
+            keys=[attach.name, self.key(target, session_id), mint.name], args=[token, _lease_ms()]
+        )
+        if not opened:
+            raise LockBusy(target)
+        minting, flat = opened
+        record = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+        _leases.hold(attach)
+        if minting:
+            _leases.hold(mint)
+        entry = Attachment(self._redis, self.key(target, session_id), record, attach, mint)
+        entry._mint_held = bool(minting)
+        try:
+            yield entry
+        finally:
+            entry._release_remaining()
 
 
-def _lease(client: redis.Redis, name: str, sleep: float = 0.1) -> Lock:
-    # thread_local=False: the renewing thread must see the token the holder got.
-    return Lock(client, name, timeout=LOCK_LEASE_SECONDS, sleep=sleep, thread_local=False)
+class Attachment:
+    """One (ticket, session) record, opened under its lock by ``Ledger.attachment``."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        key: str,
+        record: dict[str, str],
+        attach: Lease,
+        mint: Lease,
+    ) -> None:
+        self._redis = client
+        self._key = key
+        #: The record as it was when opened.
+        self.record = record
+        self._attach = attach
+        self._mint = mint
+        self._attach_held = True
+        self._mint_held = False
+        #: The mint is over; the mint lock goes with the next write.
+        self._mint_done = False
+
+    def mint(self, make_token: Callable[[], T]) -> T:
+        """Run ``make_token`` under the session's mint lock (waiting for another worker's mint).
+
+        The lock is released with the next ``save``, which comes before any
+        further request to a vendor.
+        """
+        if not self._mint_held:
+            deadline = time.monotonic() + constants.MINT_LOCK_SECONDS
+            while not self._redis.set(self._mint.name, self._mint.token, nx=True, px=_lease_ms()):
+                if time.monotonic() >= deadline:
+                    raise LockBusy(self._mint.name)
+                time.sleep(MINT_WAIT_POLL_SECONDS)
+            self._mint_held = True
+            _leases.hold(self._mint)
+        try:
+            return make_token()
+        finally:
+            self._mint_done = True
+
+    @property
+    def mint_lock_held(self) -> bool:
+        return self._mint_held
+
+    @property
+    def mint_lock_due(self) -> bool:
+        """True when the mint is over but its lock has not gone out with a write yet."""
+        return self._mint_held and self._mint_done
+
+    def save(
+        self,
+        fields: dict[str, str],
+        clear: tuple[str, ...] = (),
+        *,
+        finished: bool = False,
+    ) -> None:
+        """Set ``fields`` and delete ``clear`` in one round trip, with the releases due.
+
+        The mint lock is released once its mint is over; ``finished`` also
+        releases the attach lock (the last write of the attempt).
+        """
+        releases = []
+        if self.mint_lock_due:
+            releases.append(self._mint)
+        if finished and self._attach_held:
+            releases.append(self._attach)
+        if not fields and not clear and not releases:
+            return
+        pipe = self._redis.pipeline(transaction=True)
+        if fields:
+            pipe.hset(self._key, mapping=dict(fields.items()))  # mypy: a plain dict is invariant
+        if clear:
+            pipe.hdel(self._key, *clear)
+        if fields or clear:
+            pipe.expire(self._key, constants.LEDGER_TTL_SECONDS)
+        for lease in releases:
+            # EVAL, not a registered script: redis-py checks registered scripts
+            # with an extra round trip before every pipeline that uses one.
+            pipe.eval(_RELEASE, 1, lease.name, lease.token)
+        pipe.execute()
+        for lease in releases:
+            self._forget(lease)
+
+    def _forget(self, lease: Lease) -> None:
+        _leases.drop(lease)
+        if lease is self._mint:
+            self._mint_held = False
+        else:
+            self._attach_held = False
+
+    def _release_remaining(self) -> None:
+        held = [
+            lease
+            for lease, is_held in ((self._mint, self._mint_held), (self._attach, self._attach_held))
+            if is_held
+        ]
+        for lease in held:
+            _leases.drop(lease)
+        if not held:
+            return
+        # The lease may have lapsed (Redis unreachable for a whole lease), or
+        # Redis may be unreachable now: either way it is free within a lease,
+        # and the job's own outcome matters more than this.
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for lease in held:
+                pipe.eval(_RELEASE, 1, lease.name, lease.token)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("could not release %s (they lapse by themselves): %s", held, exc)
+        self._mint_held = self._attach_held = False
 
 
 class _LeaseKeeper:
-    """One thread per process renews every lock held in it (not a thread per lock)."""
+    """One thread per process renews every lease held in it, in one round trip."""
 
     def __init__(self) -> None:
-        self._held: set[Lock] = set()
+        self._held: set[Lease] = set()
         self._guard = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def hold(self, lock: Lock) -> None:
+    def hold(self, lease: Lease) -> None:
         with self._guard:
-            self._held.add(lock)
+            self._held.add(lease)
             # A forked worker process inherits the object but not the thread.
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
                 self._pid = os.getpid()
@@ -166,51 +323,39 @@ class _LeaseKeeper:
                 )
                 self._thread.start()
 
-    def drop(self, lock: Lock) -> None:
+    def drop(self, lease: Lease) -> None:
         with self._guard:
-            self._held.discard(lock)
+            self._held.discard(lease)
 
     def _run(self) -> None:
         while True:
             time.sleep(LOCK_RENEW_SECONDS)
             with self._guard:
                 held = list(self._held)
-            for lock in held:
-                try:
-                    lock.reacquire()
-                except redis.exceptions.LockError:
-                    # Lapsed (Redis unreachable for a whole lease) and maybe taken
-                    # since, or released an instant ago, which is no news.
-                    with self._guard:
-                        if lock in self._held:
-                            self._held.discard(lock)
-                            log.warning("lost the lock %s while holding it", lock.name)
-                except redis.RedisError as exc:
-                    log.warning("could not renew the lock %s: %s", lock.name, exc)
+            by_client: dict[int, list[Lease]] = {}
+            for lease in held:
+                by_client.setdefault(id(lease.client), []).append(lease)
+            for leases in by_client.values():
+                self._renew(leases)
+
+    def _renew(self, leases: list[Lease]) -> None:
+        try:
+            pipe = leases[0].client.pipeline(transaction=False)
+            for lease in leases:
+                pipe.eval(_RENEW, 1, lease.name, lease.token, _lease_ms())
+            renewed = pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("could not renew %d lock(s): %s", len(leases), exc)
+            return
+        for lease, ok in zip(leases, renewed, strict=True):
+            if ok:
+                continue
+            # Lapsed (Redis unreachable for a whole lease) and maybe taken
+            # since, or released an instant ago, which is no news.
+            with self._guard:
+                if lease in self._held:
+                    self._held.discard(lease)
+                    log.warning("lost the lock %s while holding it", lease.name)
 
 
 _leases = _LeaseKeeper()
-
-
-@contextmanager
-def _renewed(lock: Lock) -> Iterator[None]:
-    """Keep an acquired lock alive until the block ends, then release it."""
-    keeper = _leases
-    keeper.hold(lock)
-    try:
-        yield
-    finally:
-        keeper.drop(lock)
-        _release_quietly(lock)
-
-
-def _release_quietly(lock: Lock) -> None:
-    # The lock may have lapsed (Redis unreachable for a whole lease), or Redis may
-    # be unreachable now: either way it is free within a lease, and the job's
-    # own outcome matters more than this.
-    try:
-        lock.release()
-    except redis.exceptions.LockError:
-        pass
-    except redis.RedisError as exc:
-        log.warning("could not release the lock %s (it lapses by itself): %s", lock.name, exc)

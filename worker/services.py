@@ -6,7 +6,7 @@ import threading
 
 import redis
 
-from integrations.http import Throttle, new_session
+from integrations.http import Throttle
 from integrations.jira import JiraIssues
 from integrations.posthog import PostHogSharing
 from integrations.zendesk import ZendeskTickets
@@ -29,7 +29,7 @@ def build_services(config: Config, client: redis.Redis, *, budgets: bool = True)
         config.posthog.project_id,
         config.posthog.personal_api_key.get_secret_value(),
         timeouts,
-        new_session(throttle("PostHog", limits.posthog_per_minute)),
+        throttle("PostHog", limits.posthog_per_minute),
     )
     zendesk = None
     zc = config.zendesk

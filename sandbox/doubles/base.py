@@ -15,6 +15,7 @@ import random
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 import traceback
@@ -28,9 +29,19 @@ from urllib.parse import parse_qsl, unquote
 
 # Every fault the doubles can inject. "rate_limited" is not injectable: it is what a request
 # refused by `rate_limit_per_minute` is recorded with.
-FAULT_KINDS: tuple[str, ...] = ("5xx", "429", "reset", "lost_response", "slow", "500")
-# Random faults default to the ones that stay fast: "slow" would stall a benchmark for
-# `slow_seconds` per hit, so it has to be asked for explicitly.
+# "redirect" answers 301 to the same path on https, as a load balancer in front of an API does
+# for a client configured with http://.
+FAULT_KINDS: tuple[str, ...] = (
+    "5xx",
+    "429",
+    "reset",
+    "lost_response",
+    "slow",
+    "500",
+    "redirect",
+)
+# Random faults default to the ones that stay fast and transient: "slow" would stall a
+# benchmark for `slow_seconds` per hit, and "redirect" is a configuration error.
 DEFAULT_FAULT_KINDS: tuple[str, ...] = ("5xx", "429", "reset", "lost_response")
 RATE_LIMITED = "rate_limited"
 
@@ -160,6 +171,13 @@ class _Server(ThreadingHTTPServer):
         self.double = double
         super().__init__(address, _RequestHandler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that goes away mid-connection (a worker stopped, a test
+        # finished) is routine for a server; anything else is still printed.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so clients' connection pools are exercised
@@ -238,6 +256,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             response = double.throttled_response()
         elif fault == "500":
             response = double.internal_error_response()
+        elif fault == "redirect":
+            response = double.redirect_response(request)
         else:
             response = double._dispatch(request)
             if fault == "lost_response":
@@ -429,6 +449,12 @@ class Double:
     def unavailable_response(self) -> Response:
         return json_response(503, {"error": "Service unavailable"})
 
+    def redirect_response(self, request: Request) -> Response:
+        host = request.headers.get("Host", f"{self.host}:{self.port}")
+        response = html_response(301, "<html><body>301 Moved Permanently</body></html>")
+        response.headers["Location"] = f"https://{host}{request.path}"
+        return response
+
     def internal_error_response(self) -> Response:
         return json_response(500, {"error": "Internal server error"})
 
@@ -529,6 +555,16 @@ class Double:
             if (method is None or r.method == method.upper())
             and (pattern is None or pattern.search(r.path))
         ]
+
+    def calls_since(self, start: int) -> tuple[list[RecordedRequest], int]:
+        """Requests recorded from position ``start`` on, and the position after them.
+
+        For polling a long run without rescanning every earlier request.
+        ``reset_requests`` starts the positions again from 0.
+        """
+        with self._lock:
+            new = self.requests[start:]
+        return new, start + len(new)
 
     def reset_requests(self) -> None:
         with self._lock:

@@ -277,7 +277,17 @@ def test_random_faults_are_seedable_and_scripted_ones_win(echo: EchoDouble) -> N
     assert requests.post(f"{echo.url}/things", timeout=2).status_code == 201
     with pytest.raises(ValueError):
         echo.fault_rate = 1.5
-    assert set(FAULT_KINDS) == {"5xx", "429", "reset", "lost_response", "slow", "500"}
+    assert set(FAULT_KINDS) == {"5xx", "429", "reset", "lost_response", "slow", "500", "redirect"}
+
+
+def test_the_redirect_fault_points_at_the_same_path_on_https(echo: EchoDouble) -> None:
+    echo.fail_next("redirect", method="POST")
+    response = requests.post(f"{echo.url}/things", timeout=2, allow_redirects=False)
+    assert response.status_code == 301
+    assert response.headers["Location"] == f"https://127.0.0.1:{echo.port}/things"
+    assert echo.applied == 0
+    # The redirected request was not applied: the next one is the first to be.
+    assert requests.post(f"{echo.url}/things", timeout=2).json() == {"applied": 1}
 
 
 def test_random_faults_are_thread_safe_under_concurrency(echo: EchoDouble) -> None:
