@@ -464,7 +464,10 @@ def demo(keep: bool) -> None:
 
 @main.command()
 @click.option(
-    "--latency", type=click.FloatRange(0, 60), default=0.0, help="Seconds added to every API call."
+    "--latency",
+    type=click.FloatRange(0, 60),
+    default=0.0,
+    help="Seconds every API call takes, the doubles' own work included.",
 )
 @click.option(
     "--fault-rate",

@@ -184,6 +184,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     # Headers and body go out in two writes; without this, Nagle + delayed ACK add ~40 ms.
     disable_nagle_algorithm = True
     server: _Server
+    started = 0.0
 
     def setup(self) -> None:
         super().setup()
@@ -196,6 +197,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # requests are recorded on the double instead; stderr noise helps nobody
+
+    def parse_request(self) -> bool:
+        # The request line has just arrived (the wait for it on a kept-alive connection is
+        # over): the call's latency counts from here, header parsing included.
+        self.started = time.monotonic()
+        return super().parse_request()
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -213,6 +220,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         double = self.server.double
+        started = self.started
         arrived = time.time()
         body = self._read_body()
         path, _, raw_query = self.path.partition("?")
@@ -245,9 +253,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             client_port=int(self.client_address[1]),
         )
         double._record(record)
-        double._sleep(double.latency)
+        # `latency` is the whole time the call takes, as a vendor's response time is: the
+        # double's own work (parsing, handling, encoding) happens inside it, not on top.
+        answer_at = started + double.latency
 
         if fault == "reset":
+            double._sleep_until(answer_at)
             self._reset()
             return
         if fault == "5xx":
@@ -261,17 +272,20 @@ class _RequestHandler(BaseHTTPRequestHandler):
         else:
             response = double._dispatch(request)
             if fault == "lost_response":
+                double._sleep_until(answer_at)
                 self._reset()
                 return
             if fault == "slow":
                 double._sleep(double.slow_seconds)
+        encoded = response.encode()
+        double._sleep_until(answer_at)
         record.status = response.status
-        self._send(response)
+        self._send(response, encoded)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-    def _send(self, response: Response) -> None:
-        payload, content_type = response.encode()
+    def _send(self, response: Response, encoded: tuple[bytes, str] | None = None) -> None:
+        payload, content_type = encoded or response.encode()
         try:
             self.send_response(response.status)
             self.send_header("Content-Type", content_type)
@@ -576,6 +590,10 @@ class Double:
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
             self._stopping.wait(seconds)  # cut short by stop()
+
+    def _sleep_until(self, deadline: float) -> None:
+        """Sleep until ``deadline`` (a ``time.monotonic()`` value), if it is still ahead."""
+        self._sleep(deadline - time.monotonic())
 
     def _track_connection(self, conn: socket.socket, *, add: bool) -> None:
         with self._lock:
