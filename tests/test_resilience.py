@@ -504,6 +504,33 @@ def test_a_held_lock_outlives_its_lease_and_is_free_once_released(
     assert redis_client.keys("replay-attach:lock:*") == []
 
 
+def test_a_second_ticket_waits_for_the_sessions_mint_and_the_lock_goes_with_the_next_write(
+    redis_client: redis.Redis,
+) -> None:
+    """Two tickets for one session: the second mints only after the first's mint is written
+    (PostHog expires one of two tokens minted at once), and both locks end up released."""
+    first, second = Ledger(redis_client, 1), Ledger(redis_client, 1)
+    order: list[str] = []
+    with first.attachment("zendesk:101", SESSION) as a:
+        assert a.mint_lock_held
+        assert a.mint(lambda: "token") == "token"
+        assert a.mint_lock_due
+        with second.attachment("jira:BUG-1", SESSION) as b:
+            assert not b.mint_lock_held
+            waiter = threading.Thread(target=lambda: order.append(b.mint(lambda: "second")))
+            waiter.start()
+            time.sleep(0.3)
+            order.append("first still writing")
+            a.save({"link": "https://ph.test/embedded/token"})  # releases the mint lock
+            waiter.join(timeout=5)
+            assert not waiter.is_alive()
+            b.save({"link": "https://ph.test/embedded/token"}, finished=True)
+        a.save({"note": first.done()}, finished=True)
+    assert order == ["first still writing", "second"]
+    assert redis_client.keys("replay-attach:lock:*") == []
+    assert first.read("zendesk:101", SESSION)["note"].startswith("done:")
+
+
 # --------------------------------------------------------------------------- 5. Redis restart
 
 

@@ -181,8 +181,9 @@ class Ledger:
         _leases.hold(attach)
         if minting:
             _leases.hold(mint)
-        entry = Attachment(self._redis, self.key(target, session_id), record, attach, mint)
-        entry._mint_held = bool(minting)
+        entry = Attachment(
+            self._redis, self.key(target, session_id), record, attach, mint, bool(minting)
+        )
         try:
             yield entry
         finally:
@@ -199,6 +200,7 @@ class Attachment:
         record: dict[str, str],
         attach: Lease,
         mint: Lease,
+        mint_held: bool,
     ) -> None:
         self._redis = client
         self._key = key
@@ -207,7 +209,7 @@ class Attachment:
         self._attach = attach
         self._mint = mint
         self._attach_held = True
-        self._mint_held = False
+        self._mint_held = mint_held
         #: The mint is over; the mint lock goes with the next write.
         self._mint_done = False
 
