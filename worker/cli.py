@@ -479,7 +479,7 @@ def demo(keep: bool) -> None:
     "--fault-kinds",
     default="5xx,429,reset,lost_response",
     show_default=True,
-    help="Comma-separated: 5xx, 500, 429, reset, lost_response, slow.",
+    help="Comma-separated: 5xx, 500, 429, reset, lost_response, slow, redirect.",
 )
 @click.option(
     "--port",
