@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, MutableMapping
 from datetime import timezone
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -77,6 +78,14 @@ def mount_adapter(
     adapter = _BudgetedAdapter(throttle, max_retries=0, pool_connections=4, pool_maxsize=pool_size)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
+
+
+class ErrorStatus(Exception):
+    """A response with a status other than 2xx, raised to be mapped by the integration."""
+
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
 
 
 class RedirectRefused(Exception):
@@ -164,8 +173,6 @@ class JsonApi:
         )
         template.headers["Accept"] = "application/json"
         self._headers: CaseInsensitiveDict[str] = template.headers
-        # Kept for the library clients that want a session of their own.
-        self.session = session
 
     def send(self, method: str, url: str, payload: Any = None) -> requests.Response:
         """Send one request (``payload`` as JSON) and read the whole answer."""
@@ -199,9 +206,21 @@ def is_success(response: requests.Response) -> bool:
 
 
 def redirect_reason(system: str, response: requests.Response) -> str:
-    """Why a redirect is a failure here, naming where it pointed (without any query string)."""
-    location = response.headers.get("Location", "")
-    target = location.split("?", 1)[0] or "somewhere else"
+    """Why a redirect is a failure here, naming where it pointed.
+
+    Only scheme, host, port and path are named: a query string or user info
+    in the Location could carry a secret.
+    """
+    try:
+        parts = urlsplit(response.headers.get("Location", ""))
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a malformed Location, e.g. an invalid port
+        parts, host, port = urlsplit(""), "", ""
+    if parts.scheme and host:
+        target = f"{parts.scheme}://{host}{port}{parts.path}"
+    else:
+        target = parts.path or "somewhere else"
     return (
         f"{system} answered with a redirect ({response.status_code}) to {target}: "
         "check the configured URL (https, host name)"

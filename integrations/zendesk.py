@@ -42,6 +42,7 @@ from zenpy.lib.exception import ZenpyException
 
 from integrations.errors import IntegrationError, PermanentFailure, RetryLater
 from integrations.http import (
+    ErrorStatus,
     JsonApi,
     RedirectRefused,
     Throttle,
@@ -64,14 +65,6 @@ class ZendeskNote:
     public: bool = False
 
 
-class _ErrorStatus(Exception):
-    """Raised by our session on any non-2xx answer, before zenpy can react."""
-
-    def __init__(self, response: requests.Response) -> None:
-        super().__init__(response.status_code)
-        self.response = response
-
-
 class _RebasedSession(requests.Session):
     """Sends zenpy's https://{sub}.zendesk.com URLs to the configured base URL."""
 
@@ -89,7 +82,7 @@ class _RebasedSession(requests.Session):
         rebased = urlunsplit((self._scheme, self._netloc, parts.path, parts.query, ""))
         response = super().request(method, rebased, *args, **kwargs)
         if not is_success(response):
-            raise _ErrorStatus(response)
+            raise ErrorStatus(response)
         return response
 
 
@@ -170,7 +163,7 @@ class ZendeskTickets:
         def attempt() -> T:
             try:
                 return call()
-            except (_ErrorStatus, RedirectRefused) as exc:
+            except (ErrorStatus, RedirectRefused) as exc:
                 raise self._failure(exc.response, ticket_id, is_write=is_write) from None
             except requests.RequestException as exc:
                 raise transport_failure(SYSTEM, what, exc, is_write=is_write) from None
@@ -182,10 +175,10 @@ class ZendeskTickets:
         return call_with_retries(attempt, repeatable=not is_write)
 
     def _put(self, path: str, payload: dict[str, Any]) -> None:
-        """PUT ``payload`` to ``/api/v2/{path}``; any answer but 2xx raises ``_ErrorStatus``."""
+        """PUT ``payload`` to ``/api/v2/{path}``; any answer but 2xx raises ``ErrorStatus``."""
         response = self._api.send("PUT", f"{self._api.base_url}/{path}", payload)
         if not is_success(response):
-            raise _ErrorStatus(response)
+            raise ErrorStatus(response)
 
     def post_note(self, ticket_id: int, note: ZendeskNote) -> None:
         """Add one comment (internal unless ``note.public``). Not safe to repeat."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import requests
 from requests.auth import HTTPBasicAuth
 
-from integrations.http import JsonApi, is_success
+from integrations.http import JsonApi, is_success, redirect_reason
 from sandbox.doubles.base import Double, Request, Response, json_response
 
 
@@ -69,3 +70,16 @@ def test_a_redirect_is_returned_not_followed(things: Things) -> None:
     assert response.status_code == 301 and not is_success(response)
     assert response.headers["Location"].startswith("https://")
     assert len(things.calls()) == 1
+
+
+def test_a_redirects_reason_names_where_it_pointed_but_no_secret() -> None:
+    response = requests.Response()
+    response.status_code = 302
+    response.headers["Location"] = "https://user:hunter2@api.example.com:8443/v2/x?token=phx_secret"
+    reason = redirect_reason("PostHog", response)
+    assert reason == (
+        "PostHog answered with a redirect (302) to https://api.example.com:8443/v2/x: "
+        "check the configured URL (https, host name)"
+    )
+    response.headers["Location"] = "/login?next=/x"
+    assert "to /login:" in redirect_reason("Zendesk", response)
