@@ -504,6 +504,27 @@ def test_a_held_lock_outlives_its_lease_and_is_free_once_released(
     assert redis_client.keys("replay-attach:lock:*") == []
 
 
+def test_a_lease_taken_over_meanwhile_is_given_up_not_renewed(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A holder whose lease lapsed (Redis away for a whole lease) and was taken by another
+    worker must stop renewing it: renewing blindly would extend the other worker's lock."""
+    monkeypatch.setattr(ledger, "LOCK_LEASE_SECONDS", 1.0)
+    monkeypatch.setattr(ledger, "LOCK_RENEW_SECONDS", 0.1)
+    keeper = ledger._LeaseKeeper()
+    monkeypatch.setattr(ledger, "_leases", keeper)
+    lock_key = "replay-attach:lock:attach:zendesk:101:" + SESSION
+    with Ledger(redis_client, 1).attachment("zendesk:101", SESSION) as held:
+        redis_client.set(lock_key, "another-workers-token", px=300)
+        with caplog.at_level("WARNING", logger="worker.ledger"):
+            wait_for(lambda: "lost the lock" in caplog.text, 5, "the keeper to give the lease up")
+        # The other worker's lock kept its own TTL and lapsed; nothing renewed it.
+        wait_for(lambda: redis_client.get(lock_key) is None, 5, "the other lock to lapse")
+        assert held.record == {}
+    # Releasing at the end did not delete anything that was not ours.
+    assert redis_client.keys("replay-attach:lock:*") == []
+
+
 def test_a_second_ticket_waits_for_the_sessions_mint_and_the_lock_goes_with_the_next_write(
     redis_client: redis.Redis,
 ) -> None:
