@@ -35,11 +35,14 @@ KEEPER_POLLS = 3 * KEEPER_POLL_INTERVAL
 # does the same, like a dramatiq worker process.
 USER_SCRIPT = textwrap.dedent(
     """
-    import os, sys
+    import os, signal, sys
     from pathlib import Path
     import redis
     from worker.embedded_redis import embedded_redis_url
 
+    # A shell starts background jobs with SIGINT ignored, and Python keeps it so:
+    # take Ctrl-C's default back, so the test also works from `./dev test &`.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     url = embedded_redis_url(Path(sys.argv[1]))
     assert embedded_redis_url(Path(sys.argv[1])) == url  # acquired once per process
     client = redis.Redis.from_url(url)
