@@ -31,7 +31,7 @@ import yaml
 from sandbox.app import Sandbox
 from sandbox.doubles.base import Double, Request, Response, json_response
 from tests.conftest import RunningWorker, config_data
-from worker import ledger
+from worker import constants, ledger
 from worker.broker import App, create_app
 from worker.config import Config
 from worker.failed import FailedJob
@@ -523,6 +523,27 @@ def test_a_lease_taken_over_meanwhile_is_given_up_not_renewed(
         assert held.record == {}
     # Releasing at the end did not delete anything that was not ours.
     assert redis_client.keys("replay-attach:lock:*") == []
+
+
+def test_a_save_sets_clears_and_releases_only_its_own_locks_in_one_go(
+    redis_client: redis.Redis,
+) -> None:
+    ledger_ = Ledger(redis_client, 1)
+    record_key = ledger_.key("zendesk:101", SESSION)
+    attach_key = constants.ATTACH_LOCK_KEY.format(target="zendesk:101", session=SESSION)
+    mint_key = constants.MINT_LOCK_KEY.format(project=1, session=SESSION)
+    with ledger_.attachment("zendesk:101", SESSION) as attachment:
+        assert attachment.mint(lambda: "token") == "token"
+        assert attachment.mint_lock_due
+        attachment.save({"link": "https://l", "note": "pending:1"})
+        # The mint lock went with that write; the attach lock is still held.
+        assert redis_client.get(mint_key) is None and redis_client.get(attach_key)
+        assert 0 < redis_client.ttl(record_key) <= constants.LEDGER_TTL_SECONDS
+        # Someone else's lock under the same name is never released by this holder.
+        redis_client.set(attach_key, "another-workers-token")
+        attachment.save({"tag": "done:2"}, clear=("note",), finished=True)
+        assert redis_client.get(attach_key) == b"another-workers-token"
+    assert ledger_.read("zendesk:101", SESSION) == {"link": "https://l", "tag": "done:2"}
 
 
 def test_a_second_ticket_waits_for_the_sessions_mint_and_the_lock_goes_with_the_next_write(

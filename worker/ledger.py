@@ -34,6 +34,7 @@ from enum import Enum
 from typing import TypeVar
 
 import redis
+from redis.commands.core import Script
 
 from worker import constants
 
@@ -81,6 +82,31 @@ if redis.call("hexists", KEYS[2], "link") == 0 then
 end
 return {minting, record}
 """
+# KEYS: record, then the locks to release (held under ARGV[1]). ARGV: token,
+# record TTL seconds, number of fields to set (n), n field/value pairs, then
+# the fields to delete. One script rather than MULTI/EXEC: a pipeline costs
+# the worker several times the CPU of one command, twice a job.
+_SAVE = """
+local n = tonumber(ARGV[3])
+local changed = false
+if n > 0 then
+  redis.call("hset", KEYS[1], unpack(ARGV, 4, 3 + 2 * n))
+  changed = true
+end
+if #ARGV > 3 + 2 * n then
+  redis.call("hdel", KEYS[1], unpack(ARGV, 4 + 2 * n, #ARGV))
+  changed = true
+end
+if changed then
+  redis.call("expire", KEYS[1], ARGV[2])
+end
+for i = 2, #KEYS do
+  if redis.call("get", KEYS[i]) == ARGV[1] then
+    redis.call("del", KEYS[i])
+  end
+end
+return 1
+"""
 
 
 class StepState(Enum):
@@ -116,6 +142,7 @@ class Ledger:
         self._redis = client
         self._project_id = project_id
         self._open = client.register_script(_OPEN)
+        self._save = client.register_script(_SAVE)
 
     @staticmethod
     def key(target: str, session_id: str) -> str:
@@ -182,7 +209,13 @@ class Ledger:
         if minting:
             _leases.hold(mint)
         entry = Attachment(
-            self._redis, self.key(target, session_id), record, attach, mint, bool(minting)
+            self._redis,
+            self._save,
+            self.key(target, session_id),
+            record,
+            attach,
+            mint,
+            bool(minting),
         )
         try:
             yield entry
@@ -196,6 +229,7 @@ class Attachment:
     def __init__(
         self,
         client: redis.Redis,
+        save_script: Script,
         key: str,
         record: dict[str, str],
         attach: Lease,
@@ -203,6 +237,7 @@ class Attachment:
         mint_held: bool,
     ) -> None:
         self._redis = client
+        self._save_script = save_script
         self._key = key
         #: The record as it was when opened.
         self.record = record
@@ -260,18 +295,12 @@ class Attachment:
             releases.append(self._attach)
         if not fields and not clear and not releases:
             return
-        pipe = self._redis.pipeline(transaction=True)
-        if fields:
-            pipe.hset(self._key, mapping=dict(fields.items()))  # mypy: a plain dict is invariant
-        if clear:
-            pipe.hdel(self._key, *clear)
-        if fields or clear:
-            pipe.expire(self._key, constants.LEDGER_TTL_SECONDS)
-        for lease in releases:
-            # EVAL, not a registered script: redis-py checks registered scripts
-            # with an extra round trip before every pipeline that uses one.
-            pipe.eval(_RELEASE, 1, lease.name, lease.token)
-        pipe.execute()
+        # Both leases of an attachment are held under the same token.
+        args: list[str | int] = [self._attach.token, constants.LEDGER_TTL_SECONDS, len(fields)]
+        for name, value in fields.items():
+            args += (name, value)
+        args += clear
+        self._save_script(keys=[self._key, *(lease.name for lease in releases)], args=args)
         for lease in releases:
             self._forget(lease)
 
