@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
+import trustme
 from requests.auth import HTTPBasicAuth
 
-from integrations.http import JsonApi, is_success, redirect_reason
+from integrations.connection import NotSent
+from integrations.errors import PermanentFailure, RetryLater
+from integrations.http import (
+    IN_PROCESS_ATTEMPTS,
+    IN_PROCESS_MAX_WAIT_SECONDS,
+    JsonApi,
+    call_with_retries,
+    is_success,
+    redirect_reason,
+    transport_failure,
+)
 from sandbox.doubles.base import Double, Request, Response, json_response
 
 
@@ -83,3 +99,259 @@ def test_a_redirects_reason_names_where_it_pointed_but_no_secret() -> None:
     )
     response.headers["Location"] = "/login?next=/x"
     assert "to /login:" in redirect_reason("Zendesk", response)
+
+
+def _no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def test_http_proxy_credentials_go_to_the_proxy(
+    things: Things, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_proxy_settings(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", things.url.replace("http://", "http://proxy%40user:p%3Ass@"))
+    api = JsonApi("http://vendor.invalid", (2, 2))
+    assert api.send("GET", "http://vendor.invalid/x").status_code == 200
+    (call,) = things.calls()
+    assert call.headers["Proxy-Authorization"] == "Basic cHJveHlAdXNlcjpwOnNz"  # proxy@user:p:ss
+
+
+def _wait_until_readable(api: JsonApi) -> None:
+    """Until the client's idle socket has seen the server hang up."""
+    conn = api._connection._local.conn
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        sock = conn.sock
+        if sock is not None and _readable(sock):
+            return
+        time.sleep(0.01)
+    raise AssertionError("the server's close never reached the client")
+
+
+def _readable(sock: socket.socket) -> bool:
+    from urllib3.util.wait import wait_for_read
+
+    return bool(wait_for_read(sock, timeout=0))
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_before_writing(
+    things: Things,
+) -> None:
+    api = JsonApi(things.url, (2, 2))
+    assert api.send("PUT", f"{things.url}/a", {"n": 1}).status_code == 200
+    assert things.close_idle_connections() == 1
+    _wait_until_readable(api)
+    # Not an error, not "maybe applied": the write goes out once, on a new connection.
+    assert api.send("PUT", f"{things.url}/b", {"n": 2}).status_code == 200
+    first, second = things.calls()
+    assert (first.path, second.path) == ("/a", "/b")
+    assert first.client_port != second.client_port
+
+
+@pytest.mark.parametrize("reused", [False, True], ids=["new connection", "reused connection"])
+def test_a_write_whose_answer_is_lost_is_never_resent(things: Things, reused: bool) -> None:
+    """libcurl resends a request when a reused connection dies unanswered; this must not."""
+    api = JsonApi(things.url, (2, 2))
+    if reused:
+        assert api.send("GET", f"{things.url}/warm-up").status_code == 200
+    things.fail_next("lost_response")
+    with pytest.raises(requests.ConnectionError) as raised:
+        api.send("PUT", f"{things.url}/api/v2/tickets/7.json", {"ticket": {}})
+    assert not isinstance(raised.value, NotSent)
+    failure = transport_failure("Zendesk", "add a note", raised.value, is_write=True)
+    assert failure.maybe_applied and not failure.never_sent
+    assert [c.path for c in things.calls()].count("/api/v2/tickets/7.json") == 1
+    # The broken connection is not reused.
+    assert api.send("GET", f"{things.url}/after").status_code == 200
+
+
+def test_a_refused_connection_is_known_never_sent() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    api = JsonApi(f"http://127.0.0.1:{port}", (2, 2))
+    with pytest.raises(NotSent) as raised:
+        api.send("PUT", f"http://127.0.0.1:{port}/x", {"n": 1})
+    failure = transport_failure("Jira", "add a comment", raised.value, is_write=True)
+    assert failure.never_sent and not failure.maybe_applied
+
+
+def test_a_slow_answer_is_a_read_timeout(things: Things) -> None:
+    things.slow_seconds = 2.0
+    things.fail_next("slow")
+    api = JsonApi(things.url, (2, 0.3))
+    with pytest.raises(requests.ReadTimeout) as raised:
+        api.send("PUT", f"{things.url}/x", {"n": 1})
+    failure = transport_failure("Zendesk", "add a note", raised.value, is_write=True)
+    assert failure.maybe_applied and "read timeout" in failure.reason
+    assert len(things.calls()) == 1
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_things(ca: trustme.CA) -> Iterator[Things]:
+    double = Things()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "vendor.test").configure_cert(context)
+    double.tls_context = context
+    with double:
+        yield double
+
+
+def test_https_is_verified_against_the_configured_ca_bundle(
+    tls_things: Things, ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_proxy_settings(monkeypatch)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    api = JsonApi(tls_things.url, (2, 2))
+    assert api.send("PUT", f"{tls_things.url}/x", {"n": 1}).json()["json"] == {"n": 1}
+
+
+def test_an_untrusted_certificate_is_refused_before_anything_is_sent(
+    tls_things: Things, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_proxy_settings(monkeypatch)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    api = JsonApi(tls_things.url, (2, 2))  # certifi's bundle does not know the test CA
+    with pytest.raises(NotSent, match="CERTIFICATE_VERIFY_FAILED"):
+        api.send("PUT", f"{tls_things.url}/x", {"n": 1})
+    assert tls_things.calls() == []
+
+
+class ConnectProxy:
+    """A forward proxy that only tunnels (CONNECT), recording each request head."""
+
+    def __init__(self, hosts: dict[str, str]) -> None:
+        #: Name resolution at the proxy's end (the client never resolves the vendor).
+        self.hosts = hosts
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.heads: list[str] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        self.heads.append(head.decode("latin-1"))
+        host, _, port = head.split(b" ")[1].decode().rpartition(":")
+        upstream = socket.create_connection((self.hosts.get(host, host), int(port)))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_https_goes_through_the_proxy_in_a_tunnel(
+    tls_things: Things, ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_proxy_settings(monkeypatch)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    proxy = ConnectProxy({"vendor.test": "127.0.0.1"})
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url.replace("http://", "http://agent:pw@"))
+        vendor = tls_things.url.replace("127.0.0.1", "vendor.test")
+        api = JsonApi(vendor, (2, 2), auth=HTTPBasicAuth("a@example.com/token", "s3cret"))
+        for n in range(3):
+            assert api.send("PUT", f"{vendor}/x", {"n": n}).status_code == 200
+    finally:
+        proxy.close()
+    (head,) = proxy.heads  # one tunnel, kept alive
+    assert head.startswith(f"CONNECT vendor.test:{tls_things.port} HTTP/1.")
+    assert "Proxy-Authorization: Basic YWdlbnQ6cHc=" in head
+    assert "s3cret" not in head and "Authorization: Basic YUBl" not in head
+    assert [c.json for c in tls_things.calls()] == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+class Flaky:
+    """Fails with the given errors in turn, then answers "ok"; counts its calls."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "ok"
+
+
+def _busy(*, maybe_applied: bool = False, never_sent: bool = False) -> RetryLater:
+    return RetryLater(
+        "Zendesk",
+        "busy (503)",
+        status=503,
+        retry_after=0,
+        maybe_applied=maybe_applied,
+        never_sent=never_sent,
+    )
+
+
+def test_a_repeatable_call_is_tried_again_in_process_up_to_the_limit() -> None:
+    call = Flaky(_busy(), _busy())
+    assert call_with_retries(call, repeatable=True) == "ok"
+    assert call.calls == 3
+
+    call = Flaky(*[_busy() for _ in range(IN_PROCESS_ATTEMPTS)])
+    with pytest.raises(RetryLater):
+        call_with_retries(call, repeatable=True)
+    assert call.calls == IN_PROCESS_ATTEMPTS
+
+
+def test_a_write_is_repeated_in_process_only_when_it_never_left() -> None:
+    call = Flaky(_busy(maybe_applied=True))
+    with pytest.raises(RetryLater):
+        call_with_retries(call, repeatable=False)
+    assert call.calls == 1
+
+    call = Flaky(_busy(never_sent=True), _busy(never_sent=True))
+    assert call_with_retries(call, repeatable=False) == "ok"
+    assert call.calls == 3
+
+
+def test_long_waits_and_permanent_failures_are_not_retried_in_process() -> None:
+    long_wait = RetryLater("PostHog", "throttled", retry_after=IN_PROCESS_MAX_WAIT_SECONDS + 1)
+    for error in (long_wait, PermanentFailure("Jira", "issue not found (404)", status=404)):
+        call = Flaky(error)
+        with pytest.raises(type(error)):
+            call_with_retries(call, repeatable=True)
+        assert call.calls == 1

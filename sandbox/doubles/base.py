@@ -14,6 +14,7 @@ import json
 import random
 import re
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -359,6 +360,8 @@ class Double:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
+        #: Serve HTTPS with this context (set before ``start``); None serves plain HTTP.
+        self.tls_context: ssl.SSLContext | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -370,6 +373,8 @@ class Double:
         self._stopping.clear()
         server = _Server((self.host, self._port), self)
         self._port = int(server.server_address[1])
+        if self.tls_context is not None:
+            server.socket = self.tls_context.wrap_socket(server.socket, server_side=True)
         thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -397,6 +402,16 @@ class Double:
         if thread is not None:
             thread.join(timeout=5)
 
+    def close_idle_connections(self) -> int:
+        """Close every kept-alive connection without a word, as a vendor's load balancer
+        does when its keep-alive timeout expires; return how many there were."""
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        return len(connections)
+
     def __enter__(self: _D) -> _D:
         self.start()
         return self
@@ -413,7 +428,8 @@ class Double:
     def url(self) -> str:
         if not self._port:
             raise RuntimeError(f"{type(self).__name__} has not been started")
-        return f"http://{self.host}:{self._port}"
+        scheme = "https" if self.tls_context is not None else "http"
+        return f"{scheme}://{self.host}:{self._port}"
 
     @property
     def port(self) -> int:

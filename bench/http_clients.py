@@ -1,0 +1,139 @@
+"""Benchmark: CPU per request of the HTTP clients replay-attach could send its writes with.
+
+One Zendesk note (PUT /api/v2/tickets/{id}.json, a JSON body, basic auth) sent
+again and again to the sandbox's Zendesk double, running in another process so
+that only the client's CPU is counted (``time.thread_time`` of the sending
+thread). Prints each client's CPU per request and its ratio to
+``requests.Session``, measured in the same run; medians of several rounds.
+
+    .venv/bin/python bench/http_clients.py [--requests 3000] [--rounds 5]
+
+This is why the job's hot path (``integrations.connection``) sends on
+``http.client`` rather than through requests or urllib3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from multiprocessing.queues import Queue
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import requests  # noqa: E402
+import urllib3  # noqa: E402
+from requests.auth import HTTPBasicAuth  # noqa: E402
+
+from integrations.http import JsonApi  # noqa: E402
+
+NOTE = {
+    "ticket": {
+        "comment": {
+            "html_body": "<p><strong>PostHog session replay</strong></p>" * 4,
+            "body": "PostHog session replay " * 8,
+            "public": False,
+        }
+    }
+}
+
+
+def serve(queue: Queue[dict[str, str]]) -> None:
+    from sandbox.app import Sandbox
+
+    with Sandbox(latency=0, auto_create=True) as box:
+        queue.put(box.env())
+        time.sleep(24 * 3600)
+
+
+def cpu_per_request(send: Callable[[], int], count: int) -> float:
+    for _ in range(min(200, count)):  # warm up: connection, caches
+        assert send() == 200
+    start = time.thread_time()
+    for _ in range(count):
+        send()
+    return (time.thread_time() - start) / count
+
+
+def clients(env: dict[str, str]) -> dict[str, Callable[[], int]]:
+    base = env["ZENDESK_URL"].rstrip("/")
+    path = "/api/v2/tickets/4242.json"
+    auth = HTTPBasicAuth(f"{env['ZENDESK_EMAIL']}/token", env["ZENDESK_API_TOKEN"])
+
+    session = requests.Session()
+    session.trust_env = False
+
+    def with_session() -> int:
+        return session.put(base + path, json=NOTE, auth=auth, timeout=(3, 10)).status_code
+
+    url = urllib3.util.parse_url(base)
+    assert url.host is not None
+    pool = urllib3.HTTPConnectionPool(url.host, url.port, maxsize=1, retries=False)
+    headers: dict[str, Any] = {
+        **urllib3.make_headers(
+            basic_auth=f"{env['ZENDESK_EMAIL']}/token:{env['ZENDESK_API_TOKEN']}"
+        ),
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+    }
+
+    def with_urllib3() -> int:
+        response = pool.urlopen(
+            "PUT",
+            path,
+            body=json.dumps(NOTE).encode(),
+            headers=headers,
+            redirect=False,
+            timeout=urllib3.Timeout(connect=3, read=10),
+        )
+        return response.status
+
+    api = JsonApi(base, (3, 10), auth=auth)
+
+    def with_json_api() -> int:
+        return api.send("PUT", base + path, NOTE).status_code
+
+    return {
+        "requests.Session (zenpy, jira)": with_session,
+        "urllib3 connection pool": with_urllib3,
+        "JsonApi on http.client (hot path)": with_json_api,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=3000, help="requests per client per round")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; medians are printed")
+    args = parser.parse_args()
+
+    queue: Queue[dict[str, str]] = multiprocessing.Queue()
+    server = multiprocessing.Process(target=serve, args=(queue,), daemon=True)
+    server.start()
+    try:
+        candidates = clients(queue.get(timeout=30))
+        figures: dict[str, list[float]] = {name: [] for name in candidates}
+        for _ in range(args.rounds):
+            for name, send in candidates.items():  # interleaved: drift hits all alike
+                figures[name].append(cpu_per_request(send, args.requests))
+    finally:
+        server.terminate()
+    baseline = statistics.median(figures["requests.Session (zenpy, jira)"])
+    print(
+        f"CPU per request, median of {args.rounds} rounds of {args.requests} (client thread only)"
+    )
+    for name, values in figures.items():
+        median = statistics.median(values)
+        print(f"  {name:<36} {median * 1e6:6.0f} us   {median / baseline:5.2f}x requests.Session")
+
+
+if __name__ == "__main__":
+    main()
