@@ -11,7 +11,7 @@ keeps from them:
 - the environment's proxy settings, chosen by requests' own rules
   (``HTTP(S)_PROXY``, ``NO_PROXY``) once, when the client is built;
 - certificate checks against certifi's bundle, or ``REQUESTS_CA_BUNDLE`` /
-  ``CURL_CA_BUNDLE``, as requests does; a client certificate if configured;
+  ``CURL_CA_BUNDLE``, as requests does;
 - separate connect and read timeouts;
 - requests' exceptions and ``Response`` objects, so the integrations' error
   mapping is the same for every client they use.
@@ -61,7 +61,6 @@ class KeptAliveConnection:
         *,
         proxy: str | None = None,
         verify: bool | str = True,
-        cert: str | tuple[str, str] | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -71,7 +70,7 @@ class KeptAliveConnection:
         self._host = parts.hostname
         self._port = parts.port or (443 if self._https else 80)
         self._connect_timeout, self._read_timeout = timeouts
-        self._context = _tls_context(verify, cert) if self._https else None
+        self._context = _tls_context(verify) if self._https else None
         self._proxy = _Proxy(proxy) if proxy else None
         # http:// through a proxy: the request line carries the absolute URL.
         self._absolute_target = self._proxy is not None and not self._https
@@ -168,7 +167,7 @@ class _Proxy:
             self.authorization = "Basic " + base64.b64encode(pair.encode()).decode()
 
 
-def _tls_context(verify: bool | str, cert: str | tuple[str, str] | None) -> ssl.SSLContext:
+def _tls_context(verify: bool | str) -> ssl.SSLContext:
     if verify is False:
         context = ssl.create_default_context()
         context.check_hostname = False
@@ -176,10 +175,6 @@ def _tls_context(verify: bool | str, cert: str | tuple[str, str] | None) -> ssl.
     else:
         bundle = DEFAULT_CA_BUNDLE_PATH if verify is True else verify
         context = ssl.create_default_context(cafile=bundle)
-    if isinstance(cert, tuple):
-        context.load_cert_chain(cert[0], cert[1])
-    elif cert:
-        context.load_cert_chain(cert)
     return context
 
 

@@ -165,7 +165,6 @@ class JsonApi:
             timeouts,
             proxy=select_proxy(self.base_url, settings["proxies"]),
             verify=True if verify is None else verify,
-            cert=settings["cert"],
         )
         template = requests.Request("GET", self.base_url, headers=dict(headers or {}), auth=auth)
         prepared = template.prepare()

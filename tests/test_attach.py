@@ -8,11 +8,16 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 import requests
 
 from tests.conftest import RunningWorker, config_data
+from worker.attach import attach_replay
 from worker.broker import App
+from worker.config import Config
+from worker.events import parse_event
 from worker.producer import enqueue_bug_report
+from worker.services import build_services
 
 SESSION = "0192c0de-1234-7abc-8def-0123456789ab"
 
@@ -453,3 +458,42 @@ def test_secrets_never_reach_the_logs_or_failed_reasons(
     assert "Zendesk" in logged
     for secret in secrets.values():
         assert secret not in logged
+
+
+class CountingConnection(redis.Connection):
+    """A real Redis connection that counts the commands (or pipelines) it sends."""
+
+    sent = 0
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        CountingConnection.sent += 1
+        super().send_packed_command(command, check_health)
+
+
+@pytest.mark.parametrize("target", ["zendesk", "jira"])
+def test_a_new_attachment_costs_three_redis_round_trips(
+    sandbox: Any,
+    make_config: Callable[..., Config],
+    redis_url: str,
+    redis_client: redis.Redis,  # flushes the test database
+    target: str,
+) -> None:
+    """Open (lock, read, mint lock), "pending" before the one write that is not safe to
+    repeat, and the end: every extra round trip costs each job CPU."""
+    pool = redis.ConnectionPool.from_url(redis_url, connection_class=CountingConnection)
+    client = redis.Redis(connection_pool=pool)
+    services = build_services(make_config(config_data(sandbox)), client)
+    events = [
+        parse_event(
+            {"session_id": f"{SESSION[:-2]}{i:02d}"}
+            | ({"zendesk_ticket": 101} if target == "zendesk" else {"jira_issue": "BUG-1"})
+        )
+        for i in range(3)
+    ]
+    attach_replay(events[0], services)  # scripts loaded, connections opened
+    for event in events[1:]:
+        CountingConnection.sent = 0
+        result = attach_replay(event, services)
+        assert len(result.written) == 2
+        assert CountingConnection.sent == 3
+    client.close()

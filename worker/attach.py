@@ -162,10 +162,10 @@ def attach_replay(event: BugReport, services: Services) -> AttachResult:
                     unsaved[step.name] = ledger.pending()
                     attachment.save(unsaved)
                     unsaved = {}
-                elif attachment.mint_lock_due:
-                    # Let other jobs for this session mint while this one writes.
-                    attachment.save(unsaved)
-                    unsaved = {}
+                # An idempotent step (tag, remote link) is written without a ledger
+                # write before it: the mint lock, if due, goes with the next save.
+                # Another ticket's job for this session may wait one more API call
+                # for it, which is rare; a round trip for every job is not.
                 try:
                     step.write()
                 except RetryLater as exc:

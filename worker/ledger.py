@@ -251,8 +251,8 @@ class Attachment:
     def mint(self, make_token: Callable[[], T]) -> T:
         """Run ``make_token`` under the session's mint lock (waiting for another worker's mint).
 
-        The lock is released with the next ``save``, which comes before any
-        further request to a vendor.
+        The lock is released with the next ``save``: the one before the first
+        write that is not safe to repeat, or the last one.
         """
         if not self._mint_held:
             deadline = time.monotonic() + constants.MINT_LOCK_SECONDS
