@@ -84,6 +84,7 @@ def config_data(box: Any, **overrides: Any) -> dict[str, Any]:
         "http": {"connect_timeout_seconds": 2, "read_timeout_seconds": 2},
         "retry": {"min_backoff_seconds": 0.05, "max_backoff_seconds": 0.2},
         "broker": {"heartbeat_timeout_seconds": 5},
+        "worker": {"idle_poll_ms": 50},
     }
     for dotted, value in overrides.items():
         section, _, key = dotted.partition("__")

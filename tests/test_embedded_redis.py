@@ -40,9 +40,10 @@ USER_SCRIPT = textwrap.dedent(
     import redis
     from worker.embedded_redis import embedded_redis_url
 
-    # A shell starts background jobs with SIGINT ignored, and Python keeps it so:
-    # take Ctrl-C's default back, so the test also works from `./dev test &`.
+    # Ctrl-C's default behaviour, whatever this process inherited: a shell starts
+    # background jobs with SIGINT ignored, and a parent may have it blocked.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     url = embedded_redis_url(Path(sys.argv[1]))
     assert embedded_redis_url(Path(sys.argv[1])) == url  # acquired once per process
     client = redis.Redis.from_url(url)
@@ -287,6 +288,18 @@ def test_server_outlives_a_sigkilled_user_until_the_others_release(
     assert_stops(data_dir, pid)
 
 
+def signal_state(pid: int) -> str:
+    """What the kernel says of a process's state and signals (for a failure message)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+    except OSError as exc:
+        return f"{pid}: {exc}"
+    wanted = ("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+    fields = [line for line in status if line.split(":")[0] in wanted]
+    return f"{pid}: {'; '.join(fields)}; wchan {wchan}"
+
+
 def test_sigint_to_the_process_group_stops_cleanly(
     data_dir: Path, user_processes: Callable[..., UserProcess]
 ) -> None:
@@ -300,7 +313,13 @@ def test_sigint_to_the_process_group_stops_cleanly(
     keeper = keeper_pid(data_dir)
 
     os.killpg(user.proc.pid, signal.SIGINT)
-    user.proc.wait(TIMEOUT)
+    try:
+        user.proc.wait(TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            f"the user process ignored SIGINT: {signal_state(user.proc.pid)}; "
+            f"its child: {signal_state(child)}"
+        ) from None
     assert_stops(data_dir, pid, child, keeper)
     keeper_log = (data_dir / "keeper.log").read_text()
     assert "no users left" in keeper_log

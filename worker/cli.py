@@ -93,8 +93,6 @@ def worker(ctx: click.Context, processes: int | None, threads: int | None) -> No
       replay-attach worker --processes 2 --threads 8
     """
     config = _config(ctx)
-    # Read by dramatiq.worker when it is first imported, so set before that.
-    os.environ["dramatiq_worker_timeout"] = str(config.worker.idle_poll_ms)
     from dramatiq.cli import main as dramatiq_main
     from dramatiq.cli import make_argument_parser
 
