@@ -245,7 +245,7 @@ class FailedConfig(_Section):
 class WorkerConfig(_Section):
     processes: int = Field(default=2, ge=1, le=64)
     threads: int = Field(default=8, ge=1, le=256)
-    #: An idle worker polls the queue at least this often (dramatiq's default
+    #: An idle worker polls the bug-report queue at least this often (dramatiq's default
     #: backs off to 1000 ms, which adds up to a second of latency to a new event).
     idle_poll_ms: int = Field(default=100, ge=10, le=5000)
 
