@@ -204,13 +204,17 @@ def tls_things(ca: trustme.CA) -> Iterator[Things]:
         yield double
 
 
-def test_https_is_verified_against_the_configured_ca_bundle(
-    tls_things: Things, ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def trusted_ca(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test CA as the CA bundle (REQUESTS_CA_BUNDLE), and no proxy settings."""
     _no_proxy_settings(monkeypatch)
     bundle = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+
+
+@pytest.mark.usefixtures("trusted_ca")
+def test_https_is_verified_against_the_configured_ca_bundle(tls_things: Things) -> None:
     api = JsonApi(tls_things.url, (2, 2))
     assert api.send("PUT", f"{tls_things.url}/x", {"n": 1}).json()["json"] == {"n": 1}
 
@@ -278,13 +282,10 @@ class ConnectProxy:
         self._listener.close()
 
 
+@pytest.mark.usefixtures("trusted_ca")
 def test_https_goes_through_the_proxy_in_a_tunnel(
-    tls_things: Things, ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tls_things: Things, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _no_proxy_settings(monkeypatch)
-    bundle = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(bundle))
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
     proxy = ConnectProxy({"vendor.test": "127.0.0.1"})
     try:
         monkeypatch.setenv("HTTPS_PROXY", proxy.url.replace("http://", "http://agent:pw@"))
