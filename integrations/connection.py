@@ -106,11 +106,6 @@ class KeptAliveConnection:
             ) from None
         return _response(url, raw, content)
 
-    def close(self) -> None:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-
     def _open(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:

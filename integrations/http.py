@@ -157,6 +157,7 @@ class JsonApi:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._throttle = throttle
+        # requests' own reading of the environment: proxies (NO_PROXY too), CA bundle.
         session = requests.Session()
         settings = session.merge_environment_settings(self.base_url, {}, None, None, None)
         verify = settings["verify"]
@@ -189,10 +190,6 @@ class JsonApi:
         if self._throttle is not None:
             self._throttle()
         return self._connection.request(method, url, headers, body)
-
-    def close(self) -> None:
-        """Close this thread's connection (the others close with their threads)."""
-        self._connection.close()
 
 
 def is_success(response: requests.Response) -> bool:
