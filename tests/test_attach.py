@@ -460,14 +460,20 @@ def test_secrets_never_reach_the_logs_or_failed_reasons(
         assert secret not in logged
 
 
-class CountingConnection(redis.Connection):
-    """A real Redis connection that counts the commands (or pipelines) it sends."""
+def counting_client(redis_url: str) -> tuple[redis.Redis, list[int]]:
+    """A real client whose connections (TCP or Unix socket) count the commands they send."""
+    sent = [0]
+    base: type[redis.connection.AbstractConnection] = redis.ConnectionPool.from_url(
+        redis_url
+    ).connection_class
 
-    sent = 0
+    class Counting(base):  # type: ignore[valid-type,misc]
+        def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            sent[0] += 1
+            super().send_packed_command(command, check_health)
 
-    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        CountingConnection.sent += 1
-        super().send_packed_command(command, check_health)
+    pool = redis.ConnectionPool.from_url(redis_url, connection_class=Counting)
+    return redis.Redis(connection_pool=pool), sent
 
 
 @pytest.mark.parametrize("target", ["zendesk", "jira"])
@@ -480,8 +486,7 @@ def test_a_new_attachment_costs_three_redis_round_trips(
 ) -> None:
     """Open (lock, read, mint lock), "pending" before the one write that is not safe to
     repeat, and the end: every extra round trip costs each job CPU."""
-    pool = redis.ConnectionPool.from_url(redis_url, connection_class=CountingConnection)
-    client = redis.Redis(connection_pool=pool)
+    client, sent = counting_client(redis_url)
     services = build_services(make_config(config_data(sandbox)), client)
     events = [
         parse_event(
@@ -492,8 +497,8 @@ def test_a_new_attachment_costs_three_redis_round_trips(
     ]
     attach_replay(events[0], services)  # scripts loaded, connections opened
     for event in events[1:]:
-        CountingConnection.sent = 0
+        sent[0] = 0
         result = attach_replay(event, services)
         assert len(result.written) == 2
-        assert CountingConnection.sent == 3
+        assert sent[0] == 3
     client.close()
