@@ -185,7 +185,6 @@ class FinishedJobs:
         self.double = getattr(box, vendor)
         self.pattern = re.compile(regex)
         self.position = 0
-        self.count = 0
         #: When each job's last request arrived at the double (time.time()), in order.
         self.times: list[float] = []
 
@@ -193,8 +192,7 @@ class FinishedJobs:
         new, self.position = self.double.calls_since(self.position)
         last = [r.time for r in new if r.method == self.method and self.pattern.search(r.path)]
         self.times += last
-        self.count += len(last)
-        return self.count
+        return len(self.times)
 
     def steady_rate(self) -> float:
         """Jobs/s between the 10th and the 90th percentile of finishing times.
@@ -210,7 +208,7 @@ class FinishedJobs:
 
     def wait_for(self, expected: int, bar: tqdm | None = None, timeout: float = 900) -> float:
         deadline = time.monotonic() + timeout
-        seen = self.count
+        seen = len(self.times)
         while time.monotonic() < deadline:
             done = self.poll()
             if bar is not None and done > seen:

@@ -31,7 +31,7 @@ import base64
 import http.client
 import ssl
 import threading
-from collections.abc import Iterable
+from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -72,23 +72,28 @@ class KeptAliveConnection:
         self._connect_timeout, self._read_timeout = timeouts
         self._context = _tls_context(verify) if self._https else None
         self._proxy = _Proxy(proxy) if proxy else None
-        # http:// through a proxy: the request line carries the absolute URL.
+        # http:// through a proxy: the request line carries the absolute URL, and
+        # the proxy's credentials go with every request (for https, with the tunnel).
         self._absolute_target = self._proxy is not None and not self._https
+        self._proxy_headers = (
+            {"Proxy-Authorization": self._proxy.authorization}
+            if self._absolute_target and self._proxy and self._proxy.authorization
+            else {}
+        )
         self._local = threading.local()
 
     def request(
-        self, method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes | None
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
     ) -> requests.Response:
         """Send one request and read the whole answer; raise requests' exceptions."""
         if not url.startswith(self.origin + "/"):
             raise ValueError(f"{url!r} is not on {self.origin}")
         target = url if self._absolute_target else url[len(self.origin) :]
-        header_map = dict(headers)
-        if self._absolute_target and self._proxy and self._proxy.authorization:
-            header_map["Proxy-Authorization"] = self._proxy.authorization
+        if self._proxy_headers:
+            headers = {**headers, **self._proxy_headers}
         conn = self._open()
         try:
-            conn.request(method, target, body=body, headers=header_map)
+            conn.request(method, target, body=body, headers=headers)
         except OSError as exc:
             conn.close()
             # Part of it may have arrived: treated as sent.

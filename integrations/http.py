@@ -14,7 +14,6 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
-import random
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -31,6 +30,7 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
+    wait_random_exponential,
 )
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
@@ -172,11 +172,12 @@ class JsonApi:
         prepared.headers["User-Agent"] = USER_AGENT
         prepared.headers["Accept"] = "application/json"
         # http.client asks for "identity" itself; the connection is kept alive by default.
-        self._headers = [
-            (name, value)
+        self._headers = {
+            name: value
             for name, value in prepared.headers.items()
             if name.lower() not in ("accept-encoding", "connection", "content-length")
-        ]
+        }
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
 
     def send(self, method: str, url: str, payload: Any = None) -> requests.Response:
         """Send one request (``payload`` as JSON) and read the whole answer."""
@@ -184,7 +185,7 @@ class JsonApi:
         body: bytes | None = None
         if payload is not None:
             body = json.dumps(payload).encode()
-            headers = [*headers, ("Content-Type", "application/json")]
+            headers = self._json_headers
         elif method not in ("GET", "HEAD"):
             body = b""  # http.client then sends Content-Length: 0
         if self._throttle is not None:
@@ -303,40 +304,31 @@ def _retryable_in_process(repeatable: bool) -> Callable[[BaseException], bool]:
     return check
 
 
-def _wait_seconds(exc: BaseException | None, attempt: int) -> float:
-    """The pause after failed attempt number ``attempt`` (1 = the first)."""
+def _wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
     if isinstance(exc, RetryLater) and exc.retry_after is not None:
         return exc.retry_after
-    # Exponential backoff with full jitter, as tenacity's wait_random_exponential.
-    return random.uniform(0, min(IN_PROCESS_MAX_WAIT_SECONDS, 0.2 * 2 ** (attempt - 1)))
+    return float(wait_random_exponential(multiplier=0.2, max=IN_PROCESS_MAX_WAIT_SECONDS)(state))
 
 
-def _wait_after(state: RetryCallState, offset: int) -> float:
-    exc = state.outcome.exception() if state.outcome else None
-    return _wait_seconds(exc, state.attempt_number + offset)
-
-
-def call_with_retries(call: Callable[[], T], *, repeatable: bool) -> T:
-    """Run ``call``; repeat it briefly only where that cannot duplicate a write."""
-    retryable = _retryable_in_process(repeatable)
-    # The first attempt runs without tenacity: nearly every call succeeds at
-    # once, and setting up a Retrying costs as much CPU as a tenth of a request.
-    try:
-        return call()
-    except RetryLater as exc:
-        if not retryable(exc):
-            raise
-        first_failure = exc
-    retrying = Retrying(
-        # Attempt numbers here start at the second attempt.
-        stop=stop_after_attempt(IN_PROCESS_ATTEMPTS - 1),
-        wait=lambda state: _wait_after(state, offset=1),
-        retry=retry_if_exception(retryable),
+def _retrying(repeatable: bool) -> Retrying:
+    return Retrying(
+        stop=stop_after_attempt(IN_PROCESS_ATTEMPTS),
+        wait=_wait,
+        retry=retry_if_exception(_retryable_in_process(repeatable)),
         reraise=True,
         before_sleep=lambda state: log.info(
             "retrying in process after: %s", state.outcome.exception() if state.outcome else "?"
         ),
     )
-    log.info("retrying in process after: %s", first_failure)
-    time.sleep(_wait_seconds(first_failure, attempt=1))
-    return retrying(call)
+
+
+# Built once: building a Retrying per call cost more CPU than running it, and
+# tenacity keeps each call's state per thread, so the worker threads share these.
+# Not reentrant: a call passed in must not itself use call_with_retries.
+_RETRYING = {repeatable: _retrying(repeatable) for repeatable in (True, False)}
+
+
+def call_with_retries(call: Callable[[], T], *, repeatable: bool) -> T:
+    """Run ``call``; repeat it briefly only where that cannot duplicate a write."""
+    return _RETRYING[repeatable](call)

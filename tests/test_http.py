@@ -305,12 +305,14 @@ def test_https_goes_through_the_proxy_in_a_tunnel(
 class Flaky:
     """Fails with the given errors in turn, then answers "ok"; counts its calls."""
 
-    def __init__(self, *errors: Exception) -> None:
+    def __init__(self, *errors: Exception, pause: float = 0.0) -> None:
         self.errors = list(errors)
         self.calls = 0
+        self.pause = pause
 
     def __call__(self) -> str:
         self.calls += 1
+        time.sleep(self.pause)
         if self.errors:
             raise self.errors.pop(0)
         return "ok"
@@ -356,3 +358,25 @@ def test_long_waits_and_permanent_failures_are_not_retried_in_process() -> None:
         with pytest.raises(type(error)):
             call_with_retries(call, repeatable=True)
         assert call.calls == 1
+
+
+def test_threads_retrying_at_once_keep_their_own_attempt_counts() -> None:
+    """The retry controllers are shared by the worker threads; each call counts its own."""
+    calls = [Flaky(_busy(), _busy(), pause=0.01) for _ in range(8)]
+    failing = [Flaky(*[_busy() for _ in range(5)], pause=0.01) for _ in range(4)]
+    results: list[str] = []
+    errors: list[Exception] = []
+
+    def run(call: Flaky) -> None:
+        try:
+            results.append(call_with_retries(call, repeatable=True))
+        except RetryLater as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in calls + failing]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert results == ["ok"] * len(calls) and len(errors) == len(failing)
+    assert [c.calls for c in calls + failing] == [3] * (len(calls) + len(failing))

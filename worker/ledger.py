@@ -61,12 +61,6 @@ if redis.call("get", KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-_RELEASE = """
-if redis.call("get", KEYS[1]) == ARGV[1] then
-  return redis.call("del", KEYS[1])
-end
-return 0
-"""
 # KEYS: attach lock, record, mint lock. ARGV: token, lease ms.
 # Returns false when the attach lock is taken, else {took the mint lock (0/1), record}.
 _OPEN = """
@@ -325,10 +319,10 @@ class Attachment:
         # Redis may be unreachable now: either way it is free within a lease,
         # and the job's own outcome matters more than this.
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            for lease in held:
-                pipe.eval(_RELEASE, 1, lease.name, lease.token)
-            pipe.execute()
+            self._save_script(
+                keys=[self._key, *(lease.name for lease in held)],
+                args=[self._attach.token, constants.LEDGER_TTL_SECONDS, 0],
+            )
         except redis.RedisError as exc:
             log.warning("could not release %s (they lapse by themselves): %s", held, exc)
         self._mint_held = self._attach_held = False
