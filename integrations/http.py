@@ -134,8 +134,8 @@ class JsonApi:
     """JSON requests to one API over a kept-alive connection per thread.
 
     The job's hot path: ``integrations.connection.KeptAliveConnection`` sends
-    each request on ``http.client`` (a third of requests' CPU cost per request;
-    see that module for what is kept and what is left out). This class adds
+    each request (a fifth of requests' CPU cost per request; see that module
+    for what is kept and what is left out). This class adds
     what is fixed for the API: the default headers and credentials, prepared
     once; the proxy and CA settings read from the environment once, by
     requests' rules; and the request budget, asked before every request.
@@ -171,7 +171,7 @@ class JsonApi:
         prepared = template.prepare()
         prepared.headers["User-Agent"] = USER_AGENT
         prepared.headers["Accept"] = "application/json"
-        # http.client asks for "identity" itself; the connection is kept alive by default.
+        # The connection asks for "identity" itself and is kept alive by default.
         self._headers = {
             name: value
             for name, value in prepared.headers.items()
@@ -187,7 +187,7 @@ class JsonApi:
             body = json.dumps(payload).encode()
             headers = self._json_headers
         elif method not in ("GET", "HEAD"):
-            body = b""  # http.client then sends Content-Length: 0
+            body = b""  # sent as Content-Length: 0
         if self._throttle is not None:
             self._throttle()
         return self._connection.request(method, url, headers, body)
