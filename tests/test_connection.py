@@ -7,6 +7,7 @@ after the answer) and the broken ones a proxy or a crashing server produces.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -42,7 +43,8 @@ class Scripted:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
-        with client:
+        # A client that gave up on a broken answer resets the connection: routine here.
+        with client, contextlib.suppress(OSError):
             pending = b""
             while self.script:
                 while b"\r\n\r\n" not in pending:
