@@ -546,6 +546,31 @@ def test_a_save_sets_clears_and_releases_only_its_own_locks_in_one_go(
     assert ledger_.read("zendesk:101", SESSION) == {"link": "https://l", "tag": "done:2"}
 
 
+def test_opening_reserves_absent_writes_and_the_end_clears_those_never_attempted(
+    redis_client: redis.Redis,
+) -> None:
+    ledger_ = Ledger(redis_client, 1)
+    record_key = ledger_.key("jira:BUG-1", SESSION)
+    redis_client.hset(record_key, "remote_link", "done:1")
+    with ledger_.attachment("jira:BUG-1", SESSION, ("remote_link", "comment")) as opened:
+        # The record as it was; only the absent field was reserved, in Redis too.
+        assert opened.record == {"remote_link": "done:1"}
+        assert opened.reserved == {"comment"}
+        stored = ledger_.read("jira:BUG-1", SESSION)
+        assert stored["remote_link"] == "done:1" and stored["comment"].startswith("pending:")
+        assert 0 < redis_client.ttl(record_key) <= constants.LEDGER_TTL_SECONDS
+    # Never attempted: cleared with the lock release.
+    assert ledger_.read("jira:BUG-1", SESSION) == {"remote_link": "done:1"}
+    assert redis_client.keys("replay-attach:lock:*") == []
+
+    with pytest.raises(RuntimeError), ledger_.attachment("jira:BUG-1", SESSION, ("comment",)) as a:
+        a.attempt("comment")
+        raise RuntimeError("the comment's answer never came")
+    # Attempted, outcome unknown: it stays pending for the next attempt to look for.
+    assert ledger_.read("jira:BUG-1", SESSION)["comment"].startswith("pending:")
+    assert redis_client.keys("replay-attach:lock:*") == []
+
+
 def test_a_second_ticket_waits_for_the_sessions_mint_and_the_lock_goes_with_the_next_write(
     redis_client: redis.Redis,
 ) -> None:

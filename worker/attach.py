@@ -124,6 +124,10 @@ def _step_names(event: BugReport, config: Config) -> list[str]:
     )
 
 
+#: The steps whose write is not safe to repeat (each has an ``already_there`` check).
+UNREPEATABLE_STEPS = ("note", "comment")
+
+
 def attach_replay(event: BugReport, services: Services) -> AttachResult:
     """Make the replay link appear on the event's ticket; safe to call any number of times."""
     _require_target_system(event, services)
@@ -133,15 +137,18 @@ def attach_replay(event: BugReport, services: Services) -> AttachResult:
     try:
         # A duplicate arriving while the original is in flight finds the lock
         # busy and comes back in a moment, when it will find everything done.
-        with ledger.attachment(target, session) as attachment:
+        # Opening also marks the writes not safe to repeat "pending" (they must
+        # be known to be in flight before they are sent), saving a round trip.
+        reserve = tuple(name for name in names if name in UNREPEATABLE_STEPS)
+        with ledger.attachment(target, session, reserve) as attachment:
             record = attachment.record
             if record.get("link") and all(ledger.state(record, n) is StepState.DONE for n in names):
                 attachment.save({}, finished=True)
                 return AttachResult(link=record["link"], already_attached=True)
             # Ledger changes not yet written. They are written in one round trip
-            # before each write that is not safe to repeat (which must be known
-            # to be "pending" first), when a step fails, and at the end; losing
-            # the others to a crash only means redoing an idempotent step.
+            # when a step fails and at the end; losing them to a crash only means
+            # minting the same link again, redoing an idempotent step, or reading
+            # the ticket before a write that is still marked "pending".
             unsaved: dict[str, str] = {}
             link = record.get("link")
             if not link:
@@ -150,6 +157,7 @@ def attach_replay(event: BugReport, services: Services) -> AttachResult:
                 unsaved["link"] = link
             result = AttachResult(link=link)
             for step in _steps(event, link, services):
+                assert (step.already_there is None) == (step.name not in UNREPEATABLE_STEPS)
                 state = ledger.state(record, step.name)
                 if state is StepState.DONE:
                     continue
@@ -159,13 +167,14 @@ def attach_replay(event: BugReport, services: Services) -> AttachResult:
                         log.info("%s for %s was already on %s", step.name, session, target)
                         unsaved[step.name] = ledger.done()
                         continue
-                    unsaved[step.name] = ledger.pending()
-                    attachment.save(unsaved)
-                    unsaved = {}
-                # An idempotent step (tag, remote link) is written without a ledger
-                # write before it: the mint lock, if due, goes with the next save.
-                # Another ticket's job for this session may wait one more API call
-                # for it, which is rare; a round trip for every job is not.
+                    if state is StepState.NOT_STARTED and step.name not in attachment.reserved:
+                        unsaved[step.name] = ledger.pending()
+                        attachment.save(unsaved)
+                        unsaved = {}
+                    attachment.attempt(step.name)
+                # The mint lock, if due, goes with the next save: usually the last.
+                # Another ticket's job for this session may wait for this job's
+                # writes, which is rare; a round trip for every job is not.
                 try:
                     step.write()
                 except RetryLater as exc:

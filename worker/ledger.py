@@ -14,11 +14,16 @@ renewing, so its locks lapse within ``LOCK_LEASE_SECONDS``, before dramatiq
 (after ``broker.heartbeat_timeout_seconds``) hands its jobs to another worker;
 a fixed TTL long enough for the slowest job would block that redo for as long.
 
-Round trips are few because each one costs a job more CPU than an HTTP call's
-bookkeeping: opening an attachment takes its lock, reads its record and, when
-there is no link yet, takes the mint lock, all in one script; every later
+Round trips are few because each costs a job about as much CPU as an HTTP
+request: opening an attachment takes its lock, reads its record, takes the
+mint lock when there is no link yet, and marks ``pending`` the writes not safe
+to repeat that have not started (``reserve``), all in one script; every later
 change is written together with the lock releases that are due at that point.
-A job that finds nothing done makes three round trips in all.
+A job that finds nothing done makes two round trips in all: the open, and the
+save at the end. A reserved write that is never attempted (an earlier step
+failed) is cleared by that last save; only a worker killed between the open and
+the write leaves it ``pending``, and the redo then reads the ticket first, as
+after any attempt that ended without an answer.
 """
 
 from __future__ import annotations
@@ -61,8 +66,10 @@ if redis.call("get", KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-# KEYS: attach lock, record, mint lock. ARGV: token, lease ms.
-# Returns false when the attach lock is taken, else {took the mint lock (0/1), record}.
+# KEYS: attach lock, record, mint lock. ARGV: token, lease ms, record TTL
+# seconds, the "pending" value, then the fields to reserve (set to it if absent).
+# Returns false when the attach lock is taken, else {took the mint lock (0/1),
+# the record as it was before the reservations}.
 _OPEN = """
 if not redis.call("set", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then
   return false
@@ -73,6 +80,13 @@ if redis.call("hexists", KEYS[2], "link") == 0 then
   if redis.call("set", KEYS[3], ARGV[1], "NX", "PX", ARGV[2]) then
     minting = 1
   end
+end
+local reserved = 0
+for i = 5, #ARGV do
+  reserved = reserved + redis.call("hsetnx", KEYS[2], ARGV[i], ARGV[4])
+end
+if reserved > 0 then
+  redis.call("expire", KEYS[2], ARGV[3])
 end
 return {minting, record}
 """
@@ -178,10 +192,15 @@ class Ledger:
         return f"done:{time.time():.3f}"
 
     @contextmanager
-    def attachment(self, target: str, session_id: str) -> Iterator[Attachment]:
+    def attachment(
+        self, target: str, session_id: str, reserve: tuple[str, ...] = ()
+    ) -> Iterator[Attachment]:
         """Exclusive right to write to this ticket for this session; raises ``LockBusy``.
 
-        Whatever the block leaves held is released when it ends.
+        ``reserve`` names the writes not safe to repeat: those not in the record
+        yet are marked ``pending`` in the same round trip, so that no save is
+        needed before writing them. Whatever the block leaves held is released,
+        and whatever reservation it leaves unattempted is cleared, when it ends.
         """
         token = uuid.uuid4().hex
         attach = Lease(
@@ -193,7 +212,8 @@ class Ledger:
             token,
         )
         opened = self._open(
-            keys=[attach.name, self.key(target, session_id), mint.name], args=[token, _lease_ms()]
+            keys=[attach.name, self.key(target, session_id), mint.name],
+            args=[token, _lease_ms(), constants.LEDGER_TTL_SECONDS, self.pending(), *reserve],
         )
         if not opened:
             raise LockBusy(target)
@@ -210,6 +230,7 @@ class Ledger:
             attach,
             mint,
             bool(minting),
+            reserved=[name for name in reserve if name not in record],
         )
         try:
             yield entry
@@ -229,12 +250,16 @@ class Attachment:
         attach: Lease,
         mint: Lease,
         mint_held: bool,
+        reserved: list[str] | None = None,
     ) -> None:
         self._redis = client
         self._save_script = save_script
         self._key = key
-        #: The record as it was when opened.
+        #: The record as it was when opened, before its reservations.
         self.record = record
+        #: Writes this attempt reserved as ``pending`` and has not started yet.
+        self._unattempted = list(reserved or [])
+        self.reserved = frozenset(self._unattempted)
         self._attach = attach
         self._mint = mint
         self._attach_held = True
@@ -260,6 +285,11 @@ class Attachment:
             return make_token()
         finally:
             self._mint_done = True
+
+    def attempt(self, step: str) -> None:
+        """``step``, reserved when opened, is being written: its ``pending`` now stands."""
+        if step in self._unattempted:
+            self._unattempted.remove(step)
 
     @property
     def mint_lock_held(self) -> bool:
@@ -306,6 +336,8 @@ class Attachment:
             self._attach_held = False
 
     def _release_remaining(self) -> None:
+        """When the block ends: release what is still held, clear reservations never
+        attempted (a step before them failed), in one round trip if there is any."""
         held = [
             lease
             for lease, is_held in ((self._mint, self._mint_held), (self._attach, self._attach_held))
@@ -313,15 +345,17 @@ class Attachment:
         ]
         for lease in held:
             _leases.drop(lease)
-        if not held:
+        unattempted, self._unattempted = self._unattempted, []
+        if not held and not unattempted:
             return
         # The lease may have lapsed (Redis unreachable for a whole lease), or
         # Redis may be unreachable now: either way it is free within a lease,
-        # and the job's own outcome matters more than this.
+        # a reservation left behind costs one read of the ticket, and the job's
+        # own outcome matters more than either.
         try:
             self._save_script(
                 keys=[self._key, *(lease.name for lease in held)],
-                args=[self._attach.token, constants.LEDGER_TTL_SECONDS, 0],
+                args=[self._attach.token, constants.LEDGER_TTL_SECONDS, 0, *unattempted],
             )
         except redis.RedisError as exc:
             log.warning("could not release %s (they lapse by themselves): %s", held, exc)
