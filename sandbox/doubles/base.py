@@ -291,6 +291,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.send_response(response.status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
+            double = self.server.double
+            for name, value in double.EDGE_HEADERS:
+                if name not in response.headers:
+                    self.send_header(name, value)
             for name, value in response.headers.items():
                 self.send_header(name, value)
             self.end_headers()
@@ -337,6 +341,10 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 class Double:
     """Base class of the vendor doubles. Subclasses call `route()` in their constructor and
     override the `*_response` hooks to answer errors in their vendor's style."""
+
+    #: Headers on every answer, as the vendor's application and CDN add them: a client
+    #: parses twenty-odd headers per answer in production, not the four of a bare server.
+    EDGE_HEADERS: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
         self.host = host

@@ -194,6 +194,28 @@ def wiki_to_adf(text: str) -> dict[str, Any]:
 
 
 class JiraDouble(Double):
+    # What a Jira Cloud answer carries besides its body (values typical, not copied).
+    EDGE_HEADERS = (
+        ("Cache-Control", "no-cache, no-store, no-transform"),
+        ("Vary", "Accept-Encoding"),
+        ("X-Arequestid", "4a6f2c1e-9b8d-4e7f-a1c2-3d4e5f6a7b8c"),
+        ("X-Aaccountid", "5b10ac8d82e05b22cc7d4ef5"),
+        ("X-RateLimit-Limit", "350"),
+        ("X-RateLimit-Remaining", "349"),
+        ("X-RateLimit-NearLimit", "false"),
+        ("Timing-Allow-Origin", "*"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Xss-Protection", "1; mode=block"),
+        ("Strict-Transport-Security", "max-age=63072000; includeSubDomains; preload"),
+        ("Atl-Traceid", "4a6f2c1e9b8d4e7fa1c23d4e5f6a7b8c"),
+        ("Atl-Request-Id", "4a6f2c1e-9b8d-4e7f-a1c2-3d4e5f6a7b8c"),
+        (
+            "Set-Cookie",
+            "atlassian.xsrf.token=4a6f2c1e9b8d4e7f_lin; path=/; SameSite=None; Secure",
+        ),
+        ("Report-To", '{"group": "endpoint-1", "max_age": 600, "endpoints": []}'),
+    )
+
     def __init__(
         self,
         email: str = "dev@sandbox.test",

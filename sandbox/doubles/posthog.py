@@ -66,6 +66,20 @@ class _Token:
 
 
 class PostHogDouble(Double):
+    # What a PostHog Cloud API answer carries besides its body (values typical, not copied).
+    EDGE_HEADERS = (
+        ("Vary", "Accept, Origin, Cookie"),
+        ("Allow", "GET, PATCH, HEAD, OPTIONS"),
+        ("X-Frame-Options", "DENY"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "same-origin"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+        ("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),
+        ("X-PostHog-Request-Id", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"),
+        ("Via", "1.1 google"),
+        ("Alt-Svc", 'h3=":443"; ma=2592000,h3-29=":443"; ma=2592000'),
+    )
+
     def __init__(
         self,
         project_id: int = 1,

@@ -115,6 +115,30 @@ def normalize_tags(tags: Any) -> list[str] | None:
 
 
 class ZendeskDouble(Double):
+    # What a Zendesk API answer carries besides its body (values typical, not copied).
+    EDGE_HEADERS = (
+        ("Cache-Control", "no-cache"),
+        ("Vary", "Accept-Encoding, Origin"),
+        ("X-Zendesk-API-Version", "v2"),
+        ("X-Zendesk-Application-Version", "v20548"),
+        ("X-Zendesk-Origin-Server", "app-server-7f9c8b6d5-x2k4q"),
+        ("X-Zendesk-Processed-Host-Header", "sandbox.zendesk.com"),
+        ("X-Rate-Limit", "700"),
+        ("X-Rate-Limit-Remaining", "699"),
+        ("X-Request-Id", "8f1d2c3b4a596877-FRA"),
+        ("X-Runtime", "0.081462"),
+        ("X-Frame-Options", "SAMEORIGIN"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Strict-Transport-Security", "max-age=31536000;"),
+        (
+            "Set-Cookie",
+            "__cfruid=5c0a9f1e2d3b4c5a6978-1732620000; path=/; domain=.sandbox.zendesk.com; "
+            "HttpOnly; Secure; SameSite=None",
+        ),
+        ("CF-Cache-Status", "DYNAMIC"),
+        ("CF-RAY", "8f1d2c3b4a596877-FRA"),
+    )
+
     def __init__(
         self,
         email: str = "agent@sandbox.test",
