@@ -314,6 +314,35 @@ def soak_run(
     }
 
 
+def single_thread_cpu(
+    box: Sandbox, client: redis.Redis, config: dict[str, str], jobs: int, latency: float
+) -> float:
+    """CPU (ms) of one attach job run in this thread, outside dramatiq, jobs back to back.
+
+    The baseline for the fleet's CPU per job: the same job, the same doubles and
+    Redis, without the worker's processes, threads and queue. With ``latency``
+    the thread sleeps through every call, as a worker thread does, and wakes
+    with cold caches; with 0 it runs hot.
+    """
+    from worker.attach import attach_replay
+    from worker.services import build_services
+
+    reset(box, client)
+    services = build_services(load_config(DEFAULT_CONFIG_PATH, env=config), client)
+    events = list(zendesk_events(jobs + 20, 0))
+    saved = box.zendesk.latency
+    box.set_latency(latency)
+    try:
+        for event in events[:20]:  # connections, scripts, caches
+            attach_replay(event, services)
+        start = time.thread_time()
+        for event in events[20:]:
+            attach_replay(event, services)
+        return 1000 * (time.thread_time() - start) / jobs
+    finally:
+        box.set_latency(saved)
+
+
 def _endpoint(path: str) -> str:
     path = re.sub(r"/session_recordings/[^/]+/", "/session_recordings/{id}/", path)
     path = re.sub(r"/tickets/\d+", "/tickets/{id}", path)
@@ -515,7 +544,19 @@ def main() -> None:
         soak_jobs = 5_000 if args.quick else 20_000
         if "memory" in only:
             print(
-                f"\n3. Worker CPU: see the table (bound 3 ms/job). Memory over {soak_jobs:,} jobs "
+                "\n3. Worker CPU per job: the table's CPU column (bound 3 ms), against the same "
+                "Zendesk job run in one thread, outside dramatiq"
+            )
+            hot = single_thread_cpu(box, client, config, 200 if args.quick else 1000, 0.0)
+            cold = single_thread_cpu(box, client, config, 30 if args.quick else 100, args.latency)
+            fleet_cpu = f"{last['cpu_ms_per_job']:.2f} ms at 2x8, " if last else ""
+            print(
+                f"   {fleet_cpu}one thread: {hot:.2f} ms back to back, {cold:.2f} ms with "
+                f"{args.latency * 1000:.0f} ms per call (the thread sleeps through each call and "
+                "wakes with cold caches, as worker threads do)"
+            )
+            print(
+                f"   Memory over {soak_jobs:,} jobs "
                 "(2x8, largest worker process; bound 100 MB, flat)"
             )
             soak = soak_run(box, client, config, app, soak_jobs)
