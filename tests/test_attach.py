@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -462,15 +463,18 @@ def test_secrets_never_reach_the_logs_or_failed_reasons(
 
 
 def counting_client(redis_url: str) -> tuple[redis.Redis, list[int]]:
-    """A real client whose connections (TCP or Unix socket) count the commands they send."""
+    """A real client whose connections (TCP or Unix socket) count the commands the calling
+    thread sends (not the lease keeper's renewals, which may land at any moment)."""
     sent = [0]
+    counted = threading.get_ident()
     base: type[redis.connection.AbstractConnection] = redis.ConnectionPool.from_url(
         redis_url
     ).connection_class
 
     class Counting(base):  # type: ignore[valid-type,misc]
         def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-            sent[0] += 1
+            if threading.get_ident() == counted:
+                sent[0] += 1
             super().send_packed_command(command, check_health)
 
     pool = redis.ConnectionPool.from_url(redis_url, connection_class=Counting)
