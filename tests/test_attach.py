@@ -521,7 +521,8 @@ def test_a_new_attachment_costs_two_redis_round_trips(
 def test_a_write_reserved_but_never_attempted_is_not_looked_for_later(
     sandbox: Any,
     make_config: Callable[..., Config],
-    redis_client: redis.Redis,
+    redis_url: str,
+    redis_client: redis.Redis,  # flushes the test database
     event: dict[str, Any],
     failing_call: tuple[str, str, str],
 ) -> None:
@@ -529,12 +530,20 @@ def test_a_write_reserved_but_never_attempted_is_not_looked_for_later(
     fails clears that mark, so the next attempt writes at once instead of reading first."""
     from integrations.errors import RetryLater
 
-    services = build_services(make_config(config_data(sandbox)), redis_client)
+    client, sent = counting_client(redis_url)
+    services = build_services(make_config(config_data(sandbox)), client)
+    attach_replay(parse_event({"session_id": "warm-up", **event}), services)  # scripts loaded
+    for double in sandbox.vendors:
+        double.reset_requests()
     parsed = parse_event({"session_id": SESSION, **event})
     vendor, method, path = failing_call
     getattr(sandbox, vendor).fail_next("5xx", method=method, path_regex=path, count=3)
+    sent[0] = 0
     with pytest.raises(RetryLater):
         attach_replay(parsed, services)
+    # The open, then one script that clears the reservation while it releases the locks:
+    # once the attach lock is gone, another worker's reservation may stand in its place.
+    assert sent[0] == 2
     record = services.ledger.read(parsed.target, SESSION)
     assert "note" not in record and "comment" not in record
     assert redis_client.keys("replay-attach:lock:*") == []

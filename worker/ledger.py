@@ -21,9 +21,10 @@ to repeat that have not started (``reserve``), all in one script; every later
 change is written together with the lock releases that are due at that point.
 A job that finds nothing done makes two round trips in all: the open, and the
 save at the end. A reserved write that is never attempted (an earlier step
-failed) is cleared by that last save; only a worker killed between the open and
-the write leaves it ``pending``, and the redo then reads the ticket first, as
-after any attempt that ended without an answer.
+failed) is cleared by the attempt's last save, or when the block ends; only a
+worker killed between the open and the write leaves it ``pending``, and the
+redo then reads the ticket first, as after any attempt that ended without an
+answer.
 """
 
 from __future__ import annotations
@@ -310,8 +311,13 @@ class Attachment:
         """Set ``fields`` and delete ``clear`` in one round trip, with the releases due.
 
         The mint lock is released once its mint is over; ``finished`` also
-        releases the attach lock (the last write of the attempt).
+        releases the attach lock and clears the reservations never attempted
+        (the last write of the attempt: nothing may change the record after
+        the lock is gone).
         """
+        if finished and self._unattempted:
+            clear = (*clear, *(name for name in self._unattempted if name not in fields))
+            self._unattempted = []
         releases = []
         if self.mint_lock_due:
             releases.append(self._mint)
