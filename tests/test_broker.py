@@ -1,4 +1,4 @@
-"""The broker's own settings: per-queue idle polls."""
+"""The broker: per-queue idle polls, and the batched enqueue against dramatiq's consumer."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from dramatiq.common import dq_name
 
 from tests.conftest import config_data
 from worker.broker import App
+from worker.events import parse_event
+from worker.producer import enqueue_bug_report, enqueue_many
 
 
 def test_only_the_bug_report_queue_is_polled_at_the_idle_poll(
@@ -26,3 +28,30 @@ def test_only_the_bug_report_queue_is_polled_at_the_idle_poll(
     finally:
         main.close()
         delayed.close()
+
+
+def test_enqueue_many_writes_what_dramatiqs_enqueue_writes(
+    sandbox: Any, make_app: Callable[..., App]
+) -> None:
+    """enqueue_many writes the queue's Redis keys itself (two commands per batch instead of
+    one per message); dramatiq's consumer must find its messages as it finds its own, in
+    the order given, each under its own Redis id."""
+    app = make_app(config_data(sandbox))
+    first = enqueue_bug_report(session_id="one-by-one", zendesk_ticket=101, app=app)
+    events = [parse_event({"session_id": f"many-{i}", "zendesk_ticket": 101}) for i in range(5)]
+    assert enqueue_many(app, iter(events), batch_size=2) == 5
+    assert app.broker.do_qsize(app.config.broker.queue) == 6
+
+    consumer = app.broker.consume(app.config.broker.queue, prefetch=10, timeout=100)
+    try:
+        received = []
+        while len(received) < 6:
+            message = next(consumer)
+            if message is not None:
+                received.append(message)
+    finally:
+        consumer.close()
+    assert received[0].message_id == first
+    assert [m.args[0]["session_id"] for m in received[1:]] == [f"many-{i}" for i in range(5)]
+    assert all(m.actor_name == app.actor.actor_name for m in received)
+    assert len({m.options["redis_message_id"] for m in received}) == 6
