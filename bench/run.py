@@ -7,6 +7,8 @@ time; it reports medians of several runs.
 
     .venv/bin/python bench/run.py            # full run (several minutes)
     .venv/bin/python bench/run.py --quick    # smaller, for a first look
+    .venv/bin/python bench/run.py --only throughput --curve 2x8 --baseline /tmp/old
+                                             # against another checkout, in turn
 
 Redis: ``REDIS_URL`` if set, else the embedded Redis in a temporary directory.
 """
@@ -92,10 +94,15 @@ def rate_limit_run(
 class WorkerFleet:
     """``replay-attach worker -p P -t T`` as a subprocess, with its CPU and memory."""
 
-    def __init__(self, env: dict[str, str], processes: int, threads: int) -> None:
+    def __init__(
+        self, env: dict[str, str], processes: int, threads: int, checkout: Path | None = None
+    ) -> None:
+        # ``python -m worker`` imports the package from its working directory
+        # first: another checkout's directory runs that checkout's worker.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "worker", "worker", "-p", str(processes), "-t", str(threads)],
             env=env,
+            cwd=checkout or ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -237,11 +244,12 @@ def throughput_run(
     latency: float,
     progress: bool,
     kind: str = "zendesk",
+    checkout: Path | None = None,
 ) -> dict[str, Any]:
     reset(box, client)
     events = JOB_KINDS[kind][0]
     finished = FinishedJobs(box, kind)
-    fleet = WorkerFleet(config, processes, threads)
+    fleet = WorkerFleet(config, processes, threads, checkout)
     try:
         fleet.wait_ready(client)
         cpu_before = fleet.cpu_seconds()
@@ -466,6 +474,14 @@ def main() -> None:
         help="sections to run, comma-separated, from: %(default)s",
     )
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="CHECKOUT",
+        help="another checkout of replay-attach (e.g. `git worktree add /tmp/old v0.1`): its "
+        "worker runs in turn with this one in each throughput setting, against the same doubles "
+        "and Redis, on a row of its own",
+    )
+    parser.add_argument(
         "--curve",
         default="1x4,2x8,2x16,2x32",
         help="throughput settings, PROCESSESxTHREADS, comma-separated (default %(default)s)",
@@ -505,13 +521,33 @@ def main() -> None:
             )
         last: dict[str, Any] = {}
         for processes, threads in curve if "throughput" in only else []:
-            results = [
-                throughput_run(
-                    box, client, config, app, processes, threads, jobs, args.latency, progress=True
-                )
-                for _ in range(runs)
-            ]
+            results: list[dict[str, Any]] = []
+            baseline: list[dict[str, Any]] = []
+            for _ in range(runs):  # in turn, so that the machine's drift hits both alike
+                for checkout, into in ((None, results), (args.baseline, baseline)):
+                    if into is baseline and args.baseline is None:
+                        continue
+                    into.append(
+                        throughput_run(
+                            box,
+                            client,
+                            config,
+                            app,
+                            processes,
+                            threads,
+                            jobs,
+                            args.latency,
+                            progress=True,
+                            checkout=checkout,
+                        )
+                    )
             print_throughput_row(f"{processes}x{threads}", results)
+            if baseline:
+                print_throughput_row(
+                    "baseline",
+                    baseline,
+                    f"   (CPU {statistics.median(r['cpu_ms_per_job'] for r in results) / statistics.median(r['cpu_ms_per_job'] for r in baseline):.2f}x the baseline's)",
+                )
             if (processes, threads) == (2, 8):
                 last = results[0]
 
