@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -18,31 +17,20 @@ import requests
 from integrations import connection
 from integrations.connection import KeptAliveConnection
 from integrations.http import transport_failure
+from tests.raw_server import RawServer
 
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{"ok": true}'
 
 
-class Scripted:
+class Scripted(RawServer):
     """Answers the n-th request with the n-th script entry: (bytes, close the connection after)."""
 
     def __init__(self, *script: tuple[bytes, bool]) -> None:
         self.script = list(script)
         self.requests: list[bytes] = []
-        self.connections = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
+    def handle(self, client: socket.socket) -> None:
         # A client that gave up on a broken answer resets the connection: routine here.
         with client, contextlib.suppress(OSError):
             pending = b""
@@ -66,9 +54,6 @@ class Scripted:
                 client.sendall(answer)
                 if close:
                     return
-
-    def close(self) -> None:
-        self._listener.close()
 
 
 Serve = Callable[..., Scripted]

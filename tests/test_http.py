@@ -26,6 +26,7 @@ from integrations.http import (
     transport_failure,
 )
 from sandbox.doubles.base import Double, Request, Response, json_response
+from tests.raw_server import RawServer
 
 
 class Things(Double):
@@ -231,26 +232,16 @@ def test_an_untrusted_certificate_is_refused_before_anything_is_sent(
     assert tls_things.calls() == []
 
 
-class ConnectProxy:
+class ConnectProxy(RawServer):
     """A forward proxy that only tunnels (CONNECT), recording each request head."""
 
     def __init__(self, hosts: dict[str, str]) -> None:
         #: Name resolution at the proxy's end (the client never resolves the vendor).
         self.hosts = hosts
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self.heads: list[str] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
-
-    def _tunnel(self, client: socket.socket) -> None:
+    def handle(self, client: socket.socket) -> None:
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = client.recv(4096)
@@ -277,9 +268,6 @@ class ConnectProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-
-    def close(self) -> None:
-        self._listener.close()
 
 
 @pytest.mark.usefixtures("trusted_ca")
