@@ -18,7 +18,8 @@ REDIS_PREFIX = "replay-attach"
 
 #: Hash ``{prefix}:attachment:{target}:{session}``: what has landed for one
 #: (ticket, session) pair. Fields: ``link``, ``note``, ``tag``, ``remote_link``,
-#: ``comment``; values ``pending:<unix time>`` while a write is in flight and
+#: ``comment``; values ``pending:<unix time>`` from the start of the attempt that
+#: will write it (note, comment) or while a write is in flight, and
 #: ``done:<unix time>`` once the vendor confirmed it.
 ATTACHMENT_KEY = REDIS_PREFIX + ":attachment:{target}:{session}"
 
