@@ -31,6 +31,18 @@ from worker.failed import FailedJob, FailedJobs
 
 log = logging.getLogger(__name__)
 
+
+def queue_keys(broker: RedisBroker, queue_name: str) -> tuple[str, str]:
+    """dramatiq's Redis keys of a queue: the list of its message ids, the hash of their data.
+
+    dramatiq's enqueue writes a message to both; the ones writing them without
+    dramatiq's script (batched enqueues, promoted retries) and reading them
+    (quarantine, status) name them through here.
+    """
+    key = f"{broker.namespace}:{queue_name}"
+    return key, f"{key}.msgs"
+
+
 #: Called with (Redis message id, raw data, reason) for a message that cannot be decoded.
 UndecodableHandler = Callable[[str, bytes, str], None]
 
@@ -55,9 +67,7 @@ class _QuarantiningConsumer(_RedisConsumer):
         acks = f"{broker.namespace}:__acks__.{broker.broker_id}.{self.queue_name}"
         members: set[bytes] = broker.client.smembers(acks)  # type: ignore[assignment]
         held = [i.decode() for i in members]
-        payloads = (
-            broker.client.hmget(f"{broker.namespace}:{self.queue_name}.msgs", held) if held else []
-        )
+        payloads = broker.client.hmget(queue_keys(broker, self.queue_name)[1], held) if held else []
         for redis_id, payload in zip(held, payloads, strict=True):
             if payload == data:
                 log.error("set aside undecodable message %s: %s", redis_id, reason)

@@ -388,14 +388,18 @@ def status(
     if session_id is not None or zendesk_ticket is not None or jira_issue is not None:
         _show_attachments(app, session_id, zendesk_ticket, jira_issue)
         return
+    from dramatiq.common import dq_name
+
+    from worker.broker import queue_keys
+    from worker.scheduler import scheduled_count
+
     in_flight = 0
     for key in client.scan_iter(match=f"{ns}:__acks__.*.{queue}"):
         in_flight += int(client.scard(key))
-    click.echo(f"queued: {client.llen(f'{ns}:{queue}')}")
+    click.echo(f"queued: {client.llen(queue_keys(app.broker, queue)[0])}")
     click.echo(f"in flight: {in_flight}")
-    from worker.scheduler import scheduled_count
-
-    scheduled = scheduled_count(client) + int(client.hlen(f"{ns}:{queue}.DQ.msgs"))
+    delayed = queue_keys(app.broker, dq_name(queue))[1]
+    scheduled = scheduled_count(client) + int(client.hlen(delayed))
     click.echo(f"scheduled retries: {scheduled}")
     click.echo(f"failed: {app.failed.count()}")
     click.echo(f"redis: {'embedded' if not app.config.broker.redis_url else 'REDIS_URL'}")

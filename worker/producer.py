@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from worker.broker import App, create_app
+from worker.broker import App, create_app, queue_keys
 from worker.config import load_config
 from worker.events import BugReport, parse_event
 
@@ -64,7 +64,7 @@ def enqueue_many(app: App, events: Iterable[BugReport], batch_size: int = BATCH_
     """
     broker = app.broker
     actor = app.actor
-    queue_key = f"{broker.namespace}:{actor.queue_name}"
+    queue_key, messages_key = queue_keys(broker, actor.queue_name)
     total = 0
     batch: dict[str, bytes] = {}
 
@@ -73,7 +73,7 @@ def enqueue_many(app: App, events: Iterable[BugReport], batch_size: int = BATCH_
         if not batch:
             return
         pipe = broker.client.pipeline(transaction=True)
-        pipe.hset(f"{queue_key}.msgs", mapping=batch)  # type: ignore[arg-type]
+        pipe.hset(messages_key, mapping=batch)  # type: ignore[arg-type]
         pipe.rpush(queue_key, *batch)  # in the order the events came
         pipe.execute()
         total += len(batch)

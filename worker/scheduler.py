@@ -26,6 +26,7 @@ from dramatiq.middleware import Middleware
 from redis.commands.core import Script
 
 from worker import constants
+from worker.broker import queue_keys
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def promote_due(
 ) -> int:
     """Move every due retry onto ``queue_name`` with the registered ``_PROMOTE`` script."""
     now_ms = int((time.time() if now is None else now) * 1000)
-    queue_key = f"{broker.namespace}:{queue_name}"
+    queue_key, messages_key = queue_keys(broker, queue_name)
     moved = 0
     while True:
         count = int(
@@ -78,7 +79,7 @@ def promote_due(
                     constants.SCHEDULED_KEY,
                     constants.SCHEDULED_MESSAGES_KEY,
                     queue_key,
-                    queue_key + ".msgs",
+                    messages_key,
                 ],
                 args=[now_ms, BATCH],
             )
