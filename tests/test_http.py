@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 import threading
@@ -326,6 +327,27 @@ def test_a_repeatable_call_is_tried_again_in_process_up_to_the_limit() -> None:
     with pytest.raises(RetryLater):
         call_with_retries(call, repeatable=True)
     assert call.calls == IN_PROCESS_ATTEMPTS
+
+
+def test_the_first_failure_decides_the_wait_before_the_second_attempt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The first attempt runs outside tenacity; its failure still drives tenacity's wait."""
+    throttled = RetryLater("PostHog", "throttled (429)", status=429, retry_after=0.3)
+    call = Flaky(throttled)
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="integrations.http"):
+        assert call_with_retries(call, repeatable=True) == "ok"
+    assert call.calls == 2
+    assert time.monotonic() - started >= 0.3
+    assert "retrying in process after: throttled (429)" in caplog.text
+
+
+def test_an_unexpected_error_on_the_first_attempt_is_raised_unchanged() -> None:
+    call = Flaky(KeyError("id"), _busy())
+    with pytest.raises(KeyError):
+        call_with_retries(call, repeatable=True)
+    assert call.calls == 1
 
 
 def test_a_write_is_repeated_in_process_only_when_it_never_left() -> None:
