@@ -1,14 +1,17 @@
-"""The broker: per-queue idle polls, and the batched enqueue against dramatiq's consumer."""
+"""The broker: per-queue idle polls, the batched enqueue against dramatiq's consumer,
+and the consumer's batched fetches under load."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from dramatiq.common import dq_name
 
 from tests.conftest import config_data
-from worker.broker import App
+from worker.broker import App, queue_keys
 from worker.events import parse_event
 from worker.producer import enqueue_bug_report, enqueue_many
 
@@ -55,3 +58,43 @@ def test_enqueue_many_writes_what_dramatiqs_enqueue_writes(
     assert [m.args[0]["session_id"] for m in received[1:]] == [f"many-{i}" for i in range(5)]
     assert all(m.actor_name == app.actor.actor_name for m in received)
     assert len({m.options["redis_message_id"] for m in received}) == 6
+
+
+def test_a_full_consumer_waits_for_a_quarter_of_its_slots_then_fetches_them_at_once(
+    sandbox: Any, make_app: Callable[..., App]
+) -> None:
+    """While its prefetch is (nearly) full the consumer neither polls Redis nor fetches
+    one message at a time: it sleeps until the worker threads have finished a quarter
+    of its slots' messages, woken by their acknowledgements, then fetches that many."""
+    app = make_app(config_data(sandbox))
+    queue = app.config.broker.queue
+    waiting = queue_keys(app.broker, queue)[0]
+    events = [parse_event({"session_id": f"held-{i}", "zendesk_ticket": 101}) for i in range(20)]
+    enqueue_many(app, iter(events))
+    consumer = app.broker.consume(queue, prefetch=8)
+    consumer.timeout = 300  # the idle poll, in ms (worker.idle_poll_ms)
+    try:
+        held = [next(consumer) for _ in range(8)]
+        assert None not in held and app.redis.llen(waiting) == 12
+        assert consumer.fetch_batch == 2
+
+        # One slot free: below the batch, so no fetch, only a wait as long as an idle poll.
+        consumer.ack(held.pop())
+        started = time.monotonic()
+        assert next(consumer) is None
+        assert time.monotonic() - started >= 0.25
+        assert app.redis.llen(waiting) == 12
+
+        # A second acknowledgement, from a worker thread, wakes it well before its poll.
+        consumer.timeout = 10_000
+        finisher = threading.Timer(0.2, consumer.ack, args=(held.pop(),))
+        finisher.start()
+        started = time.monotonic()
+        message = next(consumer)
+        finisher.join()
+        assert message is not None
+        assert time.monotonic() - started < 5
+        assert app.redis.llen(waiting) == 10  # both free slots filled in one fetch
+        assert len(consumer.message_cache) == 1
+    finally:
+        consumer.close()

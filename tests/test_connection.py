@@ -135,10 +135,15 @@ def test_connection_close_is_honoured(serve: Serve) -> None:
 
 
 def test_repeated_headers_are_joined(serve: Serve) -> None:
-    cookies = OK.replace(b"Content-Length", b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length")
+    """Whatever the case of their names; the first spelling is kept, lookups ignore case."""
+    cookies = OK.replace(
+        b"Content-Length",
+        b"Set-Cookie: a=1\r\nX-Trace: t\r\nset-cookie: b=2\r\nSET-COOKIE: c=3\r\nContent-Length",
+    )
     server = serve((cookies, False))
     response = _put(KeptAliveConnection(server.url, (2, 2)), server.url)
-    assert response.headers["Set-Cookie"] == "a=1, b=2"
+    assert response.headers["set-cookie"] == "a=1, b=2, c=3"
+    assert list(response.headers) == ["Content-Type", "Set-Cookie", "X-Trace", "Content-Length"]
 
 
 def test_data_after_the_answer_keeps_the_answer_but_not_the_connection(

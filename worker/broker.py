@@ -9,6 +9,7 @@ go through it, so they agree on queue, actor and key names.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,19 +49,64 @@ UndecodableHandler = Callable[[str, bytes, str], None]
 
 
 class _QuarantiningConsumer(_RedisConsumer):
-    """A consumer that sets aside a message it cannot decode and carries on.
+    """dramatiq's Redis consumer with two changes.
 
-    dramatiq's consumer raises on such a message; its worker then restarts the
-    consumer and drops the other messages it had prefetched, which stay marked
-    as held by this (live) worker and so never run until it restarts.
+    It sets aside a message it cannot decode and carries on. dramatiq's consumer
+    raises on such a message; its worker then restarts the consumer and drops
+    the other messages it had prefetched, which stay marked as held by this
+    (live) worker and so never run until it restarts.
+
+    And while its prefetch is (nearly) full, it waits for the worker threads
+    to finish messages instead of polling. dramatiq's consumer, finding no
+    free slot, sleeps 5, 10, 20... ms and looks again; under load it woke two
+    or three times per message and fetched one message at a time, a Redis
+    round trip each: a tenth of the worker's CPU per job. Here it sleeps until
+    a quarter of the slots is free, then fetches that many in one round trip.
+    The worker threads still have the rest of the prefetch queued meanwhile.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        #: Fetch only when at least this many slots are free (with no message held, all are).
+        self.fetch_batch = max(1, self.prefetch // 4)
+        self._slots_freed = threading.Condition()
+
+    def _free_slots(self) -> int:
+        return int(self.prefetch - self.outstanding_message_count)
+
     def __next__(self) -> Any:
+        if not self.message_cache and self._free_slots() < self.fetch_batch:
+            with self._slots_freed:
+                # Bounded by the idle poll, so the consumer thread still checks
+                # for shutdown, pauses and delayed messages as often as before.
+                self._slots_freed.wait_for(
+                    lambda: self._free_slots() >= self.fetch_batch, self.timeout / 1000
+                )
+            if self._free_slots() < self.fetch_batch:
+                return None
         while True:
             try:
                 return super().__next__()  # type: ignore[no-untyped-call]
             except DecodeError as exc:
                 self._quarantine(exc.data, "the message is not valid dramatiq JSON")
+
+    def ack(self, message: Any) -> None:
+        try:
+            super().ack(message)  # type: ignore[no-untyped-call]
+        finally:
+            self._slot_freed()
+
+    def nack(self, message: Any) -> None:
+        try:
+            super().nack(message)  # type: ignore[no-untyped-call]
+        finally:
+            self._slot_freed()
+
+    def _slot_freed(self) -> None:
+        # Wakes the consumer only once its batch is due (a no-op when it is not waiting).
+        if self._free_slots() >= self.fetch_batch:
+            with self._slots_freed:
+                self._slots_freed.notify()
 
     def _quarantine(self, data: bytes, reason: str) -> None:
         broker: QuarantiningRedisBroker = self.broker
