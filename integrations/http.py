@@ -333,7 +333,7 @@ def call_with_retries(call: Callable[[], T], *, repeatable: bool) -> T:
     """Run ``call``; repeat it briefly only where that cannot duplicate a write.
 
     The first attempt runs outside tenacity: its bookkeeping for one call (state,
-    futures, an action list) cost 15% of a job's CPU, and almost every call
+    futures, an action list) cost 14% of a job's CPU, and almost every call
     succeeds the first time. A failure is handed to tenacity as the outcome of
     its first attempt, without calling again, so tenacity alone decides whether,
     when and how often to try again.
