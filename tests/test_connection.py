@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import requests
+from requests.structures import CaseInsensitiveDict
 
 from integrations import connection
 from integrations.connection import KeptAliveConnection
@@ -142,8 +143,20 @@ def test_repeated_headers_are_joined(serve: Serve) -> None:
     )
     server = serve((cookies, False))
     response = _put(KeptAliveConnection(server.url, (2, 2)), server.url)
-    assert response.headers["set-cookie"] == "a=1, b=2, c=3"
-    assert list(response.headers) == ["Content-Type", "Set-Cookie", "X-Trace", "Content-Length"]
+    headers = response.headers
+    assert headers["set-cookie"] == "a=1, b=2, c=3"
+    assert list(headers) == ["Content-Type", "Set-Cookie", "X-Trace", "Content-Length"]
+    # Still requests' CaseInsensitiveDict in every way the integrations and requests use it.
+    assert isinstance(headers, CaseInsensitiveDict) and len(headers) == 4
+    assert "x-TRACE" in headers and headers.get("Retry-After") is None
+    assert headers == {
+        "content-type": "application/json",
+        "set-cookie": "a=1, b=2, c=3",
+        "x-trace": "t",
+        "content-length": "12",
+    }
+    assert headers.copy() == headers and dict(headers.lower_items())["x-trace"] == "t"
+    assert response.encoding == "utf-8" and response.json() == {"ok": True}
 
 
 def test_data_after_the_answer_keeps_the_answer_but_not_the_connection(
