@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from dramatiq.common import dq_name
 
 from tests.conftest import config_data
@@ -96,5 +97,36 @@ def test_a_full_consumer_waits_for_a_quarter_of_its_slots_then_fetches_them_at_o
         assert time.monotonic() - started < 5
         assert app.redis.llen(waiting) == 10  # both free slots filled in one fetch
         assert len(consumer.message_cache) == 1
+    finally:
+        consumer.close()
+
+
+def test_an_acknowledgement_that_fails_still_frees_its_slot_and_wakes_the_consumer(
+    sandbox: Any, make_app: Callable[..., App]
+) -> None:
+    """dramatiq forgets a message whose ack raised (it is redelivered later); the
+    consumer waiting for that slot must not sleep through a whole idle poll."""
+    app = make_app(config_data(sandbox))
+    queue = app.config.broker.queue
+    events = [parse_event({"session_id": f"lost-{i}", "zendesk_ticket": 101}) for i in range(12)]
+    enqueue_many(app, iter(events))
+    consumer = app.broker.consume(queue, prefetch=4)  # a batch of one
+    consumer.timeout = 10_000
+    try:
+        held = [next(consumer) for _ in range(4)]
+        broken = held.pop()
+        del broken.options["redis_message_id"]  # its ack cannot name it to Redis
+
+        def fail_to_ack() -> None:
+            with pytest.raises(KeyError):
+                consumer.ack(broken)
+
+        failing = threading.Timer(0.2, fail_to_ack)
+        failing.start()
+        started = time.monotonic()
+        message = next(consumer)
+        failing.join()
+        assert message is not None
+        assert time.monotonic() - started < 5
     finally:
         consumer.close()

@@ -79,11 +79,10 @@ class _QuarantiningConsumer(_RedisConsumer):
             with self._slots_freed:
                 # Bounded by the idle poll, so the consumer thread still checks
                 # for shutdown, pauses and delayed messages as often as before.
-                self._slots_freed.wait_for(
+                if not self._slots_freed.wait_for(
                     lambda: self._free_slots() >= self.fetch_batch, self.timeout / 1000
-                )
-            if self._free_slots() < self.fetch_batch:
-                return None
+                ):
+                    return None
         while True:
             try:
                 return super().__next__()  # type: ignore[no-untyped-call]
