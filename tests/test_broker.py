@@ -61,12 +61,12 @@ def test_enqueue_many_writes_what_dramatiqs_enqueue_writes(
     assert len({m.options["redis_message_id"] for m in received}) == 6
 
 
-def test_a_full_consumer_waits_for_a_quarter_of_its_slots_then_fetches_them_at_once(
+def test_a_full_consumer_waits_for_half_of_its_slots_then_fetches_them_at_once(
     sandbox: Any, make_app: Callable[..., App]
 ) -> None:
     """While its prefetch is (nearly) full the consumer neither polls Redis nor fetches
-    one message at a time: it sleeps until the worker threads have finished a quarter
-    of its slots' messages, woken by their acknowledgements, then fetches that many."""
+    one message at a time: it sleeps until the worker threads have finished half of
+    its slots' messages, woken by their acknowledgements, then fetches that many."""
     app = make_app(config_data(sandbox))
     queue = app.config.broker.queue
     waiting = queue_keys(app.broker, queue)[0]
@@ -77,16 +77,17 @@ def test_a_full_consumer_waits_for_a_quarter_of_its_slots_then_fetches_them_at_o
     try:
         held = [next(consumer) for _ in range(8)]
         assert None not in held and app.redis.llen(waiting) == 12
-        assert consumer.fetch_batch == 2
+        assert consumer.fetch_batch == 4
 
-        # One slot free: below the batch, so no fetch, only a wait as long as an idle poll.
-        consumer.ack(held.pop())
+        # Three slots free: below the batch, so no fetch, only a wait as long as an idle poll.
+        for _ in range(3):
+            consumer.ack(held.pop())
         started = time.monotonic()
         assert next(consumer) is None
         assert time.monotonic() - started >= 0.25
         assert app.redis.llen(waiting) == 12
 
-        # A second acknowledgement, from a worker thread, wakes it well before its poll.
+        # A fourth acknowledgement, from a worker thread, wakes it well before its poll.
         consumer.timeout = 10_000
         finisher = threading.Timer(0.2, consumer.ack, args=(held.pop(),))
         finisher.start()
@@ -95,8 +96,8 @@ def test_a_full_consumer_waits_for_a_quarter_of_its_slots_then_fetches_them_at_o
         finisher.join()
         assert message is not None
         assert time.monotonic() - started < 5
-        assert app.redis.llen(waiting) == 10  # both free slots filled in one fetch
-        assert len(consumer.message_cache) == 1
+        assert app.redis.llen(waiting) == 8  # the four free slots filled in one fetch
+        assert len(consumer.message_cache) == 3
     finally:
         consumer.close()
 
@@ -110,10 +111,10 @@ def test_an_acknowledgement_that_fails_still_frees_its_slot_and_wakes_the_consum
     queue = app.config.broker.queue
     events = [parse_event({"session_id": f"lost-{i}", "zendesk_ticket": 101}) for i in range(12)]
     enqueue_many(app, iter(events))
-    consumer = app.broker.consume(queue, prefetch=4)  # a batch of one
+    consumer = app.broker.consume(queue, prefetch=2)  # a batch of one
     consumer.timeout = 10_000
     try:
-        held = [next(consumer) for _ in range(4)]
+        held = [next(consumer) for _ in range(2)]
         broken = held.pop()
         del broken.options["redis_message_id"]  # its ack cannot name it to Redis
 

@@ -9,11 +9,19 @@ replay-attach therefore schedules its retries itself: a sorted set
 (``SCHEDULED_MESSAGES_KEY``). Every worker process runs a small thread that
 moves due messages onto the dramatiq queue with one atomic script, exactly as
 dramatiq's own enqueue stores them; several workers doing so at once is safe.
+
+The thread sleeps until the earliest retry is due, which the same script
+reports, and is woken early when its own process schedules one due sooner. A
+retry scheduled by another process is seen at the next look, at most
+``MAX_SLEEP_SECONDS`` later: normally its own process promotes it on time, and
+the others are there for when that process has died. (Polling four times a
+second cost each worker process a wake-up every 250 ms, idle or not.)
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
@@ -30,9 +38,9 @@ from worker.broker import queue_keys
 
 log = logging.getLogger(__name__)
 
-#: How often each worker process looks for due retries (so a retry runs at
-#: most this late).
-POLL_SECONDS = 0.25
+#: The longest a worker process sleeps between looks for due retries: how late
+#: a retry scheduled by another process that has since died is promoted.
+MAX_SLEEP_SECONDS = 1.0
 #: Messages moved per script call.
 BATCH = 500
 
@@ -47,14 +55,18 @@ for _, id in ipairs(due) do
   redis.call("hdel", KEYS[2], id)
   redis.call("zrem", KEYS[1], id)
 end
-return #due
+local earliest = redis.call("zrange", KEYS[1], 0, 0, "WITHSCORES")
+return {#due, earliest[2] or false}
 """
 
 
 def schedule_retry(
     broker: RedisBroker, message: dramatiq.Message[Any], delay_seconds: float
 ) -> None:
-    """Store ``message`` to be put back on its queue after ``delay_seconds``."""
+    """Store ``message`` to be put back on its queue after ``delay_seconds``.
+
+    The process's ``RetryScheduler`` (if the broker has one) is told when it is due.
+    """
     copy = message.copy(options={"redis_message_id": str(uuid.uuid4())})
     copy.options.pop("eta", None)
     due_ms = int((time.time() + delay_seconds) * 1000)
@@ -63,30 +75,35 @@ def schedule_retry(
     pipe.hset(constants.SCHEDULED_MESSAGES_KEY, member, copy.encode())
     pipe.zadd(constants.SCHEDULED_KEY, {member: due_ms})
     pipe.execute()
+    for middleware in broker.middleware:
+        if isinstance(middleware, RetryScheduler):
+            middleware.due_at(due_ms / 1000)
 
 
 def promote_due(
     broker: RedisBroker, queue_name: str, script: Script, now: float | None = None
-) -> int:
-    """Move every due retry onto ``queue_name`` with the registered ``_PROMOTE`` script."""
+) -> tuple[int, float | None]:
+    """Move every due retry onto ``queue_name`` with the registered ``_PROMOTE`` script.
+
+    Returns how many were moved and when the earliest retry left is due (time.time()
+    seconds), or None when none is left.
+    """
     now_ms = int((time.time() if now is None else now) * 1000)
     queue_key, messages_key = queue_keys(broker, queue_name)
     moved = 0
     while True:
-        count = int(
-            script(
-                keys=[
-                    constants.SCHEDULED_KEY,
-                    constants.SCHEDULED_MESSAGES_KEY,
-                    queue_key,
-                    messages_key,
-                ],
-                args=[now_ms, BATCH],
-            )
+        count, earliest_ms = script(
+            keys=[
+                constants.SCHEDULED_KEY,
+                constants.SCHEDULED_MESSAGES_KEY,
+                queue_key,
+                messages_key,
+            ],
+            args=[now_ms, BATCH],
         )
-        moved += count
-        if count < BATCH:
-            return moved
+        moved += int(count)
+        if int(count) < BATCH:
+            return moved, None if earliest_ms is None else float(earliest_ms) / 1000
 
 
 def scheduled_count(client: redis.Redis) -> int:
@@ -96,11 +113,22 @@ def scheduled_count(client: redis.Redis) -> int:
 class RetryScheduler(Middleware):
     """Runs the promoting thread in every worker process (and in-process ``Worker``)."""
 
-    def __init__(self, queue_name: str, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(self, queue_name: str, max_sleep_seconds: float = MAX_SLEEP_SECONDS) -> None:
         self.queue_name = queue_name
-        self.poll_seconds = poll_seconds
+        self.max_sleep_seconds = max_sleep_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._changed = threading.Condition()
+        #: When the thread will look next (time.time() seconds); guarded by ``_changed``.
+        self._next_look = 0.0
+        self._woken = False
+
+    def due_at(self, due: float) -> None:
+        """A retry was scheduled in this process for ``due``: look then if that is sooner."""
+        with self._changed:
+            if due < self._next_look:
+                self._woken = True
+                self._changed.notify()
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         assert isinstance(broker, RedisBroker)
@@ -112,15 +140,32 @@ class RetryScheduler(Middleware):
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._stop.set()
+        with self._changed:
+            self._woken = True
+            self._changed.notify()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
 
     def _run(self, broker: RedisBroker) -> None:
         script = broker.client.register_script(_PROMOTE)
-        while not self._stop.wait(self.poll_seconds):
+        while not self._stop.is_set():
+            with self._changed:
+                # A retry scheduled from here on, while the script runs, may be
+                # due before the earliest the script reports: it wakes the wait.
+                self._next_look = math.inf
+                self._woken = False
+            earliest = None
             try:
-                promote_due(broker, self.queue_name, script)
+                _, earliest = promote_due(broker, self.queue_name, script)
             except redis.RedisError as exc:
                 # Redis restarting: the retries are still in it; try again shortly.
                 log.warning("could not move due retries onto the queue: %s", exc)
+            now = time.time()
+            next_look = now + self.max_sleep_seconds
+            if earliest is not None:
+                next_look = max(now, min(next_look, earliest))
+            with self._changed:
+                if not self._woken:
+                    self._next_look = next_look
+                    self._changed.wait(next_look - now)
