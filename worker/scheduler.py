@@ -92,7 +92,7 @@ def promote_due(
     queue_key, messages_key = queue_keys(broker, queue_name)
     moved = 0
     while True:
-        count, earliest_ms = script(
+        raw_count, earliest_ms = script(
             keys=[
                 constants.SCHEDULED_KEY,
                 constants.SCHEDULED_MESSAGES_KEY,
@@ -101,8 +101,9 @@ def promote_due(
             ],
             args=[now_ms, BATCH],
         )
-        moved += int(count)
-        if int(count) < BATCH:
+        count = int(raw_count)
+        moved += count
+        if count < BATCH:
             return moved, None if earliest_ms is None else float(earliest_ms) / 1000
 
 
@@ -159,7 +160,8 @@ class RetryScheduler(Middleware):
             try:
                 _, earliest = promote_due(broker, self.queue_name, script)
             except redis.RedisError as exc:
-                # Redis restarting: the retries are still in it; try again shortly.
+                # Redis restarting: the retries are still in it; look again within
+                # the longest sleep.
                 log.warning("could not move due retries onto the queue: %s", exc)
             now = time.time()
             next_look = now + self.max_sleep_seconds
