@@ -39,10 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sandbox.app import Sandbox  # noqa: E402
-from worker.broker import create_app  # noqa: E402
+from worker.app import create_app  # noqa: E402
+from worker.attach.events import parse_event  # noqa: E402
 from worker.config import DEFAULT_CONFIG_PATH, load_config  # noqa: E402
-from worker.events import parse_event  # noqa: E402
-from worker.producer import enqueue_bug_report, enqueue_many  # noqa: E402
+from worker.jobs.producer import enqueue_bug_report  # noqa: E402
 
 
 @contextmanager
@@ -76,7 +76,7 @@ def rate_limit_run(
     fleet = WorkerFleet(config, 2, 8)
     try:
         fleet.wait_ready(client)
-        enqueue_many(app, zendesk_events(budget * 2, 0))  # more than a minute's worth
+        app.queue.enqueue_many(zendesk_events(budget * 2, 0))  # more than a minute's worth
         start = time.monotonic()
         for _ in tqdm(range(75), desc="rate limit", unit="s", leave=False):
             time.sleep(1)
@@ -257,7 +257,7 @@ def throughput_run(
         # when the last job's last call is answered, its arrival plus the latency
         # (not when the next poll below happens to see it).
         start = time.time()
-        enqueue_many(app, events(jobs, 0))
+        app.queue.enqueue_many(events(jobs, 0))
         with tqdm(
             total=jobs,
             desc=f"{kind} {processes}x{threads}",
@@ -297,7 +297,7 @@ def soak_run(
     try:
         fleet.wait_ready(client)
         idle = fleet.max_rss_mb()
-        enqueue_many(app, zendesk_events(jobs, 0))
+        app.queue.enqueue_many(zendesk_events(jobs, 0))
         step = max(1, jobs // 20)
         next_sample = step
         deadline = time.monotonic() + 1800
@@ -336,8 +336,8 @@ def single_thread_cpu(
     the thread sleeps through every call, as a worker thread does, and wakes
     with cold caches; with 0 it runs hot.
     """
-    from worker.attach import attach_replay
-    from worker.services import build_services
+    from worker.attach.services import build_services
+    from worker.attach.use_case import attach_replay
 
     reset(box, client)
     services = build_services(load_config(DEFAULT_CONFIG_PATH, env=config), client)
@@ -385,7 +385,7 @@ def latency_runs(
             time.sleep(1.5)  # let the worker go idle and its polling back off
             before = finished.poll()
             start = time.time()
-            enqueue_bug_report(session_id=f"lat-{i}", zendesk_ticket=1000 + i, app=app)
+            enqueue_bug_report(session_id=f"lat-{i}", zendesk_ticket=1000 + i, queue=app.queue)
             finished.wait_for(before + 1, timeout=30)
             # The job is done when its last call (the tag) is answered: the double recorded
             # when that call arrived, and answers it `latency` later. (Polling for it would
@@ -402,14 +402,14 @@ def enqueue_figures(
 ) -> dict[str, float]:
     client.flushdb()
     start = time.monotonic()
-    enqueue_many(app, zendesk_events(events, 0))
+    app.queue.enqueue_many(zendesk_events(events, 0))
     file_rate = events / (time.monotonic() - start)
     client.flushdb()
     # The producers' function, one event at a time.
     n = 2000
     start = time.monotonic()
     for i in range(n):
-        enqueue_bug_report(session_id=f"p-{i}", zendesk_ticket=1 + i, app=app)
+        enqueue_bug_report(session_id=f"p-{i}", zendesk_ticket=1 + i, queue=app.queue)
     per_event_ms = 1000 * (time.monotonic() - start) / n
     client.flushdb()
     # Memory of the command line for a small and a 10x larger file: constant memory means ~1.0.

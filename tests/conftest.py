@@ -19,7 +19,7 @@ import redis
 import yaml
 from dramatiq import Worker
 
-from worker.broker import App, create_app
+from worker.app import App, create_app
 from worker.config import Config, load_config
 
 TEST_DB = 15
@@ -136,7 +136,7 @@ class RunningWorker:
 
     def drain(self, timeout: float = 30.0) -> None:
         """Wait until nothing is queued, scheduled or in flight."""
-        from worker.scheduler import scheduled_count
+        from worker.jobs.scheduler import scheduled_count
 
         deadline = time.monotonic() + timeout
         while True:

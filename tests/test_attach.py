@@ -13,13 +13,13 @@ import redis
 import requests
 
 from tests.conftest import RunningWorker, config_data
-from worker import ledger as ledger_module
-from worker.attach import attach_replay
-from worker.broker import App
+from worker.app import App
+from worker.attach import ledger as ledger_module
+from worker.attach.events import parse_event
+from worker.attach.services import build_services
+from worker.attach.use_case import attach_replay
 from worker.config import Config
-from worker.events import parse_event
-from worker.producer import enqueue_bug_report
-from worker.services import build_services
+from worker.jobs.producer import enqueue_bug_report
 
 SESSION = "0192c0de-1234-7abc-8def-0123456789ab"
 
@@ -53,7 +53,7 @@ def test_zendesk_happy_path_posts_one_internal_note_and_adds_a_tag(
             "description": "<script>alert(1)</script> Pay fails",
             "replay_seconds": 42,
         },
-        app=app,
+        queue=app.queue,
     )
     assert re.fullmatch(r"[0-9a-f-]{36}", job_id)
     with run_worker(app) as worker:
@@ -108,7 +108,7 @@ def test_jira_cloud_v3_posts_an_adf_comment_and_an_upserting_remote_link(
         session_id=SESSION,
         jira_issue="bug-1",
         description="[x|javascript:alert(1)] *bold*",
-        app=app,
+        queue=app.queue,
     )
     with run_worker(app) as worker:
         worker.drain()
@@ -151,7 +151,10 @@ def test_jira_v2_posts_wiki_markup_with_escaped_description(
 ) -> None:
     app = make_app(config_data(sandbox, jira__api_version=2))
     enqueue_bug_report(
-        session_id=SESSION, jira_issue="BUG-2", description="{noformat}[evil|http://x]", app=app
+        session_id=SESSION,
+        jira_issue="BUG-2",
+        description="{noformat}[evil|http://x]",
+        queue=app.queue,
     )
     with run_worker(app) as worker:
         worker.drain()
@@ -181,7 +184,7 @@ def test_jira_data_center_uses_a_bearer_personal_access_token_on_v2(
             jira__personal_access_token=env["JIRA_PERSONAL_ACCESS_TOKEN"],
         )
         app = make_app(data)
-        enqueue_bug_report(session_id=SESSION, jira_issue="BUG-3", app=app)
+        enqueue_bug_report(session_id=SESSION, jira_issue="BUG-3", queue=app.queue)
         with run_worker(app) as worker:
             worker.drain()
         assert len(box.jira.issues["BUG-3"]["comments"]) == 1
@@ -196,7 +199,7 @@ def test_comment_only_and_link_only_options(
     sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
 ) -> None:
     app = make_app(config_data(sandbox, jira__remote_link=False))
-    enqueue_bug_report(session_id="s1", jira_issue="BUG-4", app=app)
+    enqueue_bug_report(session_id="s1", jira_issue="BUG-4", queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
     issue = sandbox.jira.issues["BUG-4"]
@@ -207,7 +210,7 @@ def test_public_comment_option(
     sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
 ) -> None:
     app = make_app(config_data(sandbox, zendesk__public_comment=True, zendesk__tag=None))
-    enqueue_bug_report(session_id="s1", zendesk_ticket=102, app=app)
+    enqueue_bug_report(session_id="s1", zendesk_ticket=102, queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
     (note,) = zendesk_notes(sandbox, 102)
@@ -220,8 +223,8 @@ def test_duplicate_events_post_once(
 ) -> None:
     app = make_app(config_data(sandbox))
     for _ in range(5):
-        enqueue_bug_report(session_id=SESSION, zendesk_ticket=103, app=app)
-        enqueue_bug_report(session_id=SESSION, jira_issue="BUG-5", app=app)
+        enqueue_bug_report(session_id=SESSION, zendesk_ticket=103, queue=app.queue)
+        enqueue_bug_report(session_id=SESSION, jira_issue="BUG-5", queue=app.queue)
     with run_worker(app, threads=8) as worker:
         worker.drain()
     assert len(zendesk_notes(sandbox, 103)) == 1
@@ -239,7 +242,7 @@ def test_disabled_system_fails_the_event_with_a_reason(
     data = config_data(sandbox)
     del data["jira"]
     app = make_app(data)
-    enqueue_bug_report(session_id="s1", jira_issue="BUG-1", app=app)
+    enqueue_bug_report(session_id="s1", jira_issue="BUG-1", queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
     (job,) = app.failed.all()
@@ -255,7 +258,7 @@ def test_invalid_message_on_the_queue_is_failed_and_the_worker_keeps_going(
     app.broker.enqueue(app.actor.message({"session_id": "../etc", "zendesk_ticket": 101}))
     app.broker.enqueue(app.actor.message("not an object"))
     app.broker.enqueue(app.actor.message_with_options(args=(), kwargs={"x": 1}))
-    enqueue_bug_report(session_id="good", zendesk_ticket=104, app=app)
+    enqueue_bug_report(session_id="good", zendesk_ticket=104, queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
     reasons = sorted(job.reason for job in app.failed.all())
@@ -273,7 +276,7 @@ def test_transient_zendesk_write_failure_is_retried_into_one_note(
 ) -> None:
     app = make_app(config_data(sandbox))
     sandbox.zendesk.fail_next(kind, method="PUT", path_regex=r"/tickets/105\.json$")
-    enqueue_bug_report(session_id=SESSION, zendesk_ticket=105, app=app)
+    enqueue_bug_report(session_id=SESSION, zendesk_ticket=105, queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
     assert len(zendesk_notes(sandbox, 105)) == 1
@@ -289,8 +292,8 @@ def test_write_applied_but_unanswered_is_not_posted_twice(
     sandbox.jira.slow_seconds = 1.5
     sandbox.zendesk.fail_next(kind, method="PUT", path_regex=r"/tickets/101\.json$")
     sandbox.jira.fail_next(kind, method="POST", path_regex=r"/comment$")
-    enqueue_bug_report(session_id=SESSION, zendesk_ticket=101, app=app)
-    enqueue_bug_report(session_id=SESSION, jira_issue="BUG-1", app=app)
+    enqueue_bug_report(session_id=SESSION, zendesk_ticket=101, queue=app.queue)
+    enqueue_bug_report(session_id=SESSION, jira_issue="BUG-1", queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
     assert len(zendesk_notes(sandbox, 101)) == 1
@@ -308,7 +311,7 @@ def test_posthog_throttle_waits_the_seconds_named_in_its_body(
     app = make_app(config_data(sandbox))
     sandbox.posthog.throttle_seconds = 1
     sandbox.posthog.fail_next("429", count=2)
-    enqueue_bug_report(session_id=SESSION, zendesk_ticket=101, app=app)
+    enqueue_bug_report(session_id=SESSION, zendesk_ticket=101, queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
     patches = sandbox.posthog.calls("PATCH")
@@ -347,7 +350,7 @@ def test_permanent_errors_fail_at_once_with_a_reason(
     run_worker: Callable[..., RunningWorker],
 ) -> None:
     app = make_app(config_data(sandbox, **overrides))
-    job_id = enqueue_bug_report({"session_id": SESSION, **event}, app=app)
+    job_id = enqueue_bug_report({"session_id": SESSION, **event}, queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
     (job,) = app.failed.all()
@@ -360,7 +363,7 @@ def test_failed_tag_is_added_when_posthog_fails_for_good(
     sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
 ) -> None:
     app = make_app(config_data(sandbox, posthog__personal_api_key="phx_revoked"))
-    enqueue_bug_report(session_id=SESSION, zendesk_ticket=102, app=app)
+    enqueue_bug_report(session_id=SESSION, zendesk_ticket=102, queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
     assert sandbox.zendesk.tickets[102]["tags"][-1] == "posthog_replay_failed"
@@ -375,7 +378,7 @@ def test_undecodable_message_is_set_aside_and_the_others_still_run(
     # Written by hand onto the queue, before a good event (both prefetched together).
     app.redis.hset(queue + ".msgs", "hand-written", b"\xff{not json")
     app.redis.rpush(queue, "hand-written")
-    enqueue_bug_report(session_id="after-poison", zendesk_ticket=101, app=app)
+    enqueue_bug_report(session_id="after-poison", zendesk_ticket=101, queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
     assert len(zendesk_notes(sandbox, 101)) == 1
@@ -396,7 +399,7 @@ def test_job_is_given_up_with_its_last_reason_after_the_retry_horizon(
     # A Zendesk outage that outlasts the horizon (here 1 s instead of 24 h).
     sandbox.zendesk.fail_next("5xx", count=1000, method="PUT")
     app = make_app(config_data(sandbox, retry__horizon_hours=1 / 3600))
-    enqueue_bug_report(session_id=SESSION, zendesk_ticket=101, app=app)
+    enqueue_bug_report(session_id=SESSION, zendesk_ticket=101, queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
     (job,) = app.failed.all()
@@ -412,8 +415,8 @@ def test_clients_are_built_once_per_thread_and_connections_reused(
 ) -> None:
     app = make_app(config_data(sandbox))
     for i in range(10):
-        enqueue_bug_report(session_id=f"reuse-{i}", jira_issue="BUG-1", app=app)
-        enqueue_bug_report(session_id=f"reuse-{i}", zendesk_ticket=101, app=app)
+        enqueue_bug_report(session_id=f"reuse-{i}", jira_issue="BUG-1", queue=app.queue)
+        enqueue_bug_report(session_id=f"reuse-{i}", zendesk_ticket=101, queue=app.queue)
     with run_worker(app, threads=1) as worker:
         worker.drain()
     assert len(sandbox.jira.issues["BUG-1"]["comments"]) == 10
@@ -446,8 +449,12 @@ def test_secrets_never_reach_the_logs_or_failed_reasons(
     sandbox.posthog.api_keys[secrets["posthog"]] = set(
         next(iter(sandbox.posthog.api_keys.values()))
     )
-    enqueue_bug_report(session_id="s1", zendesk_ticket=101, app=app)  # Zendesk refuses the token
-    enqueue_bug_report(session_id="s2", jira_issue="BUG-1", app=app)  # Jira refuses the token
+    enqueue_bug_report(
+        session_id="s1", zendesk_ticket=101, queue=app.queue
+    )  # Zendesk refuses the token
+    enqueue_bug_report(
+        session_id="s2", jira_issue="BUG-1", queue=app.queue
+    )  # Jira refuses the token
     sandbox.zendesk.fail_next("reset", method="PUT")
     with caplog.at_level("DEBUG"), run_worker(app) as worker:
         worker.drain()
@@ -569,7 +576,7 @@ def test_a_worker_killed_after_opening_leaves_the_write_to_be_looked_for(
         # clean-up, and its locks' leases lapse.
         opened._unattempted = []
         for lease in (opened._attach, opened._mint):
-            ledger_module._leases.drop(lease)
+            ledger_module.leases.drop(lease)
             redis_client.delete(lease.name)
         opened._attach_held = opened._mint_held = False
     assert services.ledger.read(parsed.target, SESSION)["note"].startswith("pending:")

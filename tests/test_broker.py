@@ -11,9 +11,10 @@ from typing import Any
 from dramatiq.common import dq_name
 
 from tests.conftest import config_data
-from worker.broker import App, queue_keys
-from worker.events import parse_event
-from worker.producer import enqueue_bug_report, enqueue_many
+from worker.app import App
+from worker.attach.events import parse_event
+from worker.jobs.producer import enqueue_bug_report
+from worker.keys import queue_keys
 
 
 def test_only_the_bug_report_queue_is_polled_at_the_idle_poll(
@@ -40,9 +41,9 @@ def test_enqueue_many_writes_what_dramatiqs_enqueue_writes(
     one per message); dramatiq's consumer must find its messages as it finds its own, in
     the order given, each under its own Redis id."""
     app = make_app(config_data(sandbox))
-    first = enqueue_bug_report(session_id="one-by-one", zendesk_ticket=101, app=app)
+    first = enqueue_bug_report(session_id="one-by-one", zendesk_ticket=101, queue=app.queue)
     events = [parse_event({"session_id": f"many-{i}", "zendesk_ticket": 101}) for i in range(5)]
-    assert enqueue_many(app, iter(events), batch_size=2) == 5
+    assert app.queue.enqueue_many(iter(events), batch_size=2) == 5
     assert app.broker.do_qsize(app.config.broker.queue) == 6
 
     consumer = app.broker.consume(app.config.broker.queue, prefetch=10, timeout=100)
@@ -81,9 +82,9 @@ def test_a_full_consumer_waits_for_half_of_its_slots_then_fetches_them_at_once(
     its slots' messages, woken by their acknowledgements, then fetches that many."""
     app = make_app(config_data(sandbox))
     queue = app.config.broker.queue
-    waiting = queue_keys(app.broker, queue)[0]
+    waiting = queue_keys(queue)[0]
     events = [parse_event({"session_id": f"held-{i}", "zendesk_ticket": 101}) for i in range(20)]
-    enqueue_many(app, iter(events))
+    app.queue.enqueue_many(iter(events))
     consumer = app.broker.consume(queue, prefetch=8)
     consumer.timeout = 300  # the idle poll, in ms (worker.idle_poll_ms)
     try:
@@ -119,7 +120,7 @@ def test_an_acknowledgement_that_fails_still_frees_its_slot_and_wakes_the_consum
     app = make_app(config_data(sandbox))
     queue = app.config.broker.queue
     events = [parse_event({"session_id": f"lost-{i}", "zendesk_ticket": 101}) for i in range(12)]
-    enqueue_many(app, iter(events))
+    app.queue.enqueue_many(iter(events))
     consumer = app.broker.consume(queue, prefetch=2)  # a batch of one
     consumer.timeout = 10_000
     try:

@@ -30,15 +30,15 @@ def test_shipped_config_reads_the_public_environment_variables() -> None:
     assert config.posthog.host == "https://eu.posthog.com"
     assert config.posthog.project_id == 42
     assert config.posthog.personal_api_key.get_secret_value() == "phx_secret_value"
-    assert config.zendesk.enabled and config.zendesk.public_comment is False
-    assert config.jira.enabled and config.jira.effective_api_version == 3
+    assert config.zendesk.url is not None and config.zendesk.public_comment is False
+    assert config.jira.url is not None and config.jira.effective_api_version == 3
 
 
 def test_defaults_disable_zendesk_and_jira_and_use_the_embedded_broker() -> None:
     config = load_config(DEFAULT_CONFIG_PATH, env=BASE_ENV)
     assert config.broker.redis_url is None
     assert config.posthog.host == "https://us.posthog.com"
-    assert not config.zendesk.enabled and not config.jira.enabled
+    assert config.zendesk.url is None and config.jira.url is None
 
 
 def test_data_center_token_selects_api_v2() -> None:

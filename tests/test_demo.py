@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import requests
 
-from worker.demo import SAMPLE_REPORTS
+from sandbox.demo import SAMPLE_REPORTS
 
 
 def _keepers_for(prefix: str) -> list[psutil.Process]:

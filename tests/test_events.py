@@ -6,7 +6,13 @@ import io
 
 import pytest
 
-from worker.events import BugReport, InvalidEvent, iter_event_lines, parse_event, parse_event_line
+from worker.attach.events import (
+    BugReport,
+    InvalidEvent,
+    iter_event_lines,
+    parse_event,
+    parse_event_line,
+)
 
 UUID = "0192c0de-1234-7abc-8def-0123456789ab"
 

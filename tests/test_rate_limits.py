@@ -11,9 +11,9 @@ import redis
 
 from integrations.errors import RetryLater
 from tests.conftest import RunningWorker, config_data
-from worker import rate_limits
-from worker.broker import App
-from worker.producer import enqueue_bug_report
+from worker.app import App
+from worker.jobs import rate_limits
+from worker.jobs.producer import enqueue_bug_report
 
 
 def test_no_budget_means_no_throttle(redis_client: redis.Redis) -> None:
@@ -47,7 +47,7 @@ def test_worker_keeps_under_the_vendor_limit_instead_of_collecting_429s(
     sandbox.zendesk.rate_limit_per_minute = 6
     app = make_app(config_data(sandbox, rate_limits__zendesk_per_minute=6))
     for ticket in (101, 102, 103, 104):
-        enqueue_bug_report(session_id=f"budget-{ticket}", zendesk_ticket=ticket, app=app)
+        enqueue_bug_report(session_id=f"budget-{ticket}", zendesk_ticket=ticket, queue=app.queue)
     with run_worker(app):
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and len(sandbox.zendesk.calls()) < 6:

@@ -31,13 +31,15 @@ import yaml
 from sandbox.app import Sandbox
 from sandbox.doubles.base import Double, Request, Response, json_response
 from tests.conftest import RunningWorker, config_data
-from worker import constants, ledger
-from worker.broker import App, create_app
+from worker import keys
+from worker.app import App, create_app
+from worker.attach import leases, ledger
+from worker.attach.leases import LockBusy
+from worker.attach.ledger import Ledger
 from worker.config import Config
-from worker.failed import FailedJob
-from worker.ledger import Ledger, LockBusy
-from worker.producer import enqueue_bug_report
-from worker.scheduler import scheduled_count
+from worker.jobs.failed import FailedJob
+from worker.jobs.producer import enqueue_bug_report
+from worker.jobs.scheduler import scheduled_count
 
 SESSION = "0192c0de-5e55-7abc-8def-0123456789ab"
 #: The heading of every note and comment replay-attach posts (see worker/notes.py).
@@ -222,7 +224,7 @@ def test_each_fault_on_each_call_still_attaches_exactly_once(
     double.slow_seconds = SLOW_SECONDS
     double.fail_next(kind, method=endpoint.method, path_regex=endpoint.path_regex)
 
-    enqueue_bug_report({"session_id": SESSION, **endpoint.event}, app=app)
+    enqueue_bug_report({"session_id": SESSION, **endpoint.event}, queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
 
@@ -262,7 +264,7 @@ def test_zendesk_retry_after_as_an_http_date_is_honoured(
     sandbox.zendesk.retry_after_http_date = True
     sandbox.zendesk.retry_after_seconds = 1
     sandbox.zendesk.fail_next("429", method="PUT", path_regex=path_regex)
-    enqueue_bug_report(session_id=SESSION, zendesk_ticket=101, app=app)
+    enqueue_bug_report(session_id=SESSION, zendesk_ticket=101, queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
 
@@ -291,8 +293,8 @@ def test_every_write_whose_answer_is_lost_lands_once(
     ]
     for double, method, path in writes:
         double.fail_next("lost_response", method=method, path_regex=path)
-    enqueue_bug_report(session_id=SESSION, zendesk_ticket=102, app=app)
-    enqueue_bug_report(session_id=SESSION, jira_issue="BUG-2", app=app)
+    enqueue_bug_report(session_id=SESSION, zendesk_ticket=102, queue=app.queue)
+    enqueue_bug_report(session_id=SESSION, jira_issue="BUG-2", queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
 
@@ -335,7 +337,7 @@ def test_concurrent_copies_of_events_post_once_with_live_links(
             try:
                 start.wait(timeout=10)
                 for event in share:
-                    enqueue_bug_report(event, app=app)
+                    enqueue_bug_report(event, queue=app.queue)
             except BaseException as exc:  # reported by the main thread
                 errors.append(exc)
 
@@ -428,9 +430,9 @@ def test_sigkilled_worker_is_redone_exactly_once_by_the_next_one(
     sandbox.zendesk.fail_next("slow", method="PUT", path_regex=r"/tickets/103\.json$")
     with app_on(redis_url, make_config(data)) as app:
         for ticket, session in tickets.items():
-            enqueue_bug_report(session_id=session, zendesk_ticket=ticket, app=app)
+            enqueue_bug_report(session_id=session, zendesk_ticket=ticket, queue=app.queue)
         for key, session in issues.items():
-            enqueue_bug_report(session_id=session, jira_issue=key, app=app)
+            enqueue_bug_report(session_id=session, jira_issue=key, queue=app.queue)
 
         def landed() -> int:
             return sum(len(notes_on(sandbox, t)) for t in tickets) + sum(
@@ -480,16 +482,16 @@ def test_a_held_lock_outlives_its_lease_and_is_free_once_released(
 ) -> None:
     """The leases that let a killed worker's tickets be redone within seconds must not let a
     slow but live holder lose its lock (a second writer would then post twice)."""
-    monkeypatch.setattr(ledger, "LOCK_LEASE_SECONDS", 0.5)
-    monkeypatch.setattr(ledger, "LOCK_RENEW_SECONDS", 0.1)
+    monkeypatch.setattr(leases, "LOCK_LEASE_SECONDS", 0.5)
+    monkeypatch.setattr(leases, "LOCK_RENEW_SECONDS", 0.1)
     # A fresh renewing thread, so that it runs at the shortened interval.
-    monkeypatch.setattr(ledger, "_leases", ledger._LeaseKeeper())
+    monkeypatch.setattr(ledger, "leases", leases.LeaseKeeper())
     holder, rival = Ledger(redis_client, 1), Ledger(redis_client, 1)
     refused = 0
     with holder.attachment("zendesk:101", SESSION) as held:
         # A new pair takes the session's mint lock along with its own.
         assert held.mint_lock_held
-        held_until = time.monotonic() + 4 * ledger.LOCK_LEASE_SECONDS
+        held_until = time.monotonic() + 4 * leases.LOCK_LEASE_SECONDS
         while time.monotonic() < held_until:
             with pytest.raises(LockBusy), rival.attachment("zendesk:101", SESSION):
                 pass
@@ -509,14 +511,13 @@ def test_a_lease_taken_over_meanwhile_is_given_up_not_renewed(
 ) -> None:
     """A holder whose lease lapsed (Redis away for a whole lease) and was taken by another
     worker must stop renewing it: renewing blindly would extend the other worker's lock."""
-    monkeypatch.setattr(ledger, "LOCK_LEASE_SECONDS", 1.0)
-    monkeypatch.setattr(ledger, "LOCK_RENEW_SECONDS", 0.1)
-    keeper = ledger._LeaseKeeper()
-    monkeypatch.setattr(ledger, "_leases", keeper)
+    monkeypatch.setattr(leases, "LOCK_LEASE_SECONDS", 1.0)
+    monkeypatch.setattr(leases, "LOCK_RENEW_SECONDS", 0.1)
+    monkeypatch.setattr(ledger, "leases", leases.LeaseKeeper())
     lock_key = "replay-attach:lock:attach:zendesk:101:" + SESSION
     with Ledger(redis_client, 1).attachment("zendesk:101", SESSION) as held:
         redis_client.set(lock_key, "another-workers-token", px=300)
-        with caplog.at_level("WARNING", logger="worker.ledger"):
+        with caplog.at_level("WARNING", logger="worker.attach.leases"):
             wait_for(lambda: "lost the lock" in caplog.text, 5, "the keeper to give the lease up")
         # The other worker's lock kept its own TTL and lapsed; nothing renewed it.
         wait_for(lambda: redis_client.get(lock_key) is None, 5, "the other lock to lapse")
@@ -530,15 +531,15 @@ def test_a_save_sets_clears_and_releases_only_its_own_locks_in_one_go(
 ) -> None:
     ledger_ = Ledger(redis_client, 1)
     record_key = ledger_.key("zendesk:101", SESSION)
-    attach_key = constants.ATTACH_LOCK_KEY.format(target="zendesk:101", session=SESSION)
-    mint_key = constants.MINT_LOCK_KEY.format(project=1, session=SESSION)
+    attach_key = keys.ATTACH_LOCK_KEY.format(target="zendesk:101", session=SESSION)
+    mint_key = keys.MINT_LOCK_KEY.format(project=1, session=SESSION)
     with ledger_.attachment("zendesk:101", SESSION) as attachment:
         assert attachment.mint(lambda: "token") == "token"
         assert attachment.mint_lock_due
         attachment.save({"link": "https://l", "note": "pending:1"})
         # The mint lock went with that write; the attach lock is still held.
         assert redis_client.get(mint_key) is None and redis_client.get(attach_key)
-        assert 0 < redis_client.ttl(record_key) <= constants.LEDGER_TTL_SECONDS
+        assert 0 < redis_client.ttl(record_key) <= ledger.LEDGER_TTL_SECONDS
         # Someone else's lock under the same name is never released by this holder.
         redis_client.set(attach_key, "another-workers-token")
         attachment.save({"tag": "done:2"}, clear=("note",), finished=True)
@@ -558,7 +559,7 @@ def test_opening_reserves_absent_writes_and_the_end_clears_those_never_attempted
         assert opened.reserved == {"comment"}
         stored = ledger_.read("jira:BUG-1", SESSION)
         assert stored["remote_link"] == "done:1" and stored["comment"].startswith("pending:")
-        assert 0 < redis_client.ttl(record_key) <= constants.LEDGER_TTL_SECONDS
+        assert 0 < redis_client.ttl(record_key) <= ledger.LEDGER_TTL_SECONDS
     # Never attempted: cleared with the lock release.
     assert ledger_.read("jira:BUG-1", SESSION) == {"remote_link": "done:1"}
     assert redis_client.keys("replay-attach:lock:*") == []
@@ -706,9 +707,9 @@ def test_redis_restart_mid_run_loses_and_duplicates_nothing(
             issues = {f"OUT-{i + 1}": f"outage-j-{i}" for i in range(15)}
             with app_on(server.url, make_config(config_data(box))) as app:
                 for ticket, session in tickets.items():
-                    enqueue_bug_report(session_id=session, zendesk_ticket=ticket, app=app)
+                    enqueue_bug_report(session_id=session, zendesk_ticket=ticket, queue=app.queue)
                 for key, session in issues.items():
-                    enqueue_bug_report(session_id=session, jira_issue=key, app=app)
+                    enqueue_bug_report(session_id=session, jira_issue=key, queue=app.queue)
 
                 def landed() -> int:
                     return sum(len(notes_on(box, t)) for t in tickets) + sum(
@@ -821,7 +822,7 @@ def test_more_permanent_errors_fail_at_once_with_their_reason(
     elif case.startswith("jira-403"):
         refuse(monkeypatch, sandbox.jira, "POST", failing[2], JIRA_403)
     app = make_app(config_data(sandbox, **overrides))
-    job_id = enqueue_bug_report({"session_id": SESSION, **event}, app=app)
+    job_id = enqueue_bug_report({"session_id": SESSION, **event}, queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
 
@@ -871,7 +872,7 @@ def test_a_redirect_is_reported_as_a_configuration_error_never_followed(
     double: Double = getattr(sandbox, vendor)
     double.fail_next("redirect", method=method, path_regex=path)
     app = make_app(config_data(sandbox))
-    enqueue_bug_report({"session_id": SESSION, **event}, app=app)
+    enqueue_bug_report({"session_id": SESSION, **event}, queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
 
@@ -900,9 +901,9 @@ def test_acceptance_100_events_with_a_fifth_of_all_calls_failing(
         app = make_app(config_data(box, http__read_timeout_seconds=0.3))
         started = time.monotonic()
         for ticket, session in tickets.items():
-            enqueue_bug_report(session_id=session, zendesk_ticket=ticket, app=app)
+            enqueue_bug_report(session_id=session, zendesk_ticket=ticket, queue=app.queue)
         for key, session in issues.items():
-            enqueue_bug_report(session_id=session, jira_issue=key, app=app)
+            enqueue_bug_report(session_id=session, jira_issue=key, queue=app.queue)
         with run_worker(app, threads=8) as worker:
             worker.drain(timeout=90)
         took = time.monotonic() - started
@@ -933,7 +934,7 @@ def test_failed_jobs_older_than_the_retention_disappear(
 ) -> None:
     app = make_app(config_data(sandbox, failed__retention_days=2))
     # A real failed job (ticket 999 does not exist), then two recorded in the past.
-    real_id = enqueue_bug_report(session_id=SESSION, zendesk_ticket=999, app=app)
+    real_id = enqueue_bug_report(session_id=SESSION, zendesk_ticket=999, queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
     (real,) = app.failed.all()

@@ -11,14 +11,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import config_data
-from worker.broker import App, queue_keys
-from worker.scheduler import (
+from worker.app import App
+from worker.jobs.scheduler import (
     _PROMOTE,
     RetryScheduler,
     promote_due,
     schedule_retry,
     scheduled_count,
 )
+from worker.keys import queue_keys
 
 
 def _retry(app: App, session: str) -> Any:
@@ -40,7 +41,7 @@ def _running(scheduler: RetryScheduler, app: App) -> Iterator[None]:
 
 def _wait_until_queued(app: App, count: int, timeout: float) -> float:
     """Seconds until ``count`` messages are on the bug-report queue; fails after ``timeout``."""
-    waiting = queue_keys(app.broker, app.config.broker.queue)[0]
+    waiting = queue_keys(app.config.broker.queue)[0]
     started = time.monotonic()
     while app.redis.llen(waiting) < count:
         assert time.monotonic() - started < timeout, (

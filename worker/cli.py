@@ -1,4 +1,8 @@
-"""The ``replay-attach`` command line."""
+"""The ``replay-attach`` command line: each command parses its options and calls one module.
+
+Commands import what they use when they run, so that ``replay-attach enqueue``
+starts without the worker, the vendor libraries or the sandbox.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,27 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, NoReturn
 
 import click
 
+from worker.attach.events import (
+    JIRA_ISSUE_PATTERN,
+    SESSION_ID_PATTERN,
+    InvalidEvent,
+    iter_event_lines,
+    parse_event,
+)
 from worker.config import CONFIG_ENV, Config, ConfigError, load_config
-from worker.events import InvalidEvent, iter_event_lines, parse_event
+
+if TYPE_CHECKING:
+    import redis
+
+    from worker.jobs.failed import FailedJobs
+    from worker.jobs.producer import BugReportQueue
 
 EXIT_USAGE = 2
 
@@ -38,14 +53,25 @@ def _config(ctx: click.Context) -> Config:
     return config
 
 
-def _app(ctx: click.Context) -> Any:
-    from worker.broker import create_app
+def _redis(ctx: click.Context) -> redis.Redis:
+    from worker.jobs.redis_connection import redis_client, resolve_redis_url
 
-    app = ctx.obj.get("app")
-    if app is None:
-        app = create_app(_config(ctx))
-        ctx.obj["app"] = app
-    return app
+    client: redis.Redis | None = ctx.obj.get("redis")
+    if client is None:
+        client = ctx.obj["redis"] = redis_client(resolve_redis_url(_config(ctx)))
+    return client
+
+
+def _queue(ctx: click.Context) -> BugReportQueue:
+    from worker.jobs.producer import BugReportQueue
+
+    return BugReportQueue(_redis(ctx), _config(ctx).broker.queue)
+
+
+def _failed(ctx: click.Context) -> FailedJobs:
+    from worker.jobs.failed import FailedJobs
+
+    return FailedJobs(_redis(ctx), _config(ctx).failed.retention_days)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,28 +119,21 @@ def worker(ctx: click.Context, processes: int | None, threads: int | None) -> No
       replay-attach worker --processes 2 --threads 8
     """
     config = _config(ctx)
-    from dramatiq.cli import main as dramatiq_main
-    from dramatiq.cli import make_argument_parser
-
-    from worker.broker import resolve_redis_url
+    from worker.jobs.dramatiq_compat import run_worker_processes
+    from worker.jobs.redis_connection import resolve_redis_url
 
     # Start (or join) the embedded Redis here, before forking, so that its
     # lifetime spans every worker process.
     resolve_redis_url(config)
-    args = make_argument_parser().parse_args(  # type: ignore[no-untyped-call]
-        [
-            "worker.actors:broker",
-            "--processes",
-            str(processes or config.worker.processes),
-            "--threads",
-            str(threads or config.worker.threads),
-            "--worker-shutdown-timeout",
-            str(
-                int((config.http.connect_timeout_seconds + config.http.read_timeout_seconds) * 3000)
-            ),
-        ]
+    http = config.http
+    code = run_worker_processes(
+        "worker.worker_process:broker",
+        processes=processes or config.worker.processes,
+        threads=threads or config.worker.threads,
+        # In-flight jobs get the time of three requests to finish.
+        shutdown_timeout_ms=int((http.connect_timeout_seconds + http.read_timeout_seconds) * 3000),
     )
-    sys.exit(dramatiq_main(args))  # type: ignore[no-untyped-call]
+    sys.exit(code)
 
 
 @main.command()
@@ -177,9 +196,7 @@ def enqueue(
         event = parse_event(given)
     except InvalidEvent as exc:
         _die(f"invalid event: {exc}")
-    from worker.producer import enqueue_bug_report
-
-    click.echo(enqueue_bug_report(event, app=_app(ctx)))
+    click.echo(_queue(ctx).enqueue(event))
 
 
 @contextlib.contextmanager
@@ -195,8 +212,6 @@ def _rereadable(stream: IO[str]) -> Iterator[IO[str]]:
 
 
 def _enqueue_file(ctx: click.Context, stream: IO[str]) -> None:
-    from worker.producer import enqueue_many
-
     with _rereadable(stream) as source:
         # Pass 1 validates everything, so that one bad line enqueues nothing.
         count = 0
@@ -208,10 +223,10 @@ def _enqueue_file(ctx: click.Context, stream: IO[str]) -> None:
         if count == 0:
             _die("the file holds no events; nothing was enqueued")
         source.seek(0)
-        app = _app(ctx)
+        queue = _queue(ctx)
         done = 0
         try:
-            done = enqueue_many(app, (event for _, event in iter_event_lines(source)))
+            done = queue.enqueue_many(event for _, event in iter_event_lines(source))
         except Exception as exc:
             _die(
                 f"enqueueing stopped ({type(exc).__name__}): "
@@ -243,7 +258,7 @@ def failed_list(ctx: click.Context, as_json: bool) -> None:
     Example:
       replay-attach failed list --json
     """
-    jobs = _app(ctx).failed.all()
+    jobs = _failed(ctx).all()
     if as_json:
         for job in jobs:
             click.echo(job.to_json())
@@ -259,12 +274,12 @@ def failed_list(ctx: click.Context, as_json: bool) -> None:
         )
 
 
-def _select(app: Any, all_: bool, ids: tuple[str, ...]) -> list[str]:
+def _select(failed: FailedJobs, all_: bool, ids: tuple[str, ...]) -> list[str]:
     if all_ == bool(ids):
         _die("give --all or one or more job ids")
     if all_:
-        return [job.job_id for job in app.failed.all()]
-    known = app.failed.get(list(ids))
+        return [job.job_id for job in failed.all()]
+    known = failed.get(list(ids))
     unknown = [i for i in ids if i not in known]
     if unknown:
         _die("no failed job with id " + ", ".join(unknown))
@@ -283,23 +298,9 @@ def failed_retry(ctx: click.Context, all_: bool, job_ids: tuple[str, ...]) -> No
       replay-attach failed retry --all
       replay-attach failed retry 5e2c...  7a1b...
     """
-    from dramatiq import Message
-
-    app = _app(ctx)
-    ids = _select(app, all_, job_ids)
-    jobs = app.failed.get(ids)
-    for job_id, job in jobs.items():
-        message: Message[Any] = Message(
-            queue_name=app.actor.queue_name,
-            actor_name=app.actor.actor_name,
-            args=(job.event,),
-            kwargs={},
-            options={},
-            message_id=job_id,
-        )
-        app.broker.enqueue(message)
-        app.failed.remove([job_id])
-    click.echo(f"re-enqueued {len(jobs)} jobs")
+    failed = _failed(ctx)
+    retried = failed.retry(_select(failed, all_, job_ids), _queue(ctx))
+    click.echo(f"re-enqueued {retried} jobs")
 
 
 @failed.command("purge")
@@ -313,50 +314,45 @@ def failed_purge(ctx: click.Context, all_: bool, job_ids: tuple[str, ...]) -> No
     Example:
       replay-attach failed purge --all
     """
-    app = _app(ctx)
-    ids = _select(app, all_, job_ids)
-    click.echo(f"purged {app.failed.remove(ids)} jobs")
+    failed = _failed(ctx)
+    click.echo(f"purged {failed.remove(_select(failed, all_, job_ids))} jobs")
 
 
 # ---- status and check --------------------------------------------------------
 
 
-def _show_attachments(
-    app: Any, session_id: str | None, zendesk_ticket: int | None, jira_issue: str | None
-) -> None:
-    """What landed for a session and/or a ticket, and any failed job for them."""
-    from worker.events import JIRA_ISSUE_PATTERN, SESSION_ID_PATTERN
-    from worker.ledger import Ledger
-
-    if session_id is not None and not re.match(SESSION_ID_PATTERN, session_id):
-        _die("invalid selection: session_id: must be 1-200 letters, digits, '-' or '_'")
+def _selected_target(zendesk_ticket: int | None, jira_issue: str | None) -> str | None:
     if zendesk_ticket is not None and jira_issue is not None:
         _die("invalid selection: give at most one of --zendesk-ticket and --jira-issue")
-    target = None
     if zendesk_ticket is not None:
         if zendesk_ticket <= 0:
             _die("invalid selection: zendesk_ticket: must be a positive integer")
-        target = f"zendesk:{zendesk_ticket}"
+        return f"zendesk:{zendesk_ticket}"
     if jira_issue is not None:
         if not re.match(JIRA_ISSUE_PATTERN, jira_issue.upper()):
             _die("invalid selection: jira_issue: must be a Jira issue key such as BUG-42")
-        target = f"jira:{jira_issue.upper()}"
-    found = Ledger(app.redis, app.config.posthog.project_id).find(target, session_id)
-    failed = [
-        job
-        for job in app.failed.all()
-        if (session_id is None or job.session_id == session_id)
-        and (target is None or job.target == target)
-    ]
-    if not found and not failed:
+        return f"jira:{jira_issue.upper()}"
+    return None
+
+
+def _show_attachments(ctx: click.Context, session_id: str | None, target: str | None) -> None:
+    """What landed for a session and/or a ticket, and any failed job for them."""
+    from worker.attach.ledger import Ledger
+    from worker.jobs.status import attachments
+
+    if session_id is not None and not re.match(SESSION_ID_PATTERN, session_id):
+        _die("invalid selection: session_id: must be 1-200 letters, digits, '-' or '_'")
+    ledger = Ledger(_redis(ctx), _config(ctx).posthog.project_id)
+    found = attachments(ledger, _failed(ctx), session_id, target)
+    if not found.landed and not found.failed:
         click.echo("nothing recorded for that selection")
-    for found_target, found_session, record in found:
+    for found_target, found_session, record in found.landed:
         click.echo(f"session {found_session} on {found_target}:")
         for key, value in sorted(record.items()):
             state, _, ts = value.partition(":")
             shown = value if key == "link" else f"{state} at {_when(float(ts))}" if ts else value
             click.echo(f"  {key}: {shown}")
-    for job in failed:
+    for job in found.failed:
         click.echo(
             f"failed job {job.job_id} (session {job.session_id} on {job.target}): {job.reason}"
         )
@@ -381,28 +377,18 @@ def status(
       replay-attach status --zendesk-ticket 123
       replay-attach status --session-id 0192c0de-aaaa --jira-issue BUG-42
     """
-    app = _app(ctx)
-    client = app.redis
-    queue = app.actor.queue_name
-    ns = app.broker.namespace
     if session_id is not None or zendesk_ticket is not None or jira_issue is not None:
-        _show_attachments(app, session_id, zendesk_ticket, jira_issue)
+        _show_attachments(ctx, session_id, _selected_target(zendesk_ticket, jira_issue))
         return
-    from dramatiq.common import dq_name
+    from worker.jobs.status import queue_figures
 
-    from worker.broker import queue_keys
-    from worker.scheduler import scheduled_count
-
-    in_flight = 0
-    for key in client.scan_iter(match=f"{ns}:__acks__.*.{queue}"):
-        in_flight += int(client.scard(key))
-    click.echo(f"queued: {client.llen(queue_keys(app.broker, queue)[0])}")
-    click.echo(f"in flight: {in_flight}")
-    delayed = queue_keys(app.broker, dq_name(queue))[1]
-    scheduled = scheduled_count(client) + int(client.hlen(delayed))
-    click.echo(f"scheduled retries: {scheduled}")
-    click.echo(f"failed: {app.failed.count()}")
-    click.echo(f"redis: {'embedded' if not app.config.broker.redis_url else 'REDIS_URL'}")
+    config = _config(ctx)
+    figures = queue_figures(_redis(ctx), config.broker.queue, _failed(ctx))
+    click.echo(f"queued: {figures.queued}")
+    click.echo(f"in flight: {figures.in_flight}")
+    click.echo(f"scheduled retries: {figures.scheduled_retries}")
+    click.echo(f"failed: {figures.failed}")
+    click.echo(f"redis: {'REDIS_URL' if config.broker.redis_url else 'embedded'}")
 
 
 @main.command()
@@ -416,25 +402,26 @@ def check(ctx: click.Context) -> None:
     Example:
       replay-attach check
     """
+    import redis as redis_lib
+
     from integrations.errors import IntegrationError
-    from worker.services import build_services
+    from worker.attach.services import build_services
 
     config = _config(ctx)
     click.echo("configuration: ok")
-    import redis as redis_lib
-
     # Neither the ledger nor the request budgets are used here: no Redis needed.
-    services = build_services(config, redis_lib.Redis(), budgets=False)
+    services = build_services(config, redis_lib.Redis())
     ok = True
-    checks: list[tuple[str, Any]] = [("PostHog", services.posthog.check)]
-    checks.append(("Zendesk", services.zendesk.check if services.zendesk else None))
-    checks.append(("Jira", services.jira.check if services.jira else None))
-    for name, run in checks:
-        if run is None:
+    for name, client in (
+        ("PostHog", services.posthog),
+        ("Zendesk", services.zendesk),
+        ("Jira", services.jira),
+    ):
+        if client is None:
             click.echo(f"{name}: not configured (disabled)")
             continue
         try:
-            click.echo(f"{name}: ok, {run()}")
+            click.echo(f"{name}: ok, {client.check()}")
         except IntegrationError as exc:
             ok = False
             click.echo(f"{name}: FAILED, {exc.reason}")
@@ -459,7 +446,7 @@ def demo(keep: bool) -> None:
     Example:
       replay-attach demo --keep
     """
-    from worker.demo import run_demo
+    from sandbox.demo import run_demo
 
     sys.exit(run_demo(click.echo, keep=keep))
 
@@ -507,40 +494,12 @@ def sandbox(
     Example:
       replay-attach sandbox --latency 0.05 --fault-rate 0.1
     """
-    import signal as signal_module
-
-    from sandbox.app import Sandbox
+    from sandbox.serve import serve
 
     kinds = [k.strip() for k in fault_kinds.split(",") if k.strip()]
-    ports = (
-        {name: port + i for i, name in enumerate(["posthog", "zendesk", "jira", "console"])}
-        if port
-        else None
-    )
     try:
-        box = Sandbox(
-            latency=latency,
-            fault_rate=fault_rate,
-            fault_kinds=kinds,
-            ports=ports,
-            jira_deployment=jira_deployment,
-        )
+        serve(click.echo, latency, fault_rate, kinds, port, jira_deployment)
     except ValueError as exc:
         _die(str(exc))
-    signal_module.signal(signal_module.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        box.start()
     except OSError as exc:
         _die(f"cannot listen on port {port}..{port + 3}: {exc.strerror}")
-    with box:
-        box.seed_demo_data()
-        click.echo("# sandbox running; point replay-attach at it with:")
-        for name, value in box.env().items():
-            click.echo(f"export {name}={value}")
-        click.echo(f"# support agent's view: {box.console_url}")
-        click.echo("# press Ctrl-C to stop")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from worker import constants
+from worker import keys
 
 #: Environment variable naming the configuration file.
 CONFIG_ENV = "REPLAY_ATTACH_CONFIG"
@@ -67,7 +67,7 @@ class _Section(BaseModel):
 class BrokerConfig(_Section):
     redis_url: str | None = None
     data_dir: Path = Path("~/.local/share/replay-attach")
-    queue: str = constants.QUEUE_NAME
+    queue: str = keys.QUEUE_NAME
     heartbeat_timeout_seconds: int = Field(default=15, ge=5, le=3600)
     maintenance_chance_per_million: int = Field(default=20_000, ge=1, le=1_000_000)
 
@@ -119,8 +119,10 @@ class ZendeskConfig(_Section):
     api_token: SecretStr | None = None
     #: Off by default: anyone holding the link can watch the recording.
     public_comment: bool = False
-    tag: str | None = constants.DEFAULT_ZENDESK_TAG
-    failed_tag: str | None = constants.DEFAULT_ZENDESK_FAILED_TAG
+    #: Added to a ticket that received a replay link.
+    tag: str | None = "posthog_replay"
+    #: Added to a ticket whose replay could not be attached for good.
+    failed_tag: str | None = "posthog_replay_failed"
 
     @field_validator("url")
     @classmethod
@@ -136,10 +138,6 @@ class ZendeskConfig(_Section):
                 "is partly configured: also set " + ", ".join(f"zendesk.{m}" for m in missing)
             )
         return self
-
-    @property
-    def enabled(self) -> bool:
-        return self.url is not None
 
 
 class JiraVisibility(_Section):
@@ -197,10 +195,6 @@ class JiraConfig(_Section):
         if not (self.remote_link or self.comment) and self.url is not None:
             raise ValueError("has both remote_link and comment off: nothing would be posted")
         return self
-
-    @property
-    def enabled(self) -> bool:
-        return self.url is not None
 
     @property
     def effective_api_version(self) -> Literal[2, 3]:

@@ -19,7 +19,7 @@ from dramatiq.rate_limits.backends import RedisBackend
 
 from integrations.errors import RetryLater
 from integrations.http import Throttle
-from worker import constants
+from worker import keys
 
 #: The longest a request waits in process for a permit.
 MAX_WAIT_SECONDS = 2.0
@@ -34,7 +34,7 @@ def make_throttle(client: redis.Redis, system: str, per_minute: int | None) -> T
         return None
     limiter = WindowRateLimiter(  # type: ignore[no-untyped-call]
         RedisBackend(client=client),
-        f"{constants.REDIS_PREFIX}:budget:{system.lower()}",
+        keys.BUDGET_KEY.format(system=system.lower()),
         limit=per_minute,
         window=WINDOW_SECONDS,
     )

@@ -1,10 +1,11 @@
 """What the worker does with one message: attach, or schedule a retry, or fail it.
 
 Every outcome is decided here and nowhere else: success (acknowledged), a retry
-re-enqueued with the delay from ``worker.retry_policy`` (the same job id,
+scheduled with the delay from ``worker.jobs.retry_policy`` (the same job id,
 attempt count carried in the message options), or a failed job recorded with
-its reason. Invalid messages are failed, never raised: a bad message must not
-stop the worker.
+its reason: a ``PermanentFailure`` from an integration (a Zendesk 422, say)
+becomes a failed job here. Invalid messages are failed, never raised: a bad
+message must not stop the worker.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dramatiq
 import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage
 from tenacity import (
     Retrying,
     retry_if_exception_type,
@@ -24,22 +27,19 @@ from tenacity import (
 )
 
 from integrations.errors import IntegrationError, PermanentFailure, RetryLater
-from worker import constants, retry_policy
-from worker.attach import attach_replay
-from worker.events import BugReport, InvalidEvent, parse_event
-from worker.failed import FailedJob
-from worker.scheduler import schedule_retry
-from worker.services import ThreadServices
-
-if TYPE_CHECKING:
-    from worker.broker import App
+from worker.attach.events import BugReport, InvalidEvent, parse_event
+from worker.attach.use_case import attach_replay
+from worker.config import Config
+from worker.jobs import retry_policy
+from worker.jobs.failed import FailedJob, FailedJobs
+from worker.jobs.scheduler import schedule_retry
+from worker.jobs.thread_services import ThreadServices
 
 log = logging.getLogger(__name__)
 
-#: How long recording a job's outcome waits for an unreachable Redis. Shorter
-#: than the broker's job time limit; past it the message is left to dramatiq's
-#: Retries middleware, which needs Redis too.
-REDIS_PATIENCE_SECONDS = 300
+#: Message options replay-attach keeps on a job's messages across its attempts.
+OPTION_ATTEMPTS = "replay_attach_attempts"
+OPTION_FIRST_ATTEMPT_AT = "replay_attach_first_attempt_at"
 
 REDIS_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
@@ -53,7 +53,7 @@ def _patiently(what: str, operation: Callable[[], object]) -> None:
     retrying = Retrying(
         retry=retry_if_exception_type(REDIS_UNAVAILABLE),
         wait=wait_exponential(multiplier=0.2, max=5),
-        stop=stop_after_delay(REDIS_PATIENCE_SECONDS),
+        stop=stop_after_delay(retry_policy.REDIS_PATIENCE_SECONDS),
         reraise=True,
         before_sleep=lambda state: log.warning(
             "Redis unavailable while trying to %s; retrying: %s",
@@ -71,16 +71,27 @@ def _event_argument(message: dramatiq.Message[Any]) -> Any:
 
 
 class JobRunner:
-    def __init__(self, app: App) -> None:
-        self._app = app
-        self._services = ThreadServices(app.config, app.broker.client)
+    """Runs the attach use case for each message and records its outcome."""
 
-    def run(self, message: dramatiq.Message[Any] | None) -> None:
+    def __init__(
+        self, config: Config, broker: RedisBroker, failed: FailedJobs, services: ThreadServices
+    ) -> None:
+        self._config = config
+        self._broker = broker
+        self._failed = failed
+        self._services = services
+
+    def run_current_message(self, *args: object, **kwargs: object) -> None:
+        """The actor's function: runs the message being processed (its arguments are in it)."""
+        message = CurrentMessage.get_current_message()
         if message is None:  # pragma: no cover - CurrentMessage is always installed
             raise RuntimeError("CurrentMessage middleware is missing")
+        self.run(message)
+
+    def run(self, message: dramatiq.Message[Any]) -> None:
         options = message.options
-        attempt = int(options.get(constants.OPTION_ATTEMPTS, 0)) + 1
-        first_at = float(options.get(constants.OPTION_FIRST_ATTEMPT_AT) or time.time())
+        attempt = int(options.get(OPTION_ATTEMPTS, 0)) + 1
+        first_at = float(options.get(OPTION_FIRST_ATTEMPT_AT) or time.time())
         raw: Any = message.args[0] if message.args else None
         try:
             event = parse_event(_event_argument(message))
@@ -134,7 +145,7 @@ class JobRunner:
         attempt: int,
         first_at: float,
     ) -> None:
-        policy = self._app.config.retry
+        policy = self._config.retry
         delay = retry_policy.retry_delay_seconds(attempt, retry_after, policy)
         if not retry_policy.within_horizon(first_at, time.time() + delay, policy):
             reason = f"gave up after {attempt} attempts over {policy.horizon_hours:g} h: {reason}"
@@ -149,12 +160,11 @@ class JobRunner:
         )
         retry = message.copy(
             options={
-                constants.OPTION_ATTEMPTS: attempt,
-                constants.OPTION_FIRST_ATTEMPT_AT: first_at,
-                constants.OPTION_LAST_REASON: reason,
+                OPTION_ATTEMPTS: attempt,
+                OPTION_FIRST_ATTEMPT_AT: first_at,
             }
         )
-        _patiently("schedule a retry", lambda: schedule_retry(self._app.broker, retry, delay))
+        _patiently("schedule a retry", lambda: schedule_retry(self._broker, retry, delay))
 
     def _fail(
         self,
@@ -177,13 +187,13 @@ class JobRunner:
             first_failure_at=first_at,
             last_failure_at=now,
         )
-        _patiently("record a failed job", lambda: self._app.failed.record(job))
+        _patiently("record a failed job", lambda: self._failed.record(job))
         if event is not None and event.zendesk_ticket is not None:
             self._tag_failed_ticket(event, failure)
 
     def _tag_failed_ticket(self, event: BugReport, failure: IntegrationError | None) -> None:
         """Let agents see the failure in Zendesk, where the ticket can still be updated."""
-        tag = self._app.config.zendesk.failed_tag
+        tag = self._config.zendesk.failed_tag
         services = self._services.get()
         if not tag or services.zendesk is None or event.zendesk_ticket is None:
             return

@@ -14,8 +14,8 @@ The thread sleeps until the earliest retry is due, which the same script
 reports, and is woken early when its own process schedules one due sooner. A
 retry scheduled by another process is seen at the next look, at most
 ``MAX_SLEEP_SECONDS`` later: normally its own process promotes it on time, and
-the others are there for when that process has died. (Polling four times a
-second cost each worker process a wake-up every 250 ms, idle or not.)
+the others are there for when that process has died. An idle process thus
+wakes for retries at most once a second.
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 from redis.commands.core import Script
 
-from worker import constants
-from worker.broker import queue_keys
+from worker import keys
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +71,8 @@ def schedule_retry(
     due_ms = int((time.time() + delay_seconds) * 1000)
     member = copy.options["redis_message_id"]
     pipe = broker.client.pipeline(transaction=True)
-    pipe.hset(constants.SCHEDULED_MESSAGES_KEY, member, copy.encode())
-    pipe.zadd(constants.SCHEDULED_KEY, {member: due_ms})
+    pipe.hset(keys.SCHEDULED_MESSAGES_KEY, member, copy.encode())
+    pipe.zadd(keys.SCHEDULED_KEY, {member: due_ms})
     pipe.execute()
     for middleware in broker.middleware:
         if isinstance(middleware, RetryScheduler):
@@ -89,13 +88,13 @@ def promote_due(
     seconds), or None when none is left.
     """
     now_ms = int((time.time() if now is None else now) * 1000)
-    queue_key, messages_key = queue_keys(broker, queue_name)
+    queue_key, messages_key = keys.queue_keys(queue_name, broker.namespace)
     moved = 0
     while True:
         raw_count, earliest_ms = script(
             keys=[
-                constants.SCHEDULED_KEY,
-                constants.SCHEDULED_MESSAGES_KEY,
+                keys.SCHEDULED_KEY,
+                keys.SCHEDULED_MESSAGES_KEY,
                 queue_key,
                 messages_key,
             ],
@@ -108,7 +107,7 @@ def promote_due(
 
 
 def scheduled_count(client: redis.Redis) -> int:
-    return int(client.zcard(constants.SCHEDULED_KEY))
+    return int(client.zcard(keys.SCHEDULED_KEY))
 
 
 class RetryScheduler(Middleware):

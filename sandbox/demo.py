@@ -19,10 +19,10 @@ from dramatiq import Worker
 from tqdm import tqdm
 
 from sandbox.app import Sandbox
-from worker.broker import App, create_app
+from worker.app import App, create_app
+from worker.attach.events import BugReport, parse_event
 from worker.config import DEFAULT_CONFIG_PATH, Config, RetryConfig, load_config
-from worker.events import BugReport, parse_event
-from worker.producer import enqueue_bug_report
+from worker.embedded_redis import temporary_embedded_redis
 
 SAMPLE_REPORTS: list[dict[str, Any]] = [
     {
@@ -78,8 +78,6 @@ def _landed(box: Sandbox, report: BugReport) -> str | None:
 
 
 def run_demo(echo: Callable[[str], None], keep: bool = False) -> int:
-    from worker.embedded_redis import temporary_embedded_redis
-
     with temporary_embedded_redis(prefix="ra-demo-") as redis_url, Sandbox() as box:
         echo(f"embedded Redis started: {redis_url}")
         box.seed_demo_data()
@@ -100,7 +98,7 @@ def _attach_samples(echo: Callable[[str], None], box: Sandbox, app: App, keep: b
     reports = []
     for number, sample in enumerate(SAMPLE_REPORTS, start=1):
         report = parse_event({"session_id": f"demo-session-{number:02d}", **sample})
-        enqueue_bug_report(report, app=app)
+        app.queue.enqueue(report)
         reports.append(report)
     echo(
         f"enqueued {len(reports)} sample bug reports "

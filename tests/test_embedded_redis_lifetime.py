@@ -1,34 +1,35 @@
-"""The embedded Redis with real processes and a real redis-server: no mocks.
+"""The embedded Redis's lifetime, with real processes and a real redis-server: no mocks.
 
-Every test gets its own short data directory under /tmp (unix socket paths are limited to 107
-bytes) and leaves no process and no directory behind, even when it fails.
+Users in this process, in other processes and in forked children share one server, which stops
+once the last of them is gone, however it goes.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-import psutil
 import pytest
 import redis
 
-from worker.embedded_redis import KEEPER_POLL_INTERVAL, EmbeddedRedis, EmbeddedRedisError
+from tests.test_embedded_redis_support import (
+    KEEPER_POLLS,
+    TIMEOUT,
+    assert_serving,
+    assert_stops,
+    keeper_pid,
+    server_pid,
+)
+from worker.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 
-TIMEOUT = 15.0  # upper bound for anything we poll for; normally a fraction of a second
-
-# To check that something does NOT happen: long enough for the keeper to look a few times.
-KEEPER_POLLS = 3 * KEEPER_POLL_INTERVAL
+pytest_plugins = ["tests.test_embedded_redis_support"]
 
 # A user in another process: registers through the process-wide helper, reports the server's
 # pid, then waits until its stdin closes (or a signal arrives). With "fork", a forked child
@@ -58,102 +59,6 @@ USER_SCRIPT = textwrap.dedent(
     sys.stdin.read()
     """
 )
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def is_running(pid: int) -> bool:
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
-
-
-def server_processes(data_dir: Path) -> list[psutil.Process]:
-    """redis-server processes serving data_dir (redis chdirs into its `dir`)."""
-    found = []
-    for proc in psutil.process_iter(["name", "cwd", "status"]):
-        info = proc.info
-        if (
-            info["name"] == "redis-server"
-            and info["cwd"] == str(data_dir)
-            and info["status"] != psutil.STATUS_ZOMBIE
-        ):
-            found.append(proc)
-    return found
-
-
-def keeper_processes(data_dir: Path) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        cmdline = proc.info["cmdline"] or []
-        if (
-            cmdline[1:] == ["-m", "worker.embedded_redis", "keeper", str(data_dir)]
-            and proc.info["status"] != psutil.STATUS_ZOMBIE
-        ):
-            found.append(proc)
-    return found
-
-
-def server_pid(url: str) -> int:
-    client = redis.Redis.from_url(url)
-    try:
-        return int(client.info("server")["process_id"])
-    finally:
-        client.close()
-
-
-def keeper_pid(data_dir: Path) -> int:
-    return int((data_dir / "keeper.pid").read_text())
-
-
-def assert_stops(data_dir: Path, *pids: int) -> None:
-    """No keeper, no redis-server for data_dir remains; the runtime files are cleaned up."""
-    wait_for(lambda: not any(is_running(pid) for pid in pids), f"processes {pids} to exit")
-    wait_for(lambda: not server_processes(data_dir), "redis-server to exit")
-    wait_for(lambda: not keeper_processes(data_dir), "the keeper to exit")
-    for name in ("redis.sock", "redis.pid", "keeper.pid"):
-        assert not (data_dir / name).exists(), name
-
-
-def assert_serving(data_dir: Path, url: str, pid: int) -> None:
-    assert server_pid(url) == pid
-    assert [p.pid for p in server_processes(data_dir)] == [pid]
-    assert len(keeper_processes(data_dir)) == 1
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="ra-")).resolve()
-    try:
-        yield path
-    finally:
-        # A failed test may leave a keeper behind: give it a moment to stop on its own, then
-        # kill what is left (redis-server too), so no test leaks a process or a directory.
-        deadline = time.monotonic() + 3
-        while (keeper_processes(path) or server_processes(path)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        leftovers = keeper_processes(path) + server_processes(path)
-        for proc in leftovers:
-            proc.kill()
-        psutil.wait_procs(leftovers, timeout=5)
-        shutil.rmtree(path, ignore_errors=True)
-        assert not leftovers, f"processes left running: {leftovers}"
-
-
-@pytest.fixture
-def users() -> Iterator[list[EmbeddedRedis]]:
-    """In-process users to release at the end, even if the test fails half-way."""
-    created: list[EmbeddedRedis] = []
-    yield created
-    for user in created:
-        user.release()
 
 
 class UserProcess:
@@ -327,99 +232,12 @@ def test_sigint_to_the_process_group_stops_cleanly(
     assert "User requested shutdown" in (data_dir / "redis.log").read_text()
 
 
-def test_sigkilled_keeper_takes_the_server_down_and_acquire_recovers(
-    data_dir: Path, users: list[EmbeddedRedis]
-) -> None:
-    user = EmbeddedRedis(data_dir)
-    users.append(user)
-    url = user.acquire()
-    with redis.Redis.from_url(url) as client:
-        client.set("kept", "yes")
-    pid = server_pid(url)
-
-    os.kill(keeper_pid(data_dir), signal.SIGKILL)
-    # PR_SET_PDEATHSIG: the server gets SIGTERM and exits gracefully, flushing its AOF.
-    wait_for(lambda: not is_running(pid), "redis-server to exit after its keeper")
-
-    other = EmbeddedRedis(data_dir)
-    users.append(other)
-    assert other.acquire() == url
-    new_pid = server_pid(url)
-    assert new_pid != pid
-    with redis.Redis.from_url(url) as client:
-        assert client.get("kept") == b"yes"  # flushed by the SIGTERM shutdown
-    assert user.acquire() == url  # the first user, still registered, sees the new server
-    assert_serving(data_dir, url, new_pid)
-
-    user.release()
-    other.release()
-    assert_stops(data_dir, new_pid)
-
-
-def test_new_keeper_waits_for_a_left_over_server_before_starting_its_own(
-    data_dir: Path, users: list[EmbeddedRedis]
-) -> None:
-    # Two servers must never append to one AOF. Freeze the server, kill its keeper: the
-    # pdeathsig SIGTERM stays pending, so the old server outlives its keeper (as it would
-    # where pdeathsig does not exist). A new keeper must wait for it to exit.
-    user = EmbeddedRedis(data_dir)
-    users.append(user)
-    url = user.acquire()
-    with redis.Redis.from_url(url) as client:
-        client.set("kept", "yes")
-    pid = server_pid(url)
-    keeper = keeper_pid(data_dir)
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        os.kill(keeper, signal.SIGKILL)
-        wait_for(lambda: not is_running(keeper), "the keeper to die")
-
-        def thaw_once_the_new_keeper_waits() -> None:
-            try:
-                wait_for(
-                    lambda: "still running" in (data_dir / "keeper.log").read_text(),
-                    "the new keeper to notice the old server",
-                )
-            finally:
-                os.kill(pid, signal.SIGCONT)
-
-        thawer = threading.Thread(target=thaw_once_the_new_keeper_waits)
-        thawer.start()
-        other = EmbeddedRedis(data_dir)
-        users.append(other)
-        assert other.acquire() == url
-        thawer.join()
-    finally:
-        if is_running(pid):
-            os.kill(pid, signal.SIGCONT)
-    assert "still running" in (data_dir / "keeper.log").read_text()  # the path was taken
-    assert not is_running(pid)
-    new_pid = server_pid(url)
-    assert new_pid != pid
-    with redis.Redis.from_url(url) as client:
-        assert client.get("kept") == b"yes"
-    user.release()
-    other.release()
-    assert_stops(data_dir, new_pid)
-
-
 def test_socket_path_too_long_is_a_clear_error(data_dir: Path) -> None:
     too_deep = data_dir / ("x" * 100)
     with pytest.raises(EmbeddedRedisError, match="choose a shorter data directory") as excinfo:
         EmbeddedRedis(too_deep).acquire()
     assert str(too_deep / "redis.sock") in str(excinfo.value)
     assert not too_deep.exists()
-
-
-def test_server_failing_to_start_reports_its_log(data_dir: Path) -> None:
-    # A corrupt append-only file: redis-server refuses to start, which the user must hear
-    # about with the reason, and no keeper may linger.
-    (data_dir / "appendonly.aof").write_bytes(b"*not an aof\r\n")
-    with pytest.raises(EmbeddedRedisError, match="failed to start") as excinfo:
-        EmbeddedRedis(data_dir).acquire()
-    assert "redis-server exited with code" in str(excinfo.value)
-    assert "append only file" in str(excinfo.value).lower()
-    assert_stops(data_dir)
 
 
 def test_forked_child_keeps_the_server_alive_after_the_parent_releases(data_dir: Path) -> None:

@@ -13,7 +13,7 @@ from urllib.parse import quote, urlsplit
 
 from integrations.jira import JiraComment, JiraRemoteLink
 from integrations.zendesk import ZendeskNote
-from worker.events import BugReport
+from worker.attach.events import BugReport
 
 LINK_TEXT = "Watch the session replay"
 HEADING = "PostHog session replay"

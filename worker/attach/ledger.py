@@ -8,17 +8,14 @@ outcome (worker killed, response lost), so the ticket itself is read before
 writing again. Two locks keep concurrent workers apart: one per (ticket,
 session) for the writes, one per PostHog session for minting.
 
-Both locks are leases: a short TTL renewed by a background thread for as long
-as the holder runs, however long its HTTP calls take. A killed worker stops
-renewing, so its locks lapse within ``LOCK_LEASE_SECONDS``, before dramatiq
-(after ``broker.heartbeat_timeout_seconds``) hands its jobs to another worker;
-a fixed TTL long enough for the slowest job would block that redo for as long.
+Both locks are leases (``worker.attach.leases``): a killed worker's lapse by
+themselves.
 
-Round trips are few because each costs a job about as much CPU as an HTTP
-request: opening an attachment takes its lock, reads its record, takes the
-mint lock when there is no link yet, and marks ``pending`` the writes not safe
-to repeat that have not started (``reserve``), all in one script; every later
-change is written together with the lock releases that are due at that point.
+Round trips are kept few, because a job waits on each: opening an attachment
+takes its lock, reads its record, takes the mint lock when there is no link
+yet, and marks ``pending`` the writes not safe to repeat that have not started
+(``reserve``), all in one script; every later change is written together with
+the lock releases that are due at that point.
 A job that finds nothing done makes two round trips in all: the open, and the
 save at the end. A reserved write that is never attempted (an earlier step
 failed) is cleared by the attempt's last save, or when the block ends; only a
@@ -30,8 +27,6 @@ answer.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,31 +37,21 @@ from typing import TypeVar
 import redis
 from redis.commands.core import Script
 
-from worker import constants
+from worker import keys
+from worker.attach.leases import Lease, LockBusy, lease_ms, leases
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-#: A held lock's time to live. Its holder renews it every ``LOCK_RENEW_SECONDS``;
-#: a dead holder's lock lapses within this. Shorter than the default
-#: ``broker.heartbeat_timeout_seconds`` (15), so a dead worker's locks are
-#: usually gone by the time dramatiq redelivers its jobs. (Fixed TTLs long
-#: enough for the slowest job kept a killed worker's tickets locked for minutes.)
-LOCK_LEASE_SECONDS = 10.0
-#: How often a held lock's TTL is reset: several renewals in a row may fail (a
-#: Redis restart) before the lease lapses under a live holder.
-LOCK_RENEW_SECONDS = 2.0
+#: How long the ledger remembers a (ticket, session) pair. A duplicate event
+#: arriving later than this is checked against the ticket itself.
+LEDGER_TTL_SECONDS = 30 * 24 * 3600
+#: How long a job waits for another worker's mint of the same session to end.
+MINT_WAIT_SECONDS = 60
 #: How often a job waiting for another worker's mint of the same session looks again.
 MINT_WAIT_POLL_SECONDS = 0.05
 
-# A lock's value is its holder's token: only the holder renews or releases it.
-_RENEW = """
-if redis.call("get", KEYS[1]) == ARGV[1] then
-  return redis.call("pexpire", KEYS[1], ARGV[2])
-end
-return 0
-"""
 # KEYS: attach lock, record, mint lock. ARGV: token, lease ms, record TTL
 # seconds, the "pending" value, then the fields to reserve (set to it if absent).
 # Returns false when the attach lock is taken, else {took the mint lock (0/1),
@@ -93,8 +78,8 @@ return {minting, record}
 """
 # KEYS: record, then the locks to release (held under ARGV[1]). ARGV: token,
 # record TTL seconds, number of fields to set (n), n field/value pairs, then
-# the fields to delete. One script rather than MULTI/EXEC: a pipeline costs
-# the worker several times the CPU of one command, twice a job.
+# the fields to delete. One script rather than MULTI/EXEC: one command, so
+# one round trip and one reply to parse, twice a job.
 _SAVE = """
 local n = tonumber(ARGV[3])
 local changed = false
@@ -124,28 +109,6 @@ class StepState(Enum):
     DONE = "done"
 
 
-class LockBusy(Exception):
-    """Another worker holds the lock; try again shortly."""
-
-
-class Lease:
-    """A lock held under a random token, renewed by ``_LeaseKeeper`` while held."""
-
-    __slots__ = ("client", "name", "token")
-
-    def __init__(self, client: redis.Redis, name: str, token: str) -> None:
-        self.client = client
-        self.name = name
-        self.token = token
-
-    def __repr__(self) -> str:  # never the token
-        return f"Lease({self.name!r})"
-
-
-def _lease_ms() -> int:
-    return int(LOCK_LEASE_SECONDS * 1000)
-
-
 class Ledger:
     def __init__(self, client: redis.Redis, project_id: int) -> None:
         self._redis = client
@@ -155,7 +118,7 @@ class Ledger:
 
     @staticmethod
     def key(target: str, session_id: str) -> str:
-        return constants.ATTACHMENT_KEY.format(target=target, session=session_id)
+        return keys.ATTACHMENT_KEY.format(target=target, session=session_id)
 
     def find(
         self, target: str | None = None, session_id: str | None = None
@@ -205,24 +168,24 @@ class Ledger:
         """
         token = uuid.uuid4().hex
         attach = Lease(
-            self._redis, constants.ATTACH_LOCK_KEY.format(target=target, session=session_id), token
+            self._redis, keys.ATTACH_LOCK_KEY.format(target=target, session=session_id), token
         )
         mint = Lease(
             self._redis,
-            constants.MINT_LOCK_KEY.format(project=self._project_id, session=session_id),
+            keys.MINT_LOCK_KEY.format(project=self._project_id, session=session_id),
             token,
         )
         opened = self._open(
             keys=[attach.name, self.key(target, session_id), mint.name],
-            args=[token, _lease_ms(), constants.LEDGER_TTL_SECONDS, self.pending(), *reserve],
+            args=[token, lease_ms(), LEDGER_TTL_SECONDS, self.pending(), *reserve],
         )
         if not opened:
             raise LockBusy(target)
         minting, flat = opened
         record = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
-        _leases.hold(attach)
+        leases.hold(attach)
         if minting:
-            _leases.hold(mint)
+            leases.hold(mint)
         entry = Attachment(
             self._redis,
             self._save,
@@ -275,13 +238,13 @@ class Attachment:
         write that is not safe to repeat, or the last one.
         """
         if not self._mint_held:
-            deadline = time.monotonic() + constants.MINT_LOCK_SECONDS
-            while not self._redis.set(self._mint.name, self._mint.token, nx=True, px=_lease_ms()):
+            deadline = time.monotonic() + MINT_WAIT_SECONDS
+            while not self._redis.set(self._mint.name, self._mint.token, nx=True, px=lease_ms()):
                 if time.monotonic() >= deadline:
                     raise LockBusy(self._mint.name)
                 time.sleep(MINT_WAIT_POLL_SECONDS)
             self._mint_held = True
-            _leases.hold(self._mint)
+            leases.hold(self._mint)
         try:
             return make_token()
         finally:
@@ -326,7 +289,7 @@ class Attachment:
         if not fields and not clear and not releases:
             return
         # Both leases of an attachment are held under the same token.
-        args: list[str | int] = [self._attach.token, constants.LEDGER_TTL_SECONDS, len(fields)]
+        args: list[str | int] = [self._attach.token, LEDGER_TTL_SECONDS, len(fields)]
         for name, value in fields.items():
             args += (name, value)
         args += clear
@@ -335,7 +298,7 @@ class Attachment:
             self._forget(lease)
 
     def _forget(self, lease: Lease) -> None:
-        _leases.drop(lease)
+        leases.drop(lease)
         if lease is self._mint:
             self._mint_held = False
         else:
@@ -350,7 +313,7 @@ class Attachment:
             if is_held
         ]
         for lease in held:
-            _leases.drop(lease)
+            leases.drop(lease)
         unattempted, self._unattempted = self._unattempted, []
         if not held and not unattempted:
             return
@@ -361,66 +324,8 @@ class Attachment:
         try:
             self._save_script(
                 keys=[self._key, *(lease.name for lease in held)],
-                args=[self._attach.token, constants.LEDGER_TTL_SECONDS, 0, *unattempted],
+                args=[self._attach.token, LEDGER_TTL_SECONDS, 0, *unattempted],
             )
         except redis.RedisError as exc:
             log.warning("could not release %s (they lapse by themselves): %s", held, exc)
         self._mint_held = self._attach_held = False
-
-
-class _LeaseKeeper:
-    """One thread per process renews every lease held in it, in one round trip."""
-
-    def __init__(self) -> None:
-        self._held: set[Lease] = set()
-        self._guard = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-
-    def hold(self, lease: Lease) -> None:
-        with self._guard:
-            self._held.add(lease)
-            # A forked worker process inherits the object but not the thread.
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(
-                    target=self._run, name="replay-attach lock leases", daemon=True
-                )
-                self._thread.start()
-
-    def drop(self, lease: Lease) -> None:
-        with self._guard:
-            self._held.discard(lease)
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(LOCK_RENEW_SECONDS)
-            with self._guard:
-                held = list(self._held)
-            by_client: dict[int, list[Lease]] = {}
-            for lease in held:
-                by_client.setdefault(id(lease.client), []).append(lease)
-            for leases in by_client.values():
-                self._renew(leases)
-
-    def _renew(self, leases: list[Lease]) -> None:
-        try:
-            pipe = leases[0].client.pipeline(transaction=False)
-            for lease in leases:
-                pipe.eval(_RENEW, 1, lease.name, lease.token, _lease_ms())
-            renewed = pipe.execute()
-        except redis.RedisError as exc:
-            log.warning("could not renew %d lock(s): %s", len(leases), exc)
-            return
-        for lease, ok in zip(leases, renewed, strict=True):
-            if ok:
-                continue
-            # Lapsed (Redis unreachable for a whole lease) and maybe taken
-            # since, or released an instant ago, which is no news.
-            with self._guard:
-                if lease in self._held:
-                    self._held.discard(lease)
-                    log.warning("lost the lock %s while holding it", lease.name)
-
-
-_leases = _LeaseKeeper()

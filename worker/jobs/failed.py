@@ -15,7 +15,8 @@ from typing import Any
 
 import redis
 
-from worker import constants
+from worker import keys
+from worker.jobs.producer import BugReportQueue
 
 
 @dataclass
@@ -45,29 +46,29 @@ class FailedJobs:
 
     def record(self, job: FailedJob) -> None:
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(constants.FAILED_JOBS_KEY, job.job_id, job.to_json())
-        pipe.zadd(constants.FAILED_INDEX_KEY, {job.job_id: job.last_failure_at})
+        pipe.hset(keys.FAILED_JOBS_KEY, job.job_id, job.to_json())
+        pipe.zadd(keys.FAILED_INDEX_KEY, {job.job_id: job.last_failure_at})
         pipe.execute()
 
     def expire_old(self, now: float | None = None) -> int:
         cutoff = (time.time() if now is None else now) - self._retention_seconds
-        old: list[bytes] = self._redis.zrangebyscore(constants.FAILED_INDEX_KEY, 0, cutoff)  # type: ignore[assignment]
+        old: list[bytes] = self._redis.zrangebyscore(keys.FAILED_INDEX_KEY, 0, cutoff)  # type: ignore[assignment]
         if old:
             self.remove([i.decode() for i in old])
         return len(old)
 
     def all(self) -> list[FailedJob]:
         self.expire_old()
-        ids: list[bytes] = self._redis.zrange(constants.FAILED_INDEX_KEY, 0, -1)  # type: ignore[assignment]
+        ids: list[bytes] = self._redis.zrange(keys.FAILED_INDEX_KEY, 0, -1)  # type: ignore[assignment]
         if not ids:
             return []
-        raw = self._redis.hmget(constants.FAILED_JOBS_KEY, ids)
+        raw = self._redis.hmget(keys.FAILED_JOBS_KEY, ids)
         return [FailedJob.from_json(item) for item in raw if item is not None]
 
     def get(self, job_ids: list[str]) -> dict[str, FailedJob]:
         if not job_ids:
             return {}
-        raw: list[bytes | None] = self._redis.hmget(constants.FAILED_JOBS_KEY, job_ids)  # type: ignore[assignment]
+        raw: list[bytes | None] = self._redis.hmget(keys.FAILED_JOBS_KEY, job_ids)  # type: ignore[assignment]
         return {
             i: FailedJob.from_json(r) for i, r in zip(job_ids, raw, strict=True) if r is not None
         }
@@ -76,10 +77,34 @@ class FailedJobs:
         if not job_ids:
             return 0
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hdel(constants.FAILED_JOBS_KEY, *job_ids)
-        pipe.zrem(constants.FAILED_INDEX_KEY, *job_ids)
+        pipe.hdel(keys.FAILED_JOBS_KEY, *job_ids)
+        pipe.zrem(keys.FAILED_INDEX_KEY, *job_ids)
         removed, _ = pipe.execute()
         return int(removed)
 
     def count(self) -> int:
-        return int(self._redis.zcard(constants.FAILED_INDEX_KEY))
+        return int(self._redis.zcard(keys.FAILED_INDEX_KEY))
+
+    def record_undecodable(self, redis_id: str, data: bytes, reason: str) -> None:
+        """Record a message the consumer set aside because it could not be decoded."""
+        now = time.time()
+        self.record(
+            FailedJob(
+                job_id=redis_id,
+                event=data.decode("utf-8", "replace")[:2000],
+                session_id=None,
+                target=None,
+                reason=f"invalid message: {reason}",
+                attempts=1,
+                first_failure_at=now,
+                last_failure_at=now,
+            )
+        )
+
+    def retry(self, job_ids: list[str], queue: BugReportQueue) -> int:
+        """Enqueue these failed jobs again (same job id, fresh attempts), then forget them."""
+        jobs = self.get(job_ids)
+        for job_id, job in jobs.items():
+            queue.requeue(job.event, job_id)
+            self.remove([job_id])
+        return len(jobs)

@@ -1,0 +1,95 @@
+"""What lands on a ticket, rendered without any server: escaping and the fixed parts."""
+
+from __future__ import annotations
+
+import json
+
+from worker.attach import rendering
+from worker.attach.events import parse_event
+
+LINK = "https://us.posthog.com/embedded/tok-123?t=95"
+
+
+def event(**fields: object) -> object:
+    return parse_event({"session_id": "s-1", "zendesk_ticket": 7, **fields})
+
+
+def test_the_dedupe_marker_is_the_links_path_whatever_the_start_time() -> None:
+    assert rendering.dedupe_marker(LINK) == "/embedded/tok-123"
+    assert rendering.dedupe_marker(LINK.replace("?t=95", "")) == "/embedded/tok-123"
+
+
+def test_a_zendesk_note_escapes_the_reporters_words_and_page() -> None:
+    report = parse_event(
+        {
+            "session_id": "s-1",
+            "zendesk_ticket": 7,
+            "description": '<script>alert("x")</script> & more',
+            "page_url": "https://app.example.com/?q=<b>",
+            "replay_seconds": 95,
+        }
+    )
+    note = rendering.zendesk_note(report, LINK, public=False)
+    assert note.public is False
+    assert "<script>" not in note.html_body
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; more" in note.html_body
+    assert "?q=&lt;b&gt;" in note.html_body
+    assert 'href="https://us.posthog.com/embedded/tok-123?t=95"' in note.html_body
+    assert "<code>s-1</code>" in note.html_body and "95 s into the recording" in note.html_body
+    assert LINK in note.plain_body and rendering.WARNING in note.plain_body
+    assert rendering.zendesk_note(report, LINK, public=True).public is True
+
+
+def test_a_jira_v2_comment_keeps_the_description_out_of_wiki_markup() -> None:
+    report = parse_event(
+        {
+            "session_id": "s-1",
+            "jira_issue": "BUG-1",
+            "description": "{noformat}[evil|http://x]",
+            "page_url": "https://app.example.com/a|b]c",
+        }
+    )
+    comment = rendering.jira_comment(report, LINK, api_version=2, visibility=None)
+    assert isinstance(comment.body, str)
+    # Only the closing tag could end the block early, and it is broken up.
+    assert comment.body.count("{noformat}") == 2
+    assert "{ noformat}[evil|http://x]" in comment.body
+    # '|' and ']' in a URL would end the [text|url] link early.
+    assert "Page: [https://app.example.com/a%7Cb%5Dc]" in comment.body
+    assert "[Watch the session replay|https://us.posthog.com/embedded/tok-123?t=95]" in comment.body
+
+
+def test_a_jira_v3_comment_is_a_document_whose_text_is_never_markup() -> None:
+    report = parse_event(
+        {"session_id": "s-1", "jira_issue": "BUG-1", "description": "*bold* [x|http://y]"}
+    )
+    visibility = {"type": "role", "value": "Developers"}
+    comment = rendering.jira_comment(report, LINK, api_version=3, visibility=visibility)
+    assert comment.visibility == visibility
+    doc = comment.body
+    assert isinstance(doc, dict) and doc["type"] == "doc" and doc["version"] == 1
+    blocks = doc["content"]
+    link_marks = [
+        mark
+        for node in blocks[0]["content"]
+        for mark in node.get("marks", [])
+        if mark["type"] == "link"
+    ]
+    assert link_marks == [{"type": "link", "attrs": {"href": LINK}}]
+    code = [block for block in blocks if block["type"] == "codeBlock"]
+    assert code == [
+        {"type": "codeBlock", "content": [{"type": "text", "text": "*bold* [x|http://y]"}]}
+    ]
+    assert "s-1" in json.dumps(doc)
+
+
+def test_a_remote_link_is_keyed_by_project_and_session_and_its_summary_is_bounded() -> None:
+    report = parse_event({"session_id": "s-1", "jira_issue": "BUG-1", "description": "d" * 400})
+    link = rendering.jira_remote_link(report, LINK, project_id=42)
+    assert link.global_id == "posthog-replay:42:s-1"
+    assert (link.url, link.title) == (LINK, "Session replay s-1")
+    assert link.summary == "d" * 250
+    bare = rendering.jira_remote_link(
+        parse_event({"session_id": "s-2", "jira_issue": "BUG-1"}), LINK, project_id=42
+    )
+    assert bare.summary == "PostHog project 42"

@@ -1,0 +1,118 @@
+"""Locks held as leases: a short TTL renewed in the background for as long as the holder runs.
+
+A killed worker stops renewing, so its locks lapse within ``LOCK_LEASE_SECONDS``,
+before dramatiq (after ``broker.heartbeat_timeout_seconds``) hands its jobs to
+another worker; a fixed TTL long enough for the slowest job would block that
+redo for as long. Taking and releasing a lease is the ledger's business (its
+scripts do it together with the record's changes); this module keeps held
+leases alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import redis
+
+log = logging.getLogger(__name__)
+
+#: A held lock's time to live: a dead holder's lock lapses within this. Shorter
+#: than the default ``broker.heartbeat_timeout_seconds`` (15), so a dead worker's
+#: locks are usually gone by the time dramatiq redelivers its jobs.
+LOCK_LEASE_SECONDS = 10.0
+#: How often a held lock's TTL is reset: several renewals in a row may fail (a
+#: Redis restart) before the lease lapses under a live holder.
+LOCK_RENEW_SECONDS = 2.0
+
+# A lock's value is its holder's token: only the holder renews or releases it.
+_RENEW = """
+if redis.call("get", KEYS[1]) == ARGV[1] then
+  return redis.call("pexpire", KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+class LockBusy(Exception):
+    """Another worker holds the lock; try again shortly."""
+
+
+class Lease:
+    """A lock held under a random token, renewed by the process's keeper while held."""
+
+    __slots__ = ("client", "name", "token")
+
+    def __init__(self, client: redis.Redis, name: str, token: str) -> None:
+        self.client = client
+        self.name = name
+        self.token = token
+
+    def __repr__(self) -> str:  # never the token
+        return f"Lease({self.name!r})"
+
+
+def lease_ms() -> int:
+    """A lease's time to live in milliseconds, as Redis's ``PX`` takes it."""
+    return int(LOCK_LEASE_SECONDS * 1000)
+
+
+class LeaseKeeper:
+    """One thread per process renews every lease held in it, in one round trip per client."""
+
+    def __init__(self) -> None:
+        self._held: set[Lease] = set()
+        self._guard = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def hold(self, lease: Lease) -> None:
+        with self._guard:
+            self._held.add(lease)
+            # A forked worker process inherits the object but not the thread.
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="replay-attach lock leases", daemon=True
+                )
+                self._thread.start()
+
+    def drop(self, lease: Lease) -> None:
+        with self._guard:
+            self._held.discard(lease)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(LOCK_RENEW_SECONDS)
+            with self._guard:
+                held = list(self._held)
+            by_client: dict[int, list[Lease]] = {}
+            for lease in held:
+                by_client.setdefault(id(lease.client), []).append(lease)
+            for leases in by_client.values():
+                self._renew(leases)
+
+    def _renew(self, leases: list[Lease]) -> None:
+        try:
+            pipe = leases[0].client.pipeline(transaction=False)
+            for lease in leases:
+                pipe.eval(_RENEW, 1, lease.name, lease.token, lease_ms())
+            renewed = pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("could not renew %d lock(s): %s", len(leases), exc)
+            return
+        for lease, ok in zip(leases, renewed, strict=True):
+            if ok:
+                continue
+            # Lapsed (Redis unreachable for a whole lease) and maybe taken
+            # since, or released an instant ago, which is no news.
+            with self._guard:
+                if lease in self._held:
+                    self._held.discard(lease)
+                    log.warning("lost the lock %s while holding it", lease.name)
+
+
+#: The process's keeper of held leases.
+leases = LeaseKeeper()

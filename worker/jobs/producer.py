@@ -1,0 +1,146 @@
+"""Enqueueing bug reports: the producers' Python API.
+
+    from worker import enqueue_bug_report, InvalidEvent
+
+    job_id = enqueue_bug_report(session_id="0192...", zendesk_ticket=123)
+
+The event is validated first (``InvalidEvent`` names the problem) and nothing
+is enqueued when it is invalid. The configuration is read once per process, as
+for the worker (``REPLAY_ATTACH_CONFIG`` / ``config.yaml``).
+
+A producer needs neither the worker's actor nor the vendor clients: it writes
+each message where dramatiq's own enqueue writes it (its data in the queue's
+hash, its id at the end of the queue's list), so importing this module imports
+only the event contract, the configuration, redis and dramatiq's ``Message``.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import redis
+from dramatiq import Message
+
+from worker import keys
+from worker.attach.events import BugReport, parse_event
+from worker.config import Config, load_config
+from worker.jobs.redis_connection import redis_client, resolve_redis_url
+
+#: Events per Redis round trip when enqueueing many.
+BATCH_SIZE = 1000
+
+
+class BugReportQueue:
+    """The dramatiq queue of bug-report events, written directly in Redis."""
+
+    def __init__(
+        self, client: redis.Redis, queue_name: str, namespace: str = keys.DRAMATIQ_NAMESPACE
+    ) -> None:
+        self.client = client
+        self.queue_name = queue_name
+        self._queue_key, self._messages_key = keys.queue_keys(queue_name, namespace)
+
+    def _message(self, event: Any, message_id: str | None = None) -> Message[Any]:
+        """A message carrying ``event`` as its one argument.
+
+        Every enqueued copy has its own Redis id, as with dramatiq's enqueue;
+        the message id is the job id.
+        """
+        message: Message[Any] = Message(
+            queue_name=self.queue_name,
+            actor_name=keys.ACTOR_NAME,
+            args=(event,),
+            kwargs={},
+            options={"redis_message_id": str(uuid.uuid4())},
+        )
+        return message if message_id is None else message.copy(message_id=message_id)
+
+    def _write(self, batch: Mapping[str, bytes]) -> None:
+        # One MULTI/EXEC of two commands: a batch lands whole or not at all.
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self._messages_key, mapping=dict(batch))  # type: ignore[arg-type]
+        pipe.rpush(self._queue_key, *batch)  # in the order the events came
+        pipe.execute()
+
+    def enqueue(self, report: BugReport) -> str:
+        """Enqueue one validated event; return its job id."""
+        message = self._message(report.to_message())
+        self._write({message.options["redis_message_id"]: message.encode()})
+        return str(message.message_id)
+
+    def enqueue_many(self, reports: Iterable[BugReport], batch_size: int = BATCH_SIZE) -> int:
+        """Enqueue events in batches of one Redis round trip each; return how many.
+
+        Streams: memory stays constant whatever the number of events.
+        """
+        total = 0
+        batch: dict[str, bytes] = {}
+        for report in reports:
+            message = self._message(report.to_message())
+            batch[message.options["redis_message_id"]] = message.encode()
+            if len(batch) >= batch_size:
+                self._write(batch)
+                total += len(batch)
+                batch.clear()
+        if batch:
+            self._write(batch)
+            total += len(batch)
+        return total
+
+    def requeue(self, event: Any, job_id: str) -> None:
+        """Enqueue ``event`` as received (valid or not) under an existing job id."""
+        message = self._message(event, message_id=job_id)
+        self._write({message.options["redis_message_id"]: message.encode()})
+
+
+_default_queue: BugReportQueue | None = None
+_default_lock = threading.Lock()
+
+
+def queue_for(config: Config) -> BugReportQueue:
+    """The bug-report queue on the configured Redis (the embedded one when unset)."""
+    return BugReportQueue(redis_client(resolve_redis_url(config)), config.broker.queue)
+
+
+def default_queue() -> BugReportQueue:
+    """The process-wide queue built from the configuration (on first use)."""
+    global _default_queue
+    with _default_lock:
+        if _default_queue is None:
+            _default_queue = queue_for(load_config())
+        return _default_queue
+
+
+def enqueue_bug_report(
+    event: Mapping[str, Any] | BugReport | None = None,
+    /,
+    *,
+    queue: BugReportQueue | None = None,
+    **fields: Any,
+) -> str:
+    """Validate one event and enqueue it; return the job id.
+
+    Give the event as a mapping, a ``BugReport``, or keyword arguments
+    (``session_id=..., zendesk_ticket=...``). Raises ``InvalidEvent``.
+    """
+    report = parse_event(fields if event is None else event)
+    return (queue or default_queue()).enqueue(report)
+
+
+def enqueue_many(
+    events: Iterable[Mapping[str, Any] | BugReport],
+    *,
+    queue: BugReportQueue | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> int:
+    """Validate and enqueue events in batches; return how many.
+
+    Events are validated as they stream: an invalid one raises ``InvalidEvent``
+    after the batches before it were enqueued (validate first, as
+    ``replay-attach enqueue --file`` does, for all or nothing).
+    """
+    reports = (parse_event(event) for event in events)
+    return (queue or default_queue()).enqueue_many(reports, batch_size)

@@ -1,0 +1,33 @@
+"""Which Redis the queue, the ledger and the failed jobs live on, and the client for it."""
+
+from __future__ import annotations
+
+import redis
+
+from worker.config import Config
+from worker.embedded_redis import embedded_redis_url
+
+#: redis-py's pool is bounded; many worker threads must not exhaust it.
+REDIS_MAX_CONNECTIONS = 512
+
+
+def resolve_redis_url(config: Config) -> str:
+    """``broker.redis_url`` when set, else the embedded Redis under ``broker.data_dir``.
+
+    The embedded Redis is started (or joined) here, and this process stays
+    one of its users until it exits.
+    """
+    if config.broker.redis_url:
+        return config.broker.redis_url
+    return embedded_redis_url(config.broker.data_dir)
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A client whose pool serves the worker threads and the broker's own consumers."""
+    pool = redis.ConnectionPool.from_url(
+        url,
+        max_connections=REDIS_MAX_CONNECTIONS,
+        # Finds a connection broken by a Redis restart before using it.
+        health_check_interval=30,
+    )
+    return redis.Redis(connection_pool=pool)

@@ -1,0 +1,70 @@
+"""Every Redis key replay-attach reads or writes, and the names fixed in queued messages.
+
+Whoever debugs a production Redis finds here what each key means. replay-attach's
+own keys start with ``REDIS_PREFIX``; dramatiq's start with ``DRAMATIQ_NAMESPACE``
+and are laid out by dramatiq (``queue_keys``, ``acks_key``): replay-attach writes
+and reads some of them itself, and ``tests/test_dramatiq_compat.py`` checks that
+dramatiq still lays them out so.
+"""
+
+from __future__ import annotations
+
+#: The dramatiq queue that carries bug-report events (``broker.queue`` may rename it).
+QUEUE_NAME = "replay-attach"
+
+#: The dramatiq actor name, written into every message: renaming it orphans queued jobs.
+ACTOR_NAME = "attach_replay"
+
+#: Prefix of every Redis key replay-attach writes itself.
+REDIS_PREFIX = "replay-attach"
+
+#: Hash ``{prefix}:attachment:{target}:{session}``: what has landed for one
+#: (ticket, session) pair. Fields: ``link``, ``note``, ``tag``, ``remote_link``,
+#: ``comment``; values ``pending:<unix time>`` from the start of the attempt that
+#: will write it (note, comment) or while a write is in flight, and
+#: ``done:<unix time>`` once the vendor confirmed it (see ``worker.attach.ledger``).
+ATTACHMENT_KEY = REDIS_PREFIX + ":attachment:{target}:{session}"
+
+#: Lock ``{prefix}:lock:attach:{target}:{session}``: one worker at a time writes
+#: to one (ticket, session) pair.
+ATTACH_LOCK_KEY = REDIS_PREFIX + ":lock:attach:{target}:{session}"
+
+#: Lock ``{prefix}:lock:mint:{project}:{session}``: PostHog expires one of two
+#: tokens minted concurrently for the same session, so minting is serialised.
+MINT_LOCK_KEY = REDIS_PREFIX + ":lock:mint:{project}:{session}"
+
+#: Sorted set of scheduled retries (member: a message's Redis id, score: due
+#: time in ms) and the hash of their encoded messages (see ``worker.jobs.scheduler``).
+SCHEDULED_KEY = REDIS_PREFIX + ":scheduled"
+SCHEDULED_MESSAGES_KEY = REDIS_PREFIX + ":scheduled:messages"
+
+#: Hash of failed jobs: job id -> JSON record (see ``worker.jobs.failed``).
+FAILED_JOBS_KEY = REDIS_PREFIX + ":failed"
+
+#: Sorted set of failed job ids scored by their last failure (for retention).
+FAILED_INDEX_KEY = REDIS_PREFIX + ":failed:by-time"
+
+#: Sliding-window request budget of one system (``worker.jobs.rate_limits``).
+BUDGET_KEY = REDIS_PREFIX + ":budget:{system}"
+
+#: Prefix of dramatiq's own keys (RedisBroker's default namespace).
+DRAMATIQ_NAMESPACE = "dramatiq"
+
+
+def queue_keys(queue_name: str, namespace: str = DRAMATIQ_NAMESPACE) -> tuple[str, str]:
+    """dramatiq's keys of a queue: the list of its message ids, the hash of their data.
+
+    dramatiq's enqueue writes a message to both; replay-attach writes them
+    itself for batched enqueues and promoted retries, and reads them for the
+    quarantine and ``status``.
+    """
+    key = f"{namespace}:{queue_name}"
+    return key, f"{key}.msgs"
+
+
+def acks_key(broker_id: str, queue_name: str, namespace: str = DRAMATIQ_NAMESPACE) -> str:
+    """dramatiq's set of the messages one worker process holds from a queue.
+
+    ``broker_id="*"`` gives the pattern matching every worker's set.
+    """
+    return f"{namespace}:__acks__.{broker_id}.{queue_name}"

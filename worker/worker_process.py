@@ -1,0 +1,13 @@
+"""The module each dramatiq worker process imports: ``worker.worker_process:broker``.
+
+Building the app from the configuration, once per process, registers the
+``attach_replay`` actor on the broker that dramatiq then consumes from.
+"""
+
+from __future__ import annotations
+
+from worker.app import create_app
+from worker.config import load_config
+
+app = create_app(load_config())
+broker = app.broker
