@@ -15,14 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sandbox.doubles.base import (
-    Double,
-    Request,
-    Response,
-    bearer_token,
-    html_response,
-    json_response,
-)
+from sandbox.doubles.auth import bearer_token
+from sandbox.doubles.base import Double
+from sandbox.doubles.messages import Request, Response, html_response, json_response
 
 DEFAULT_API_KEYS: dict[str, set[str]] = {
     "phx_sandbox_key": {

@@ -1,0 +1,47 @@
+"""The ``replay-attach`` command line: each command parses its options and calls one module.
+
+Commands import what they use when they run, so that ``replay-attach enqueue``
+starts without the worker, the vendor libraries or the sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from worker.cli import enqueue, failed, run, status
+from worker.config import CONFIG_ENV
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Configuration file (default: ${CONFIG_ENV} or the shipped config.yaml).",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """Attach PostHog session replays to Zendesk tickets and Jira issues.
+
+    \b
+    Examples:
+      replay-attach enqueue --session-id 0192c0de-aaaa-bbbb --zendesk-ticket 123
+      replay-attach worker --processes 2 --threads 8
+      replay-attach failed list
+    """
+    ctx.ensure_object(dict)
+    if config_path is not None:
+        # Exported so that worker processes forked later read the same file.
+        os.environ[CONFIG_ENV] = str(config_path.absolute())
+
+
+main.add_command(enqueue.enqueue)
+main.add_command(failed.failed)
+main.add_command(status.status)
+main.add_command(status.check)
+main.add_command(run.worker)
+main.add_command(run.demo)
+main.add_command(run.sandbox)

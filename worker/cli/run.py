@@ -1,0 +1,122 @@
+"""``replay-attach worker``, ``demo`` and ``sandbox``: the commands that run until stopped."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from worker.cli.context import config_of, die
+
+
+@click.command()
+@click.option(
+    "--processes",
+    "-p",
+    type=click.IntRange(1, 64),
+    help="Worker processes (default: worker.processes).",
+)
+@click.option(
+    "--threads",
+    "-t",
+    type=click.IntRange(1, 256),
+    help="Threads per process (default: worker.threads).",
+)
+@click.pass_context
+def worker(ctx: click.Context, processes: int | None, threads: int | None) -> None:
+    """Consume bug reports until SIGTERM or SIGINT (in-flight jobs finish first).
+
+    \b
+    Example:
+      replay-attach worker --processes 2 --threads 8
+    """
+    config = config_of(ctx)
+    from worker.jobs.dramatiq_compat import run_worker_processes
+    from worker.jobs.redis_connection import resolve_redis_url
+
+    # Start (or join) the embedded Redis here, before forking, so that its
+    # lifetime spans every worker process.
+    resolve_redis_url(config)
+    http = config.http
+    code = run_worker_processes(
+        "worker.worker_process:broker",
+        processes=processes or config.worker.processes,
+        threads=threads or config.worker.threads,
+        # In-flight jobs get the time of three requests to finish.
+        shutdown_timeout_ms=int((http.connect_timeout_seconds + http.read_timeout_seconds) * 3000),
+    )
+    sys.exit(code)
+
+
+@click.command()
+@click.option(
+    "--keep", is_flag=True, help="Stay up after the demo so the sandbox page can be browsed."
+)
+def demo(keep: bool) -> None:
+    """Run the product end to end on this machine: no Redis, no credentials needed.
+
+    Starts an embedded Redis, the sandbox doubles of PostHog, Zendesk and Jira
+    and a worker, attaches sample bug reports (one recovers from a transient
+    outage), prints what landed on each ticket, and cleans up.
+
+    \b
+    Example:
+      replay-attach demo --keep
+    """
+    from sandbox.demo import run_demo
+
+    sys.exit(run_demo(click.echo, keep=keep))
+
+
+@click.command()
+@click.option(
+    "--latency",
+    type=click.FloatRange(0, 60),
+    default=0.0,
+    help="Seconds every API call takes, the doubles' own work included.",
+)
+@click.option(
+    "--fault-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of API calls that fail (0-1).",
+)
+@click.option(
+    "--fault-kinds",
+    default="5xx,429,reset,lost_response",
+    show_default=True,
+    help="Comma-separated: 5xx, 500, 429, reset, lost_response, slow, redirect.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="First of four consecutive ports (0: any free).",
+)
+@click.option(
+    "--jira-deployment",
+    type=click.Choice(["cloud", "datacenter"]),
+    default="cloud",
+    show_default=True,
+)
+def sandbox(
+    latency: float, fault_rate: float, fault_kinds: str, port: int, jira_deployment: str
+) -> None:
+    """Serve local doubles of PostHog, Zendesk and Jira until Ctrl-C.
+
+    Prints the environment variables that point the worker (or your app) at
+    them, and the address of a page showing every ticket and what landed on it.
+
+    \b
+    Example:
+      replay-attach sandbox --latency 0.05 --fault-rate 0.1
+    """
+    from sandbox.serve import serve
+
+    kinds = [k.strip() for k in fault_kinds.split(",") if k.strip()]
+    try:
+        serve(click.echo, latency, fault_rate, kinds, port, jira_deployment)
+    except ValueError as exc:
+        die(str(exc))
+    except OSError as exc:
+        die(f"cannot listen on port {port}..{port + 3}: {exc.strerror}")

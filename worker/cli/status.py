@@ -1,0 +1,118 @@
+"""``replay-attach status`` and ``check``: what the queue holds, and whether each system answers."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import click
+
+from worker.attach.events import JIRA_ISSUE_PATTERN, SESSION_ID_PATTERN
+from worker.cli.context import config_of, die, failed_jobs_of, redis_of, when
+
+
+def _selected_target(zendesk_ticket: int | None, jira_issue: str | None) -> str | None:
+    if zendesk_ticket is not None and jira_issue is not None:
+        die("invalid selection: give at most one of --zendesk-ticket and --jira-issue")
+    if zendesk_ticket is not None:
+        if zendesk_ticket <= 0:
+            die("invalid selection: zendesk_ticket: must be a positive integer")
+        return f"zendesk:{zendesk_ticket}"
+    if jira_issue is not None:
+        if not re.match(JIRA_ISSUE_PATTERN, jira_issue.upper()):
+            die("invalid selection: jira_issue: must be a Jira issue key such as BUG-42")
+        return f"jira:{jira_issue.upper()}"
+    return None
+
+
+def _show_attachments(ctx: click.Context, session_id: str | None, target: str | None) -> None:
+    """What landed for a session and/or a ticket, and any failed job for them."""
+    from worker.attach.ledger import Ledger
+    from worker.jobs.status import attachments
+
+    if session_id is not None and not re.match(SESSION_ID_PATTERN, session_id):
+        die("invalid selection: session_id: must be 1-200 letters, digits, '-' or '_'")
+    ledger = Ledger(redis_of(ctx), config_of(ctx).posthog.project_id)
+    found = attachments(ledger, failed_jobs_of(ctx), session_id, target)
+    if not found.landed and not found.failed:
+        click.echo("nothing recorded for that selection")
+    for found_target, found_session, record in found.landed:
+        click.echo(f"session {found_session} on {found_target}:")
+        for key, value in sorted(record.items()):
+            state, _, ts = value.partition(":")
+            shown = value if key == "link" else f"{state} at {when(float(ts))}" if ts else value
+            click.echo(f"  {key}: {shown}")
+    for job in found.failed:
+        click.echo(
+            f"failed job {job.job_id} (session {job.session_id} on {job.target}): {job.reason}"
+        )
+
+
+@click.command()
+@click.option("--session-id", help="Show what landed for this session (on every ticket)...")
+@click.option("--zendesk-ticket", type=int, help="...or on this Zendesk ticket...")
+@click.option("--jira-issue", help="...or on this Jira issue (combine with --session-id).")
+@click.pass_context
+def status(
+    ctx: click.Context, session_id: str | None, zendesk_ticket: int | None, jira_issue: str | None
+) -> None:
+    """Queue depth, jobs in flight, scheduled retries, failed jobs; or attachments.
+
+    With --session-id and/or a ticket: what has landed for them (link, note,
+    tag, remote link, comment, each pending or done) and their failed jobs.
+
+    \b
+    Examples:
+      replay-attach status
+      replay-attach status --zendesk-ticket 123
+      replay-attach status --session-id 0192c0de-aaaa --jira-issue BUG-42
+    """
+    if session_id is not None or zendesk_ticket is not None or jira_issue is not None:
+        _show_attachments(ctx, session_id, _selected_target(zendesk_ticket, jira_issue))
+        return
+    from worker.jobs.status import queue_figures
+
+    config = config_of(ctx)
+    figures = queue_figures(redis_of(ctx), config.broker.queue, failed_jobs_of(ctx))
+    click.echo(f"queued: {figures.queued}")
+    click.echo(f"in flight: {figures.in_flight}")
+    click.echo(f"scheduled retries: {figures.scheduled_retries}")
+    click.echo(f"failed: {figures.failed}")
+    click.echo(f"redis: {'REDIS_URL' if config.broker.redis_url else 'embedded'}")
+
+
+@click.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate the configuration and each configured system's credentials.
+
+    One line per system; exit status 1 if any check fails. No secret is printed.
+
+    \b
+    Example:
+      replay-attach check
+    """
+    import redis as redis_lib
+
+    from integrations.errors import IntegrationError
+    from worker.attach.services import build_services
+
+    config = config_of(ctx)
+    click.echo("configuration: ok")
+    # Neither the ledger nor the request budgets are used here: no Redis needed.
+    services = build_services(config, redis_lib.Redis())
+    ok = True
+    for name, client in (
+        ("PostHog", services.posthog),
+        ("Zendesk", services.zendesk),
+        ("Jira", services.jira),
+    ):
+        if client is None:
+            click.echo(f"{name}: not configured (disabled)")
+            continue
+        try:
+            click.echo(f"{name}: ok, {client.check()}")
+        except IntegrationError as exc:
+            ok = False
+            click.echo(f"{name}: FAILED, {exc.reason}")
+    sys.exit(0 if ok else 1)
