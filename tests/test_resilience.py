@@ -684,7 +684,7 @@ OUTAGE_SECONDS = 1.5
     "retries_waiting",
     [
         pytest.param(False, id="jobs-in-flight"),
-        # dramatiq's own delay queue would lose these (see worker.scheduler).
+        # dramatiq's own delay queue would lose these (see worker.jobs.scheduler).
         pytest.param(True, id="retries-waiting-too"),
     ],
 )
