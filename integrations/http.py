@@ -5,7 +5,7 @@ most ``IN_PROCESS_ATTEMPTS`` times with short jittered waits, and only when
 repeating cannot post twice: reads, the idempotent PostHog PATCH, and any
 request that never left this machine (connection refused or connect timeout).
 Anything needing a longer wait is raised as ``RetryLater`` and goes back to the
-queue (layer 2, ``worker.retry_policy``). The libraries' own hidden retries
+queue (layer 2, ``worker.jobs.retry_policy``). The libraries' own hidden retries
 (urllib3 ``Retry``, zenpy's 429 sleep, jira's ResilientSession) are disabled.
 """
 
@@ -14,17 +14,19 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import ssl
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from datetime import timezone
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
-from requests.utils import select_proxy
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers, select_proxy
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -32,10 +34,10 @@ from tenacity import (
     stop_after_attempt,
     wait_random_exponential,
 )
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3 import HTTPConnectionPool, Timeout
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, SSLError
+from urllib3.exceptions import ProxyError as Urllib3ProxyError
 
-from integrations.connection import KeptAliveConnection, NotSent
-from integrations.connection import Timeouts as Timeouts
 from integrations.errors import PermanentFailure, RetryLater
 
 log = logging.getLogger(__name__)
@@ -49,9 +51,12 @@ IN_PROCESS_MAX_WAIT_SECONDS = 2.0
 
 USER_AGENT = "replay-attach/0.1 (+https://github.com/replay-attach/replay-attach)"
 
+#: (connect, read) timeouts in seconds.
+Timeouts = tuple[float, float]
+
 
 #: Called before every request; blocks briefly or raises ``RetryLater`` when the
-#: system's request budget is used up (see ``worker.rate_limits``).
+#: system's request budget is used up (see ``worker.jobs.rate_limits``).
 Throttle = Callable[[], None]
 
 
@@ -117,33 +122,60 @@ def configure_session(
     mount_adapter(session, throttle, pool_size)
     refuse_redirects(session)
     session.headers["User-Agent"] = USER_AGENT
-    # requests re-reads the proxy environment variables on every request, which
-    # costs more CPU than the rest of the request. Without any proxy settings
-    # there is nothing to find, so skip it; with them, keep requests' handling
-    # (NO_PROXY matching included).
+    # requests re-reads the proxy environment variables on every request.
+    # Without any proxy settings there is nothing to find, so skip it; with
+    # them, keep requests' handling (NO_PROXY matching included).
     if not urllib.request.getproxies():
         session.trust_env = False
     return session
 
 
-def new_session(throttle: Throttle | None = None, pool_size: int = 16) -> requests.Session:
-    return configure_session(requests.Session(), throttle, pool_size)
+class _Urllib3Errors(HTTPAdapter):
+    """requests' own translation of a urllib3 exception already raised.
+
+    ``HTTPAdapter.send`` is where requests turns urllib3's exceptions into its
+    own (``ConnectTimeout``, ``SSLError``, ``ProxyError``, ``ReadTimeout``,
+    ``ConnectionError`` wrapping urllib3's ``MaxRetryError``). Here ``send`` is
+    handed a stand-in pool whose ``urlopen`` raises that exception, so the
+    mapping stays requests' own, whatever its version; nothing is sent.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(pool_connections=1, pool_maxsize=1)
+        self._error = error
+
+    def get_connection_with_tls_context(self, *args: Any, **kwargs: Any) -> Any:
+        return self
+
+    def cert_verify(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def urlopen(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise self._error
 
 
 class JsonApi:
     """JSON requests to one API over a kept-alive connection per thread.
 
-    The job's hot path: ``integrations.connection.KeptAliveConnection`` sends
-    each request (a fifth of requests' CPU cost per request; see that module
-    for what is kept and what is left out). This class adds
-    what is fixed for the API: the default headers and credentials, prepared
-    once; the proxy and CA settings read from the environment once, by
-    requests' rules; and the request budget, asked before every request.
+    The job's hot path: urllib3 sends each request on a pool that requests'
+    ``HTTPAdapter`` set up once, when this is built, from the environment read
+    by requests' rules (``HTTP(S)_PROXY`` and ``NO_PROXY``, an ``https://``
+    origin reached through a CONNECT tunnel; ``REQUESTS_CA_BUNDLE`` or
+    ``CURL_CA_BUNDLE``, else certifi). Answers come back as requests'
+    ``Response`` and failures as requests' exceptions, so the integrations map
+    errors the same way for every client they use. The request budget is asked
+    before every request. Build one per thread: the pool keeps one connection.
 
-    Redirects are not followed: an API that answers a write with a redirect is
-    misconfigured (``http://`` for ``https://``, a moved host), and following it
-    would resend the write or turn it into a GET. ``is_success`` treats 3xx as
-    a failure so the job says so.
+    What the transport guarantees:
+
+    - no request is ever resent (``Retry(0, read=False)``, requests' default):
+      one that fails after it was written is raised, never repeated;
+    - a pooled connection is checked before it is reused, so one the server
+      closed while idle is replaced before anything is written to it;
+    - redirects are not followed: an API that answers a write with a redirect
+      is misconfigured (``http://`` for ``https://``, a moved host), and
+      following it would resend the write or turn it into a GET. The 3xx is
+      returned, and ``is_success`` treats it as a failure so the job says so.
     """
 
     def __init__(
@@ -157,30 +189,48 @@ class JsonApi:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._throttle = throttle
-        # requests' own reading of the environment: proxies (NO_PROXY too), CA bundle.
-        session = requests.Session()
-        settings = session.merge_environment_settings(self.base_url, {}, None, None, None)
-        verify = settings["verify"]
-        self._connection = KeptAliveConnection(
-            self.base_url,
-            timeouts,
-            proxy=select_proxy(self.base_url, settings["proxies"]),
-            verify=True if verify is None else verify,
+        # requests validates the headers here (a line break in a value is refused).
+        template = requests.Request(
+            "GET", self.base_url + "/", headers=dict(headers or {}), auth=auth
+        ).prepare()
+        parts = urlsplit(self.base_url)
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        settings = requests.Session().merge_environment_settings(
+            self.base_url, {}, None, None, None
         )
-        template = requests.Request("GET", self.base_url, headers=dict(headers or {}), auth=auth)
-        prepared = template.prepare()
-        prepared.headers["User-Agent"] = USER_AGENT
-        prepared.headers["Accept"] = "application/json"
-        # The connection asks for "identity" itself and is kept alive by default.
+        proxy = select_proxy(self.base_url, settings["proxies"])
+        proxies = {parts.scheme: proxy} if proxy else {}
+        verify = settings["verify"]
+        self._adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
+        # requests' pool for the origin: a proxy manager's when proxied (its credentials,
+        # a CONNECT tunnel for https), the CA bundle set on it by cert_verify.
+        self._pool = cast(
+            HTTPConnectionPool,
+            self._adapter.get_connection_with_tls_context(template, verify, proxies),
+        )
+        self._adapter.cert_verify(  # type: ignore[no-untyped-call]  # untyped in the stubs
+            self._pool, self.base_url, verify, None
+        )
+        # http:// through a proxy: the request line carries the absolute URL.
+        self._absolute = self._adapter.request_url(template, proxies) != template.path_url
+        self._retries = self._adapter.max_retries
+        self._timeout = Timeout(connect=timeouts[0], read=timeouts[1])
         self._headers = {
             name: value
-            for name, value in prepared.headers.items()
-            if name.lower() not in ("accept-encoding", "connection", "content-length")
+            for name, value in template.headers.items()
+            if name.lower() != "content-length"
         }
+        self._headers["User-Agent"] = USER_AGENT
+        self._headers["Accept"] = "application/json"
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
 
     def send(self, method: str, url: str, payload: Any = None) -> requests.Response:
-        """Send one request (``payload`` as JSON) and read the whole answer."""
+        """Send one request (``payload`` as JSON) and read the whole answer.
+
+        Raises requests' exceptions, and ``ValueError`` for a URL of another origin.
+        """
+        if not url.startswith(self._origin + "/"):
+            raise ValueError(f"{url!r} is not on {self._origin}")
         headers = self._headers
         body: bytes | None = None
         if payload is not None:
@@ -190,7 +240,32 @@ class JsonApi:
             body = b""  # sent as Content-Length: 0
         if self._throttle is not None:
             self._throttle()
-        return self._connection.request(method, url, headers, body)
+        try:
+            answer = self._pool.urlopen(
+                method,
+                url if self._absolute else url[len(self._origin) :],
+                body=body,
+                headers=headers,
+                retries=self._retries,
+                redirect=False,
+                assert_same_host=False,
+                timeout=self._timeout,
+            )
+        except (HTTPError, OSError) as exc:
+            _Urllib3Errors(exc).send(requests.Request(method, url).prepare())
+            raise  # send() raises; this only satisfies the type checker
+        response = requests.Response()
+        response.status_code = answer.status
+        response.reason = answer.reason or ""
+        response.headers = CaseInsensitiveDict(answer.headers)
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.url = url
+        # Read whole above (urllib3 preloads it); Response has no public way to take it.
+        response._content = answer.data
+        return response
+
+    def close(self) -> None:
+        self._adapter.close()
 
 
 def is_success(response: requests.Response) -> bool:
@@ -238,14 +313,26 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def _never_left(exc: requests.RequestException) -> bool:
-    """True when the request certainly did not reach the server."""
-    if isinstance(exc, (requests.ConnectTimeout, NotSent)):
+    """True when the request certainly did not reach the server.
+
+    requests wraps urllib3's ``MaxRetryError``, whose ``reason`` is the error
+    met while connecting: to the server or, wrapped in urllib3's
+    ``ProxyError``, to the proxy. A certificate that fails verification is
+    refused in the TLS handshake, before anything is written.
+    """
+    if isinstance(exc, requests.ConnectTimeout):
         return True
-    if isinstance(exc, requests.ConnectionError):
-        inner = exc.args[0] if exc.args else None
-        reason = getattr(inner, "reason", inner)
-        return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
-    return False
+    if not isinstance(exc, requests.ConnectionError):
+        return False
+    inner = exc.args[0] if exc.args else None
+    reason = getattr(inner, "reason", inner)
+    if isinstance(reason, Urllib3ProxyError):
+        reason = reason.original_error
+    if isinstance(reason, SSLError):
+        reason = reason.args[0] if reason.args else None
+    return isinstance(
+        reason, (NewConnectionError, ConnectTimeoutError, ssl.SSLCertVerificationError)
+    )
 
 
 def transport_failure(
@@ -323,8 +410,8 @@ def _retrying(repeatable: bool) -> Retrying:
     )
 
 
-# Built once: building a Retrying per call cost more CPU than running it, and
-# tenacity keeps each call's state per thread, so the worker threads share these.
+# Built once, not per call: tenacity keeps each call's state per thread, so the
+# worker threads share these.
 # Not reentrant: a call passed in must not itself use call_with_retries.
 _RETRYING = {repeatable: _retrying(repeatable) for repeatable in (True, False)}
 
@@ -333,10 +420,10 @@ def call_with_retries(call: Callable[[], T], *, repeatable: bool) -> T:
     """Run ``call``; repeat it briefly only where that cannot duplicate a write.
 
     The first attempt runs outside tenacity: its bookkeeping for one call (state,
-    futures, an action list) cost 14% of a job's CPU, and almost every call
-    succeeds the first time. A failure is handed to tenacity as the outcome of
-    its first attempt, without calling again, so tenacity alone decides whether,
-    when and how often to try again.
+    futures, an action list) outweighs the call's own work, and almost every
+    call succeeds the first time. A failure is handed to tenacity as the outcome
+    of its first attempt, without calling again, so tenacity alone decides
+    whether, when and how often to try again.
     """
     try:
         return call()

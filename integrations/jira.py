@@ -12,8 +12,8 @@ budget asked first):
   Atlassian Document Format document for v3.
 
 The library's ``add_comment`` would send the same request through its
-``ResilientSession`` and build a ``Comment`` resource from the answer: about
-1.3 ms more CPU per job for an object nothing reads. The ``jira`` library is
+``ResilientSession`` and build a ``Comment`` resource from the answer, CPU
+spent on an object nothing reads. The ``jira`` library is
 kept for reading an issue's comments (the duplicate check after an uncertain
 write) and the credentials check, with its network habits switched off:
 ``get_server_info=False`` (no ``serverInfo`` call per client),

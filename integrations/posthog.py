@@ -8,7 +8,7 @@ fresh token that does not work. The key travels only in the Authorization
 header (the query-string form would put it in every access log).
 
 Concurrent PATCHes for one session race inside PostHog and expire one of the
-tokens; callers serialise minting per session (``worker.ledger``).
+tokens; callers serialise minting per session (``worker.attach.ledger``).
 """
 
 from __future__ import annotations

@@ -11,11 +11,10 @@ The two writes of every job are plain JSON requests sent through
   ``additional_tags`` is documented for bulk updates only).
 
 zenpy turns every answer into a graph of objects (the whole ticket and its
-audit): about 1 ms of CPU per write, a third of a job's budget, for objects
-nothing reads. It is used where it earns its keep: reading a ticket's comments
-page by page (the duplicate check after an uncertain write) and the
-credentials check. Three of its habits are switched off there, because each
-can post twice or hang a worker:
+audit), CPU spent on objects nothing reads. It is used where it earns its
+keep: reading a ticket's comments page by page (the duplicate check after an
+uncertain write) and the credentials check. Three of its habits are switched
+off there, because each can post twice or hang a worker:
 
 * its own session mounts a urllib3 ``Retry(total=3)`` that re-sends a PUT after
   a 503 or a read timeout: we hand it our session, which has no retries;

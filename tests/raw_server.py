@@ -1,4 +1,4 @@
-"""A TCP server on 127.0.0.1 for tests that need to speak below HTTP (scripted answers, proxies)."""
+"""A TCP server on 127.0.0.1 for tests that need to speak below HTTP (a CONNECT proxy)."""
 
 from __future__ import annotations
 

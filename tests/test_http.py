@@ -15,12 +15,12 @@ import requests
 import trustme
 from requests.auth import HTTPBasicAuth
 
-from integrations.connection import NotSent
 from integrations.errors import PermanentFailure, RetryLater
 from integrations.http import (
     IN_PROCESS_ATTEMPTS,
     IN_PROCESS_MAX_WAIT_SECONDS,
     JsonApi,
+    Throttle,
     call_with_retries,
     is_success,
     redirect_reason,
@@ -74,6 +74,7 @@ def test_the_environment_proxy_is_used(things: Things, monkeypatch: pytest.Monke
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     api = JsonApi("http://vendor.invalid", (2, 2))
+    monkeypatch.delenv("HTTP_PROXY")  # not looked at again
     response = api.send("GET", "http://vendor.invalid/api/v2/users/me.json")
     assert response.status_code == 200
     # The proxy received the absolute URL of the vendor.
@@ -120,22 +121,64 @@ def test_http_proxy_credentials_go_to_the_proxy(
     assert call.headers["Proxy-Authorization"] == "Basic cHJveHlAdXNlcjpwOnNz"  # proxy@user:p:ss
 
 
+def test_no_proxy_is_honoured(things: Things, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_proxy_settings(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    api = JsonApi(things.url, (2, 2))
+    assert api.send("GET", f"{things.url}/direct").status_code == 200
+    (call,) = things.calls()
+    assert call.path == "/direct"
+
+
+def test_a_proxy_that_refuses_the_connection_is_known_never_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _no_proxy_settings(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{_closed_port()}")
+    api = JsonApi("http://vendor.invalid", (2, 2))
+    with pytest.raises(requests.ConnectionError) as raised:
+        api.send("PUT", "http://vendor.invalid/x", {"n": 1})
+    failure = transport_failure("Zendesk", "add a note", raised.value, is_write=True)
+    assert failure.never_sent and not failure.maybe_applied
+
+
+def test_the_request_budget_is_asked_before_every_request(things: Things) -> None:
+    asked: list[int] = []
+
+    def throttle() -> None:
+        asked.append(len(things.calls()))
+        if len(asked) == 3:
+            raise RetryLater("Zendesk", "request budget used up")
+
+    budget: Throttle = throttle
+    api = JsonApi(things.url, (2, 2), throttle=budget)
+    assert api.send("PUT", f"{things.url}/a", {"n": 1}).status_code == 200
+    assert api.send("GET", f"{things.url}/b").status_code == 200
+    with pytest.raises(RetryLater, match="budget"):
+        api.send("PUT", f"{things.url}/c", {"n": 3})
+    # Asked before each request was sent; the refused one never went out.
+    assert asked == [0, 1, 2]
+    assert [c.path for c in things.calls()] == ["/a", "/b"]
+
+
+def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(things: Things) -> None:
+    """requests checks the fixed headers (credentials included) when the client is built."""
+    for value in ("1\r\nX-Injected: 1", "1\nX-Injected: 1", "Bearer phx_key\r\n"):
+        with pytest.raises(requests.exceptions.InvalidHeader, match="return character"):
+            JsonApi(things.url, (2, 2), headers={"Authorization": value})
+    assert things.calls() == [] and things.close_idle_connections() == 0
+
+
 def _wait_until_readable(api: JsonApi) -> None:
-    """Until the client's idle socket has seen the server hang up."""
-    conn = api._connection._local.conn
+    """Until the client's idle pooled connection has seen the server hang up."""
+    (conn,) = api._pool.pool.queue  # type: ignore[union-attr]
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        sock = conn.sock
-        if sock is not None and _readable(sock):
+        if not conn.is_connected:
             return
         time.sleep(0.01)
     raise AssertionError("the server's close never reached the client")
-
-
-def _readable(sock: socket.socket) -> bool:
-    from urllib3.util.wait import wait_for_read
-
-    return bool(wait_for_read(sock, timeout=0))
 
 
 def test_a_connection_the_server_closed_while_idle_is_replaced_before_writing(
@@ -161,7 +204,6 @@ def test_a_write_whose_answer_is_lost_is_never_resent(things: Things, reused: bo
     things.fail_next("lost_response")
     with pytest.raises(requests.ConnectionError) as raised:
         api.send("PUT", f"{things.url}/api/v2/tickets/7.json", {"ticket": {}})
-    assert not isinstance(raised.value, NotSent)
     failure = transport_failure("Zendesk", "add a note", raised.value, is_write=True)
     assert failure.maybe_applied and not failure.never_sent
     assert [c.path for c in things.calls()].count("/api/v2/tickets/7.json") == 1
@@ -169,15 +211,43 @@ def test_a_write_whose_answer_is_lost_is_never_resent(things: Things, reused: bo
     assert api.send("GET", f"{things.url}/after").status_code == 200
 
 
-def test_a_refused_connection_is_known_never_sent() -> None:
+def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return int(probe.getsockname()[1])
+
+
+def test_a_refused_connection_is_known_never_sent() -> None:
+    port = _closed_port()
     api = JsonApi(f"http://127.0.0.1:{port}", (2, 2))
-    with pytest.raises(NotSent) as raised:
+    with pytest.raises(requests.ConnectionError) as raised:
         api.send("PUT", f"http://127.0.0.1:{port}/x", {"n": 1})
     failure = transport_failure("Jira", "add a comment", raised.value, is_write=True)
     assert failure.never_sent and not failure.maybe_applied
+
+
+def test_a_connect_timeout_is_known_never_sent() -> None:
+    """A listener whose accept queue is full drops new connection attempts (Linux)."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = listener.getsockname()[1]
+    filling: list[socket.socket] = []
+    try:
+        for _ in range(4):  # more than the queue holds; those left over wait, unanswered
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+            filling.append(sock)
+        time.sleep(0.1)
+        api = JsonApi(f"http://127.0.0.1:{port}", (0.3, 2))
+        with pytest.raises(requests.ConnectTimeout) as raised:
+            api.send("PUT", f"http://127.0.0.1:{port}/x", {"n": 1})
+    finally:
+        for sock in filling:
+            sock.close()
+        listener.close()
+    failure = transport_failure("Jira", "add a comment", raised.value, is_write=True)
+    assert failure.never_sent and not failure.maybe_applied
+    assert "connection failed" in failure.reason
 
 
 def test_a_slow_answer_is_a_read_timeout(things: Things) -> None:
@@ -228,9 +298,26 @@ def test_an_untrusted_certificate_is_refused_before_anything_is_sent(
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     api = JsonApi(tls_things.url, (2, 2))  # certifi's bundle does not know the test CA
-    with pytest.raises(NotSent, match="CERTIFICATE_VERIFY_FAILED"):
+    with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED") as raised:
         api.send("PUT", f"{tls_things.url}/x", {"n": 1})
     assert tls_things.calls() == []
+    # Refused in the TLS handshake, before the request was written.
+    failure = transport_failure("Zendesk", "add a note", raised.value, is_write=True)
+    assert failure.never_sent and not failure.maybe_applied
+
+
+@pytest.mark.usefixtures("trusted_ca")
+def test_a_certificate_for_another_host_is_refused(ca: trustme.CA) -> None:
+    double = Things()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("elsewhere.test").configure_cert(context)
+    double.tls_context = context
+    with double:
+        api = JsonApi(double.url, (2, 2))
+        with pytest.raises(requests.exceptions.SSLError, match="match") as raised:
+            api.send("PUT", f"{double.url}/x", {"n": 1})
+        assert double.calls() == []
+    assert transport_failure("Zendesk", "add a note", raised.value, is_write=True).never_sent
 
 
 class ConnectProxy(RawServer):
