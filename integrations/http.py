@@ -1,25 +1,17 @@
-"""HTTP plumbing shared by the integrations: sessions, timeouts, error mapping.
+"""The integrations' HTTP transport: the hot path's ``JsonApi``, the sessions zenpy and jira use.
 
-Retry policy, layer 1 (in process): ``call_with_retries`` repeats a request at
-most ``IN_PROCESS_ATTEMPTS`` times with short jittered waits, and only when
-repeating cannot post twice: reads, the idempotent PostHog PATCH, and any
-request that never left this machine (connection refused or connect timeout).
-Anything needing a longer wait is raised as ``RetryLater`` and goes back to the
-queue (layer 2, ``worker.jobs.retry_policy``). The libraries' own hidden retries
-(urllib3 ``Retry``, zenpy's 429 sleep, jira's ResilientSession) are disabled.
+Neither ever retries nor follows a redirect: retrying is decided once, above
+the transport (``integrations.retries``), and failures are classified in
+``integrations.errors``. The libraries' own hidden retries (urllib3's
+``Retry``, zenpy's 429 sleep, jira's ResilientSession) are switched off here.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
-import logging
-import ssl
-import time
 import urllib.request
 from collections.abc import Callable, Mapping
-from datetime import timezone
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, NoReturn, cast
 from urllib.parse import urlsplit
 
 import requests
@@ -27,27 +19,8 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, select_proxy
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 from urllib3 import HTTPConnectionPool, Timeout
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, SSLError
-from urllib3.exceptions import ProxyError as Urllib3ProxyError
-
-from integrations.errors import PermanentFailure, RetryLater
-
-log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-#: Attempts of one request inside one job, counting the first.
-IN_PROCESS_ATTEMPTS = 3
-#: The longest in-process wait; a server asking for more goes back to the queue.
-IN_PROCESS_MAX_WAIT_SECONDS = 2.0
+from urllib3.exceptions import HTTPError
 
 USER_AGENT = "replay-attach/0.1 (+https://github.com/replay-attach/replay-attach)"
 
@@ -271,172 +244,3 @@ class JsonApi:
 def is_success(response: requests.Response) -> bool:
     """2xx only: ``Response.ok`` is also true for an unfollowed redirect."""
     return 200 <= response.status_code < 300
-
-
-def redirect_reason(system: str, response: requests.Response) -> str:
-    """Why a redirect is a failure here, naming where it pointed.
-
-    Only scheme, host, port and path are named: a query string or user info
-    in the Location could carry a secret.
-    """
-    try:
-        parts = urlsplit(response.headers.get("Location", ""))
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:  # a malformed Location, e.g. an invalid port
-        parts, host, port = urlsplit(""), "", ""
-    if parts.scheme and host:
-        target = f"{parts.scheme}://{host}{port}{parts.path}"
-    else:
-        target = parts.path or "somewhere else"
-    return (
-        f"{system} answered with a redirect ({response.status_code}) to {target}: "
-        "check the configured URL (https, host name)"
-    )
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header in either form (seconds or HTTP date)."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = time.time() if now is None else now
-    return max(0.0, when.timestamp() - now)
-
-
-def _never_left(exc: requests.RequestException) -> bool:
-    """True when the request certainly did not reach the server.
-
-    requests wraps urllib3's ``MaxRetryError``, whose ``reason`` is the error
-    met while connecting: to the server or, wrapped in urllib3's
-    ``ProxyError``, to the proxy. A certificate that fails verification is
-    refused in the TLS handshake, before anything is written.
-    """
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if not isinstance(exc, requests.ConnectionError):
-        return False
-    inner = exc.args[0] if exc.args else None
-    reason = getattr(inner, "reason", inner)
-    if isinstance(reason, Urllib3ProxyError):
-        reason = reason.original_error
-    if isinstance(reason, SSLError):
-        reason = reason.args[0] if reason.args else None
-    return isinstance(
-        reason, (NewConnectionError, ConnectTimeoutError, ssl.SSLCertVerificationError)
-    )
-
-
-def transport_failure(
-    system: str, what: str, exc: requests.RequestException, *, is_write: bool
-) -> RetryLater:
-    """Map a requests exception (no response) to ``RetryLater``."""
-    never_sent = _never_left(exc)
-    if never_sent:
-        reason = f"{system} could not be reached while trying to {what} (connection failed)"
-    elif isinstance(exc, requests.Timeout):
-        reason = f"{system} did not answer in time while trying to {what} (read timeout)"
-    else:
-        reason = f"{system} dropped the connection while trying to {what}"
-    return RetryLater(
-        system, reason, maybe_applied=is_write and not never_sent, never_sent=never_sent
-    )
-
-
-def status_failure(
-    system: str,
-    response: requests.Response,
-    reason: str,
-    *,
-    retry_after: float | None = None,
-    is_write: bool = False,
-) -> RetryLater | PermanentFailure:
-    """Decide retry-later or permanent from an HTTP error status.
-
-    5xx after a write is treated as "maybe applied": a proxy can fail after
-    the vendor applied it, and a check before writing again is cheap.
-    """
-    status = response.status_code
-    if retry_after is None:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-    if 300 <= status < 400:
-        return PermanentFailure(system, redirect_reason(system, response), status=status)
-    if status == 429 or status == 409 or status == 408 or status >= 500:
-        return RetryLater(
-            system,
-            reason,
-            status=status,
-            retry_after=retry_after,
-            maybe_applied=is_write and status >= 500,
-        )
-    return PermanentFailure(system, reason, status=status)
-
-
-def _retryable_in_process(repeatable: bool) -> Callable[[BaseException], bool]:
-    def check(exc: BaseException) -> bool:
-        if not isinstance(exc, RetryLater):
-            return False
-        if exc.retry_after is not None and exc.retry_after > IN_PROCESS_MAX_WAIT_SECONDS:
-            return False
-        return repeatable or exc.never_sent
-
-    return check
-
-
-def _wait(state: RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
-    if isinstance(exc, RetryLater) and exc.retry_after is not None:
-        return exc.retry_after
-    return float(wait_random_exponential(multiplier=0.2, max=IN_PROCESS_MAX_WAIT_SECONDS)(state))
-
-
-def _retrying(repeatable: bool) -> Retrying:
-    return Retrying(
-        stop=stop_after_attempt(IN_PROCESS_ATTEMPTS),
-        wait=_wait,
-        retry=retry_if_exception(_retryable_in_process(repeatable)),
-        reraise=True,
-        before_sleep=lambda state: log.info(
-            "retrying in process after: %s", state.outcome.exception() if state.outcome else "?"
-        ),
-    )
-
-
-# Built once, not per call: tenacity keeps each call's state per thread, so the
-# worker threads share these.
-# Not reentrant: a call passed in must not itself use call_with_retries.
-_RETRYING = {repeatable: _retrying(repeatable) for repeatable in (True, False)}
-
-
-def call_with_retries(call: Callable[[], T], *, repeatable: bool) -> T:
-    """Run ``call``; repeat it briefly only where that cannot duplicate a write.
-
-    The first attempt runs outside tenacity: its bookkeeping for one call (state,
-    futures, an action list) outweighs the call's own work, and almost every
-    call succeeds the first time. A failure is handed to tenacity as the outcome
-    of its first attempt, without calling again, so tenacity alone decides
-    whether, when and how often to try again.
-    """
-    try:
-        return call()
-    except RetryLater as exc:
-        if not _retryable_in_process(repeatable)(exc):
-            raise
-        first_failure: RetryLater | None = exc
-
-    def attempt() -> T:
-        nonlocal first_failure
-        if first_failure is not None:
-            failure, first_failure = first_failure, None
-            raise failure
-        return call()
-
-    return _RETRYING[repeatable](attempt)

@@ -36,19 +36,19 @@ import requests
 from jira import JIRA, JIRAError
 from requests.auth import HTTPBasicAuth
 
-from integrations.errors import IntegrationError, RetryLater
+from integrations.errors import IntegrationError, RetryLater, status_failure, transport_failure
 from integrations.http import (
     ErrorStatus,
     JsonApi,
     RedirectRefused,
     Throttle,
     Timeouts,
-    call_with_retries,
     is_success,
     mount_adapter,
     refuse_redirects,
-    status_failure,
-    transport_failure,
+)
+from integrations.retries import (
+    call_with_retries,
 )
 
 SYSTEM = "Jira"

@@ -19,15 +19,21 @@ from urllib.parse import quote, urlencode
 
 import requests
 
-from integrations.errors import IntegrationError, PermanentFailure, RetryLater
+from integrations.errors import (
+    IntegrationError,
+    PermanentFailure,
+    RetryLater,
+    status_failure,
+    transport_failure,
+)
 from integrations.http import (
     JsonApi,
     Throttle,
     Timeouts,
-    call_with_retries,
     is_success,
-    status_failure,
-    transport_failure,
+)
+from integrations.retries import (
+    call_with_retries,
 )
 
 SYSTEM = "PostHog"

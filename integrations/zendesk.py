@@ -39,18 +39,24 @@ from requests.auth import HTTPBasicAuth
 from zenpy import Zenpy
 from zenpy.lib.exception import ZenpyException
 
-from integrations.errors import IntegrationError, PermanentFailure, RetryLater
+from integrations.errors import (
+    IntegrationError,
+    PermanentFailure,
+    RetryLater,
+    status_failure,
+    transport_failure,
+)
 from integrations.http import (
     ErrorStatus,
     JsonApi,
     RedirectRefused,
     Throttle,
     Timeouts,
-    call_with_retries,
     configure_session,
     is_success,
-    status_failure,
-    transport_failure,
+)
+from integrations.retries import (
+    call_with_retries,
 )
 
 SYSTEM = "Zendesk"

@@ -2,7 +2,7 @@
 
 A failure is retried at exactly one layer:
 
-1. In process (``integrations.http.call_with_retries``): a request that cannot
+1. In process (``integrations.retries.call_with_retries``): a request that cannot
    post twice (a read, the idempotent PostHog PATCH, a tag, a remote-link
    upsert, or one that never left the machine) is repeated at most 3 times
    within a job, with waits of at most 2 s. The libraries' own hidden retries
