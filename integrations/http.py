@@ -230,7 +230,8 @@ class JsonApi:
         response = requests.Response()
         response.status_code = answer.status
         response.reason = answer.reason or ""
-        response.headers = CaseInsensitiveDict(answer.headers)
+        # urllib3's header dict is case-insensitive too: no copy into requests' own.
+        response.headers = cast(CaseInsensitiveDict[str], answer.headers)
         response.encoding = get_encoding_from_headers(response.headers)
         response.url = url
         # Read whole above (urllib3 preloads it); Response has no public way to take it.
