@@ -17,6 +17,7 @@ the integrations sees requests, zenpy or jira exceptions.
 from __future__ import annotations
 
 import email.utils
+import re
 import ssl
 import time
 from datetime import timezone
@@ -94,12 +95,16 @@ def redirect_reason(system: str, response: requests.Response) -> str:
     )
 
 
+# RFC 9110's delay-seconds: ASCII digits only (str.isdigit also takes "²" and "٣").
+_DELAY_SECONDS = re.compile(r"[0-9]+")
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a Retry-After header in either form (seconds or HTTP date)."""
     if value is None or not value.strip():
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DELAY_SECONDS.fullmatch(value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -32,6 +32,8 @@ T = TypeVar("T")
 IN_PROCESS_ATTEMPTS = 3
 #: The longest in-process wait; a server asking for more goes back to the queue.
 IN_PROCESS_MAX_WAIT_SECONDS = 2.0
+#: The shortest in-process wait after a server named its own.
+IN_PROCESS_MIN_WAIT_SECONDS = 0.2
 
 
 def _retryable_in_process(repeatable: bool) -> Callable[[BaseException], bool]:
@@ -48,7 +50,8 @@ def _retryable_in_process(repeatable: bool) -> Callable[[BaseException], bool]:
 def _wait(state: RetryCallState) -> float:
     exc = state.outcome.exception() if state.outcome else None
     if isinstance(exc, RetryLater) and exc.retry_after is not None:
-        return exc.retry_after
+        # "Retry-After: 0" from a proxy is no reason to hammer the server.
+        return max(exc.retry_after, IN_PROCESS_MIN_WAIT_SECONDS)
     return float(wait_random_exponential(multiplier=0.2, max=IN_PROCESS_MAX_WAIT_SECONDS)(state))
 
 

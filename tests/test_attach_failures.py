@@ -4,6 +4,7 @@ permanent failures, the retry horizon, and secrets kept out of logs and reasons.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -188,6 +189,39 @@ def test_job_is_given_up_with_its_last_reason_after_the_retry_horizon(
     assert job.attempts >= 2
     assert job.last_failure_at - job.first_failure_at <= 2.0
     assert notes_on(sandbox, 101) == []
+
+
+def test_retry_after_zero_is_no_retry_storm(
+    sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
+) -> None:
+    """A proxy answering every request "503, Retry-After: 0": the waits are held to the
+    minimum backoff, in process and on the queue, and the job ends after retry.max_attempts."""
+    sandbox.jira.retry_after_on_503 = 0
+    sandbox.jira.fail_next("5xx", count=1000, method="POST", path_regex=r"/remotelink$")
+    app = make_app(
+        config_data(
+            sandbox,
+            jira__comment=False,
+            retry__min_backoff_seconds=0.3,
+            retry__max_backoff_seconds=0.5,
+            retry__max_attempts=3,
+        )
+    )
+    enqueue_bug_report(session_id=SESSION, jira_issue="BUG-1", queue=app.queue)
+    with run_worker(app) as worker:
+        worker.drain()
+    (job,) = app.failed.all()
+    assert job.attempts == 3
+    assert job.reason == (
+        "gave up after 3 attempts (retry.max_attempts): Jira had a server error (503)"
+    )
+    posts = [r.time for r in sandbox.jira.calls("POST", r"/remotelink$")]
+    # Three attempts of three tries each (the upsert is safe to repeat in process).
+    assert len(posts) == 9
+    gaps = [later - earlier for earlier, later in pairwise(posts)]
+    assert min(gaps[i] for i in (0, 1, 3, 4, 6, 7)) >= 0.2  # in process
+    assert min(gaps[i] for i in (2, 5)) >= 0.3  # on the queue
+    assert jira_issue(sandbox, "BUG-1")["remote_links"] == []
 
 
 def test_clients_are_built_once_per_thread_and_connections_reused(

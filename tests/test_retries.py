@@ -12,6 +12,7 @@ from integrations.errors import PermanentFailure, RetryLater
 from integrations.retries import (
     IN_PROCESS_ATTEMPTS,
     IN_PROCESS_MAX_WAIT_SECONDS,
+    IN_PROCESS_MIN_WAIT_SECONDS,
     call_with_retries,
 )
 
@@ -66,6 +67,13 @@ def test_the_first_failure_decides_the_wait_before_the_second_attempt(
     assert call.calls == 2
     assert time.monotonic() - started >= 0.3
     assert "retrying in process after: throttled (429)" in caplog.text
+
+
+def test_a_server_asking_for_no_wait_still_gets_the_shortest_in_process_wait() -> None:
+    call = Flaky(_busy(), _busy())  # Retry-After: 0
+    started = time.monotonic()
+    assert call_with_retries(call, repeatable=True) == "ok"
+    assert time.monotonic() - started >= 2 * IN_PROCESS_MIN_WAIT_SECONDS
 
 
 def test_an_unexpected_error_on_the_first_attempt_is_raised_unchanged() -> None:

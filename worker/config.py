@@ -214,8 +214,11 @@ class RetryConfig(_Section):
     min_backoff_seconds: float = Field(default=15.0, gt=0)
     max_backoff_seconds: float = Field(default=3600.0, gt=0)
     #: A server's Retry-After beyond this is capped (a misbehaving header must
-    #: not park a job for days).
+    #: not park a job for days); one below ``min_backoff_seconds`` is raised to it.
     max_retry_after_seconds: float = Field(default=3600.0, gt=0)
+    #: A job is given up after this many attempts, even within the horizon: a
+    #: server answering "retry now" again and again must not make a retry storm.
+    max_attempts: int = Field(default=50, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _order(self) -> RetryConfig:

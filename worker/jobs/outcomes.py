@@ -147,9 +147,9 @@ class JobRunner:
     ) -> None:
         policy = self._config.retry
         delay = retry_policy.retry_delay_seconds(attempt, retry_after, policy)
-        if not retry_policy.within_horizon(first_at, time.time() + delay, policy):
-            reason = f"gave up after {attempt} attempts over {policy.horizon_hours:g} h: {reason}"
-            self._fail(message, message.args[0], event, reason, attempt, first_at)
+        give_up = retry_policy.why_give_up(attempt, first_at, time.time() + delay, policy)
+        if give_up is not None:
+            self._fail(message, message.args[0], event, f"{give_up}: {reason}", attempt, first_at)
             return
         log.info(
             "job %s: attempt %d failed (%s); retrying in %.1f s",

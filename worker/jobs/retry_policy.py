@@ -11,10 +11,11 @@ A failure is retried at exactly one layer:
    ``RetryLater`` (5xx, 408, 409, 429, timeouts, resets, a request budget used
    up, another worker busy with the same ticket, Redis unavailable) goes back to
    the queue through ``worker.jobs.scheduler`` after the server's own wait
-   (Retry-After, PostHog's "Expected available in N seconds"), capped at
-   ``retry.max_retry_after_seconds``, or else exponential backoff with full
-   jitter between ``retry.min_backoff_seconds`` and ``retry.max_backoff_seconds``.
-   A job is given up, as a failed job with its last reason, once its next
+   (Retry-After, PostHog's "Expected available in N seconds"), kept between
+   ``retry.min_backoff_seconds`` and ``retry.max_retry_after_seconds``, or else
+   exponential backoff with full jitter between ``retry.min_backoff_seconds``
+   and ``retry.max_backoff_seconds``. A job is given up, as a failed job with
+   its last reason, after ``retry.max_attempts`` attempts or once its next
    attempt would fall beyond ``retry.horizon_hours`` after its first; one that
    raised an unexpected error (a bug, not a vendor failure) after
    ``MAX_ATTEMPTS_ON_UNEXPECTED_ERROR`` attempts.
@@ -47,10 +48,15 @@ FALLBACK_MAX_BACKOFF_MS = 60_000
 
 
 def retry_delay_seconds(attempt: int, retry_after: float | None, policy: RetryConfig) -> float:
-    """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+    """Seconds to wait after failed attempt number ``attempt`` (1-based).
+
+    A server's own wait is honoured, but never below the minimum backoff: a
+    proxy answering ``Retry-After: 0`` must not make a job retry at once.
+    """
     if retry_after is not None:
+        wait = min(max(retry_after, policy.min_backoff_seconds), policy.max_retry_after_seconds)
         # A little jitter so that a fleet told "retry in 10 s" does not return at once.
-        return min(retry_after, policy.max_retry_after_seconds) + random.uniform(0, 0.25)
+        return wait + random.uniform(0, 0.25)
     ceiling = min(policy.max_backoff_seconds, policy.min_backoff_seconds * 2 ** (attempt - 1))
     return random.uniform(policy.min_backoff_seconds, max(policy.min_backoff_seconds, ceiling))
 
@@ -58,3 +64,14 @@ def retry_delay_seconds(attempt: int, retry_after: float | None, policy: RetryCo
 def within_horizon(first_attempt_at: float, retry_at: float, policy: RetryConfig) -> bool:
     """Whether an attempt at ``retry_at`` is still within the horizon of the job's first."""
     return retry_at - first_attempt_at <= policy.horizon_hours * 3600
+
+
+def why_give_up(
+    attempt: int, first_attempt_at: float, retry_at: float, policy: RetryConfig
+) -> str | None:
+    """Why the job ends after failed attempt ``attempt`` rather than retry at ``retry_at``."""
+    if attempt >= policy.max_attempts:
+        return f"gave up after {attempt} attempts (retry.max_attempts)"
+    if not within_horizon(first_attempt_at, retry_at, policy):
+        return f"gave up after {attempt} attempts over {policy.horizon_hours:g} h"
+    return None
