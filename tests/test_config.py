@@ -172,3 +172,51 @@ def test_commands_refuse_to_start_with_exit_2(command: list[str], tmp_path: Path
     assert result.returncode == 2, result.stderr
     assert "posthog.project_id (from ${POSTHOG_PROJECT_ID}): is required" in result.stderr
     assert "phx_secret_value" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "key"),
+    [
+        ("POSTHOG_HOST", "http://posthog.example.com", "posthog.host"),
+        ("ZENDESK_URL", "http://acme.zendesk.com", "zendesk.url"),
+        ("JIRA_URL", "http://jira.example.com:8080", "jira.url"),
+        ("JIRA_URL", "http://10.0.0.7", "jira.url"),
+    ],
+)
+def test_credentials_never_go_to_a_remote_host_in_clear_text(
+    variable: str, value: str, key: str
+) -> None:
+    env = {
+        **BASE_ENV,
+        "ZENDESK_EMAIL": "agent@acme.test",
+        "ZENDESK_API_TOKEN": "zd-secret",
+        "JIRA_EMAIL": "dev@acme.test",
+        "JIRA_API_TOKEN": "jira-secret",
+        "ZENDESK_URL": "https://acme.zendesk.com",
+        "JIRA_URL": "https://acme.atlassian.net",
+        variable: value,
+    }
+    with pytest.raises(ConfigError) as error:
+        load_config(DEFAULT_CONFIG_PATH, env=env)
+    message = str(error.value)
+    section = key.partition(".")[0]
+    assert f"{key} is http://" in message
+    assert f"{section}.allow_insecure_http: true" in message
+    assert "secret" not in message
+
+
+@pytest.mark.parametrize(
+    "host", ["http://127.0.0.1:8123", "http://127.8.9.1", "http://localhost:80", "http://[::1]:9"]
+)
+def test_http_to_this_machine_is_accepted(host: str) -> None:
+    config = load_config(DEFAULT_CONFIG_PATH, env={**BASE_ENV, "POSTHOG_HOST": host})
+    assert config.posthog.host == host
+
+
+def test_http_to_another_host_is_accepted_only_when_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "posthog:\n  project_id: 1\n  personal_api_key: k\n"
+        "  host: http://tls-proxy.internal:8080\n  allow_insecure_http: true\n"
+    )
+    assert load_config(path, env={}).posthog.host == "http://tls-proxy.internal:8080"

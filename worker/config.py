@@ -9,6 +9,7 @@ it came from) without ever echoing a value: values may be secrets.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -89,10 +90,32 @@ class BrokerConfig(_Section):
         return value
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _refuse_clear_text(section: str, key: str, url: str | None, allowed: bool) -> None:
+    """Credentials go with every request: ``http://`` only to this machine, or when told."""
+    parts = urlsplit(url or "")
+    if parts.scheme == "http" and not allowed and not _is_loopback(parts.hostname or ""):
+        raise ValueError(
+            f"{section}.{key} is http://, which would send the credentials in clear text: "
+            f"use https://, or set {section}.allow_insecure_http: true if a trusted proxy "
+            "adds TLS (loopback hosts such as 127.0.0.1 need neither)"
+        )
+
+
 class PostHogConfig(_Section):
     host: str = "https://us.posthog.com"
     project_id: int = Field(gt=0)
     personal_api_key: SecretStr
+    #: Allows an ``http://`` host other than a loopback address (credentials in clear text).
+    allow_insecure_http: bool = False
 
     @field_validator("host")
     @classmethod
@@ -112,6 +135,11 @@ class PostHogConfig(_Section):
             raise ValueError("is empty")
         return value
 
+    @model_validator(mode="after")
+    def _over_tls(self) -> PostHogConfig:
+        _refuse_clear_text("posthog", "host", self.host, self.allow_insecure_http)
+        return self
+
 
 class ZendeskConfig(_Section):
     url: str | None = None
@@ -123,6 +151,8 @@ class ZendeskConfig(_Section):
     tag: str | None = "posthog_replay"
     #: Added to a ticket whose replay could not be attached for good.
     failed_tag: str | None = "posthog_replay_failed"
+    #: Allows an ``http://`` url other than a loopback address (credentials in clear text).
+    allow_insecure_http: bool = False
 
     @field_validator("url")
     @classmethod
@@ -137,6 +167,7 @@ class ZendeskConfig(_Section):
             raise ValueError(
                 "is partly configured: also set " + ", ".join(f"zendesk.{m}" for m in missing)
             )
+        _refuse_clear_text("zendesk", "url", self.url, self.allow_insecure_http)
         return self
 
 
@@ -158,6 +189,8 @@ class JiraConfig(_Section):
     remote_link: bool = True
     comment: bool = True
     comment_visibility: JiraVisibility | None = None
+    #: Allows an ``http://`` url other than a loopback address (credentials in clear text).
+    allow_insecure_http: bool = False
 
     @field_validator("url")
     @classmethod
@@ -194,6 +227,7 @@ class JiraConfig(_Section):
             raise ValueError("api_version 3 is Cloud only; Data Center tokens use api_version 2")
         if not (self.remote_link or self.comment) and self.url is not None:
             raise ValueError("has both remote_link and comment off: nothing would be posted")
+        _refuse_clear_text("jira", "url", self.url, self.allow_insecure_http)
         return self
 
     @property
