@@ -113,6 +113,8 @@ def test_enqueue_file_is_all_or_nothing(
         ("{not json", "line 1: not valid JSON"),
         ("[1, 2]", "line 1: an event must be a JSON object"),
         ("", "holds no events"),
+        ("[" * 5_000 + "]" * 5_000, "line 1: not an event: its JSON is nested too deeply"),
+        ('{"session_id": "' + "x" * 70_000 + '"}', "line 1: longer than 65536 characters"),
     ]:
         path.write_text(bad + "\n")
         result = run(cli_env, "enqueue", "--file", str(path))

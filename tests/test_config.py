@@ -26,7 +26,8 @@ def test_shipped_config_reads_the_public_environment_variables() -> None:
         "JIRA_API_TOKEN": "jira-secret",
     }
     config = load_config(DEFAULT_CONFIG_PATH, env=env)
-    assert config.broker.redis_url == "redis://127.0.0.1:6379/3"
+    assert config.broker.redis_url is not None
+    assert config.broker.redis_url.get_secret_value() == "redis://127.0.0.1:6379/3"
     assert config.posthog.host == "https://eu.posthog.com"
     assert config.posthog.project_id == 42
     assert config.posthog.personal_api_key.get_secret_value() == "phx_secret_value"
@@ -220,3 +221,28 @@ def test_http_to_another_host_is_accepted_only_when_allowed(tmp_path: Path) -> N
         "  host: http://tls-proxy.internal:8080\n  allow_insecure_http: true\n"
     )
     assert load_config(path, env={}).posthog.host == "http://tls-proxy.internal:8080"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis://:pa/ss@redis.internal:6379/0", "has a malformed port"),
+        ("redis://user:s3cr3t@redis.internal:63x9/0", "has a malformed port"),
+        ("redis://:s3cr3t@/0", "has no host"),
+        ("http://:s3cr3t@redis.internal", "must be a redis://"),
+        ("unix://", "has no socket path"),
+    ],
+)
+def test_a_bad_redis_url_is_named_without_its_secret(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(DEFAULT_CONFIG_PATH, env={**BASE_ENV, "REDIS_URL": url})
+    message = str(error.value)
+    assert f"broker.redis_url (from ${{REDIS_URL}}): {problem}" in message
+    assert "s3cr3t" not in message and "ss@" not in message and "pa/" not in message
+    assert "redis.internal" not in message
+
+
+def test_a_redis_url_never_shows_in_the_configurations_repr() -> None:
+    url = "redis://:s3cr3t@redis.internal:6379/0"
+    config = load_config(DEFAULT_CONFIG_PATH, env={**BASE_ENV, "REDIS_URL": url})
+    assert "s3cr3t" not in repr(config) and "s3cr3t" not in str(config.model_dump())

@@ -108,3 +108,19 @@ def test_bug_report_is_immutable() -> None:
     assert isinstance(event, BugReport)
     with pytest.raises(Exception, match="frozen"):
         event.session_id = "b"  # type: ignore[misc]
+
+
+def test_a_file_with_an_overlong_or_too_deeply_nested_line_names_that_line() -> None:
+    good = '{"session_id": "s", "zendesk_ticket": 1}\n'
+    deep = "[" * 5_000 + "]" * 5_000 + "\n"
+    with pytest.raises(
+        InvalidEvent, match=r"^line 2: not an event: its JSON is nested too deeply$"
+    ):
+        list(iter_event_lines(io.StringIO(good + deep)))
+    huge = '{"description": "' + "x" * (64 * 1024) + '"}\n'
+    with pytest.raises(InvalidEvent, match=r"^line 3: longer than 65536 characters"):
+        list(iter_event_lines(io.StringIO(good + good + huge + good)))
+    # A line of exactly the limit, newline included, is read whole.
+    padded = '{"session_id": "s", "zendesk_ticket": 1}' + " " * (64 * 1024 - 41) + "\n"
+    assert len(padded) == 64 * 1024
+    assert [n for n, _ in iter_event_lines(io.StringIO(padded + good))] == [1, 2]

@@ -66,7 +66,8 @@ class _Section(BaseModel):
 
 
 class BrokerConfig(_Section):
-    redis_url: str | None = None
+    #: A secret: a Redis URL may carry a password.
+    redis_url: SecretStr | None = None
     data_dir: Path = Path("~/.local/share/replay-attach")
     queue: str = keys.QUEUE_NAME
     heartbeat_timeout_seconds: int = Field(default=15, ge=5, le=3600)
@@ -79,13 +80,25 @@ class BrokerConfig(_Section):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_url(cls, value: str | None) -> str | None:
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # Messages name what is wrong, never the URL: it may hold a password.
         if value is None:
             return None
-        parts = urlsplit(value)
+        parts = urlsplit(value.get_secret_value())
         if parts.scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
-        if parts.scheme != "unix" and not parts.hostname:
+        if parts.scheme == "unix":
+            if not parts.path:
+                raise ValueError("has no socket path; expected e.g. unix:///run/redis.sock")
+            return value
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError:
+            raise ValueError(
+                "has a malformed port (a password holding '/', '?', '#' or '@' must be "
+                "percent-encoded, e.g. '/' as %2F)"
+            ) from None
+        if not parts.hostname:
             raise ValueError("has no host; expected e.g. redis://127.0.0.1:6379/0")
         return value
 

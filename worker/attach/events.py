@@ -34,6 +34,8 @@ JIRA_ISSUE_PATTERN = r"^[A-Z][A-Z0-9_]{0,254}-[1-9][0-9]{0,17}$"
 
 MAX_DESCRIPTION_CHARS = 2000
 MAX_PAGE_URL_CHARS = 2048
+#: The longest line of a JSON Lines file of events, its newline included.
+MAX_LINE_CHARS = 64 * 1024
 
 SessionId = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)]
 
@@ -145,6 +147,8 @@ def parse_event_line(line: str) -> BugReport:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
         raise InvalidEvent(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise InvalidEvent("not an event: its JSON is nested too deeply") from None
     return parse_event(data)
 
 
@@ -153,7 +157,14 @@ def iter_event_lines(stream: IO[str]) -> Iterator[tuple[int, BugReport]]:
 
     Raises ``InvalidEvent`` naming the line number of the first bad line.
     """
-    for number, line in enumerate(stream, start=1):
+    number = 0
+    # Read with a limit: a line of gigabytes must not be held in memory whole.
+    while line := stream.readline(MAX_LINE_CHARS + 1):
+        number += 1
+        if len(line) > MAX_LINE_CHARS:
+            raise InvalidEvent(
+                f"line {number}: longer than {MAX_LINE_CHARS} characters (an event is far smaller)"
+            )
         if not line.strip():
             continue
         try:

@@ -21,8 +21,16 @@ from worker.cli.context import die, queue_of
 @click.option(
     "--replay-seconds", type=int, help="Start the replay this many seconds in (adds ?t=)."
 )
-@click.option("--page-url", help="The page the user reported the bug on.")
-@click.option("--description", help="The reporter's own words (shown escaped).")
+@click.option(
+    "--page-url",
+    help="The page the user reported the bug on. Visible to other local users in the "
+    "process list: to keep it private, give the event on stdin with --file - instead.",
+)
+@click.option(
+    "--description",
+    help="The reporter's own words (shown escaped). Visible to other local users in the "
+    "process list: to keep them private, give the event on stdin with --file - instead.",
+)
 @click.option(
     "--file",
     "file",
@@ -53,6 +61,8 @@ def enqueue(
       replay-attach enqueue --session-id 0192c0de-aaaa --zendesk-ticket 123
       replay-attach enqueue --session-id 0192c0de-aaaa --jira-issue BUG-42
       replay-attach enqueue --file events.jsonl
+      echo '{"session_id": "0192c0de-aaaa", "zendesk_ticket": 123, "description": "..."}' \\
+        | replay-attach enqueue --file -
     """
     single = {
         "session_id": session_id,

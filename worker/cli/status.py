@@ -78,7 +78,7 @@ def status(
     click.echo(f"in flight: {figures.in_flight}")
     click.echo(f"scheduled retries: {figures.scheduled_retries}")
     click.echo(f"failed: {figures.failed}")
-    click.echo(f"redis: {'REDIS_URL' if config.broker.redis_url else 'embedded'}")
+    click.echo(f"redis: {'embedded' if config.broker.redis_url is None else 'REDIS_URL'}")
 
 
 @click.command()

@@ -17,8 +17,8 @@ def resolve_redis_url(config: Config) -> str:
     The embedded Redis is started (or joined) here, and this process stays
     one of its users until it exits.
     """
-    if config.broker.redis_url:
-        return config.broker.redis_url
+    if config.broker.redis_url is not None:
+        return config.broker.redis_url.get_secret_value()
     return embedded_redis_url(config.broker.data_dir)
 
 
