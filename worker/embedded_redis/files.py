@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
+import logging
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -16,6 +18,8 @@ from pathlib import Path
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+logger = logging.getLogger(__package__)
 
 # --- Timeouts and intervals (seconds) -------------------------------------------------------
 
@@ -158,10 +162,61 @@ def _ping(socket: Path) -> bool:
         return False
 
 
+#: Opening a file of the data directory never follows a symbolic link planted there.
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def check_private(data_dir: Path) -> None:
+    """Refuse a data directory another local user could tamper with; raise ``EmbeddedRedisError``.
+
+    It holds queued bug reports and share links, and ``redis.conf`` can load code into
+    redis-server: it must be a real directory of the current user's, closed to group and
+    others, holding no symbolic link and nobody else's file. ``data_dir`` is checked as given,
+    before any symbolic link in it is resolved.
+    """
+    uid = os.getuid()
+    try:
+        info = os.lstat(data_dir)
+    except FileNotFoundError:
+        return  # the caller creates it, private
+    fix = "set REPLAY_ATTACH_DATA_DIR to a directory of your own, or REDIS_URL"
+    if stat.S_ISLNK(info.st_mode):
+        raise EmbeddedRedisError(
+            f"the embedded Redis data directory {data_dir} is a symbolic link: {fix}"
+        )
+    if not stat.S_ISDIR(info.st_mode):
+        raise EmbeddedRedisError(f"the embedded Redis data directory {data_dir} is not a directory")
+    if info.st_uid != uid:
+        raise EmbeddedRedisError(
+            f"the embedded Redis data directory {data_dir} belongs to uid {info.st_uid}, "
+            f"not to you (uid {uid}): {fix}"
+        )
+    if info.st_mode & 0o077:
+        raise EmbeddedRedisError(
+            f"the embedded Redis data directory {data_dir} is open to group or others "
+            f"(mode {stat.S_IMODE(info.st_mode):o}): run `chmod 700 {data_dir}`"
+        )
+    for entry in os.scandir(data_dir):
+        found = entry.stat(follow_symlinks=False)
+        if entry.is_symlink() or found.st_uid != uid:
+            problem = (
+                "is a symbolic link" if entry.is_symlink() else f"belongs to uid {found.st_uid}"
+            )
+            raise EmbeddedRedisError(
+                f"{entry.path} in the embedded Redis data directory {problem}: remove it "
+                "(someone else may have planted it)"
+            )
+        if found.st_mode & 0o077 and not stat.S_ISSOCK(found.st_mode):
+            # Ours, in a directory nobody else can enter: made private rather than refused,
+            # so that data directories of earlier versions keep working.
+            os.chmod(entry.path, stat.S_IMODE(found.st_mode) & 0o700)
+            logger.info("made %s private (it was mode %o)", entry.path, found.st_mode & 0o777)
+
+
 def _open_lock(path: Path) -> int:
     # Python opens fds close-on-exec, so no exec'd program (the keeper included) inherits
     # a user's lock; only fork() passes it on, which is what we want for dramatiq's workers.
-    return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    return os.open(path, os.O_RDWR | os.O_CREAT | O_NOFOLLOW, 0o600)
 
 
 def _try_flock(fd: int, operation: int) -> bool:

