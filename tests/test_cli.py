@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -222,6 +223,8 @@ def test_acceptance_file_of_20_events_then_worker(
 
     status = run(cli_env, "status")
     assert "queued: 0" in status.stdout and "failed: 0" in status.stdout
+    # Which server answers, so an operator sees the version in use.
+    assert re.search(r"^redis: REDIS_URL, redis-server \d+\.\d+\.\d+", status.stdout, re.M)
     one = run(cli_env, "status", "--session-id", "zs-0", "--zendesk-ticket", "101")
     assert one.stdout.splitlines()[0] == "session zs-0 on zendesk:101:"
     assert "  note: done at" in one.stdout and "  tag: done at" in one.stdout

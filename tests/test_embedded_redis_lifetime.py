@@ -144,7 +144,12 @@ def test_data_survives_a_full_stop_and_start(data_dir: Path) -> None:
         first_pid = int(client.info("server")["process_id"])
         client.close()
     assert_stops(data_dir, first_pid)
-    assert (data_dir / "appendonly.aof").stat().st_size > 0
+    # Redis 6 keeps appendonly.aof, Redis 7 the files of an appendonlydir.
+    assert (
+        sum(p.stat().st_size for p in data_dir.glob("appendonly*") if p.is_file())
+        + sum(p.stat().st_size for p in data_dir.glob("appendonlydir/*"))
+        > 0
+    )
 
     with EmbeddedRedis(data_dir) as user:
         client = redis.Redis.from_url(user.url)

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from tests.test_embedded_redis_support import keeper_processes, server_processes
-from worker.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from worker.embedded_redis import EmbeddedRedis, EmbeddedRedisError, files
 
 pytest_plugins = ["tests.test_embedded_redis_support"]
 
@@ -87,6 +87,26 @@ def test_everything_the_server_writes_is_private_and_old_files_are_made_so(
     with redis.Redis.from_url(user.acquire()) as client:
         client.set("queued", "a bug report")
         client.bgrewriteaof()
-    entries = {p.name: stat.S_IMODE(p.lstat().st_mode) for p in data_dir.iterdir()}
-    assert "appendonly.aof" in entries and "redis.conf" in entries
-    assert {name: mode for name, mode in entries.items() if mode & 0o077} == {}
+    # Redis 6 writes appendonly.aof, Redis 7 an appendonlydir of several files.
+    entries = {str(p.relative_to(data_dir)): p.lstat().st_mode for p in data_dir.rglob("*")}
+    assert "redis.conf" in entries and any(name.startswith("appendonly") for name in entries)
+    assert {n: oct(stat.S_IMODE(m)) for n, m in entries.items() if m & 0o077} == {}
+
+
+def _fake_server(directory: Path, version: str) -> Path:
+    script = directory / "redis-server"
+    script.write_text(f"#!/bin/sh\necho 'Redis server v={version} sha=0 bits=64'\n")
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.parametrize(("version", "chosen"), [("99.0.0", "on PATH"), ("1.0.0", "bundled")])
+def test_a_redis_server_on_path_is_preferred_only_when_newer_than_the_bundled_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, chosen: str
+) -> None:
+    fake = _fake_server(tmp_path, version)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    binary = files._redis_server_binary()
+    assert (binary == fake) == (chosen == "on PATH")
+    if chosen == "bundled":
+        assert binary == files._bundled_redis_server()

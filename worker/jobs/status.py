@@ -19,6 +19,8 @@ class QueueFigures:
     in_flight: int
     scheduled_retries: int
     failed: int
+    #: The redis-server answering: its version and, when it says, its executable.
+    server: str
 
 
 def queue_figures(client: redis.Redis, queue_name: str, failed: FailedJobs) -> QueueFigures:
@@ -26,11 +28,16 @@ def queue_figures(client: redis.Redis, queue_name: str, failed: FailedJobs) -> Q
         int(client.scard(key)) for key in client.scan_iter(match=keys.acks_key("*", queue_name))
     )
     delayed = keys.queue_keys(delay_queue_name(queue_name))[1]
+    info = client.info("server")
+    server = f"redis-server {info.get('redis_version', '?')}"
+    if info.get("executable"):
+        server += f" ({info['executable']})"
     return QueueFigures(
         queued=int(client.llen(keys.queue_keys(queue_name)[0])),
         in_flight=in_flight,
         scheduled_retries=scheduled_count(client) + int(client.hlen(delayed)),
         failed=failed.count(),
+        server=server,
     )
 
 
