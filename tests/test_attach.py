@@ -137,7 +137,7 @@ def test_jira_v2_posts_wiki_markup_with_escaped_description(
     assert isinstance(comment["body"], str)
     link = sandbox.jira.issues["BUG-2"]["remote_links"][0]["object"]["url"]
     assert f"[Watch the session replay|{link}]" in comment["body"]
-    assert "{noformat}{ noformat}[evil|http://x]{noformat}" in comment["body"]
+    assert "Reporter's description:\n\\{noformat\\}\\[evil\\|http\\://x\\]" in comment["body"]
     assert [r.path for r in sandbox.jira.calls()] == [
         "/rest/api/2/issue/BUG-2/remotelink",
         "/rest/api/2/issue/BUG-2/comment",

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+
+import pytest
 
 from worker.attach import rendering
 from worker.attach.events import parse_event
@@ -40,23 +43,90 @@ def test_a_zendesk_note_escapes_the_reporters_words_and_page() -> None:
     assert rendering.zendesk_note(report, LINK, public=True).public is True
 
 
-def test_a_jira_v2_comment_keeps_the_description_out_of_wiki_markup() -> None:
+def _markup_left(text: str) -> list[str]:
+    """What in ``text`` Jira's wiki renderer would read as markup: special characters not
+    escaped, backslashes that escape nothing special, and lines that start a block."""
+    left = []
+    escaped = False
+    # The entities wiki_text writes itself: a reporter's '&' is always escaped.
+    for char in re.sub(r"&bsol;|&#46;", "", text):
+        if escaped:
+            if char not in rendering.WIKI_SPECIAL:
+                left.append("\\" + char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in rendering.WIKI_SPECIAL:
+            left.append(char)
+    if escaped:
+        left.append("trailing \\")
+    left += re.findall(r"(?m)^\s*(?:h[1-6]|bq)\.", text)
+    return left
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        "the last word escapes what follows\\",
+        "{noformat}[Sign in|https://evil.example/login]{noformat}",
+        "ping [~jsmith] and [~admin]",
+        "!https://evil.example/pixel.png!",
+        "{color:red}urgent{color} {code}x{code}",
+        "a|b||c",
+        "*bold* _it_ -strike- +under+ ^sup^ ~sub~ ??cite?? {{mono}}",
+        "h1. Heading\nbq. quote\n# item\n* item\n----",
+        "back\\slash\\\\ and :) ;) (!) &amp; &#123;",
+    ],
+)
+def test_a_jira_v2_comment_shows_the_reporters_text_as_text(description: str) -> None:
+    report = parse_event({"session_id": "s-1", "jira_issue": "BUG-1", "description": description})
+    comment = rendering.jira_comment(report, LINK, api_version=2, visibility=None)
+    assert isinstance(comment.body, str)
+    shown = comment.body.split("Reporter's description:\n", 1)[1].rsplit("\n_", 1)[0]
+    assert shown == rendering.wiki_text(description)
+    assert _markup_left(shown) == []
+    # Unescaped again, it is the reporter's text exactly.
+    entities = {"&bsol;": "\\", "&#46;": "."}
+    unescaped = re.sub(
+        r"\\(.)|&bsol;|&#46;", lambda m: m.group(1) or entities[m.group(0)], shown, flags=re.S
+    )
+    assert unescaped == description
+
+
+def test_a_jira_v2_comment_keeps_links_and_values_intact() -> None:
     report = parse_event(
         {
-            "session_id": "s-1",
+            "session_id": "s_1-x",
             "jira_issue": "BUG-1",
-            "description": "{noformat}[evil|http://x]",
             "page_url": "https://app.example.com/a|b]c",
+            "reported_at": "2026-11-26T10:00:00+01:00",
         }
     )
     comment = rendering.jira_comment(report, LINK, api_version=2, visibility=None)
     assert isinstance(comment.body, str)
-    # Only the closing tag could end the block early, and it is broken up.
-    assert comment.body.count("{noformat}") == 2
-    assert "{ noformat}[evil|http://x]" in comment.body
     # '|' and ']' in a URL would end the [text|url] link early.
     assert "Page: [https://app.example.com/a%7Cb%5Dc]" in comment.body
     assert "[Watch the session replay|https://us.posthog.com/embedded/tok-123?t=95]" in comment.body
+    assert "Session ID: {{s\\_1\\-x}}" in comment.body
+    assert "Reported at: {{2026\\-11\\-26T10\\:00\\:00\\+01\\:00}}" in comment.body
+
+
+def test_zendesk_placeholders_in_the_reporters_text_stay_inert() -> None:
+    report = parse_event(
+        {
+            "session_id": "s-1",
+            "zendesk_ticket": 7,
+            "description": "mail {{ticket.requester.email}} and {{{raw}}}",
+            "page_url": "https://app.example.com/?q={{current_user.name}}",
+        }
+    )
+    note = rendering.zendesk_note(report, LINK, public=False)
+    for body in (note.html_body, note.plain_body):
+        assert "{{" not in body and "}}" not in body
+    assert "&#123;&#123;ticket.requester.email&#125;&#125;" in note.html_body
+    shown = note.plain_body.replace("\u200b", "")
+    assert "mail {{ticket.requester.email}} and {{{raw}}}" in shown
+    assert "?q={{current_user.name}}" in shown
 
 
 def test_a_jira_v3_comment_is_a_document_whose_text_is_never_markup() -> None:

@@ -8,6 +8,7 @@ text nodes for Jira v3 (Atlassian Document Format).
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -37,8 +38,21 @@ def _details(event: BugReport) -> list[tuple[str, str]]:
     return rows
 
 
+def _html(value: str) -> str:
+    # Braces as entities: '{{ticket.requester.email}}' stays text, never a Zendesk placeholder.
+    return html.escape(value).replace("{", "&#123;").replace("}", "&#125;")
+
+
+def _plain(value: str) -> str:
+    """``value`` with a zero-width space between doubled braces: no Zendesk placeholder."""
+    return _DOUBLED_BRACE.sub("\\g<0>\u200b", value)
+
+
+_DOUBLED_BRACE = re.compile(r"[{}](?=[{}])")
+
+
 def zendesk_note(event: BugReport, link: str, *, public: bool) -> ZendeskNote:
-    e = html.escape
+    e = _html
     lines = [
         f"<p><strong>{HEADING}</strong> for this bug report: "
         f'<a href="{e(link)}">{LINK_TEXT}</a></p>',
@@ -52,10 +66,10 @@ def zendesk_note(event: BugReport, link: str, *, public: bool) -> ZendeskNote:
         + "</p>",
     ]
     plain = [f"{HEADING} for this bug report: {LINK_TEXT}: {link}"]
-    plain += [f"{label}: {value}" for label, value in _details(event)]
+    plain += [f"{label}: {_plain(value)}" for label, value in _details(event)]
     if event.description:
         lines.append(f"<p>Reporter's description:<br><em>{e(event.description)}</em></p>")
-        plain.append(f"Reporter's description: {event.description}")
+        plain.append(f"Reporter's description: {_plain(event.description)}")
     lines.append(f"<p>{WARNING} {SIGNATURE}</p>")
     plain.append(f"{WARNING} {SIGNATURE}")
     return ZendeskNote(html_body="\n".join(lines), plain_body="\n".join(plain), public=public)
@@ -66,17 +80,37 @@ def _wiki_url(url: str) -> str:
     return quote(url, safe=":/?&=#%@+,;~!$'()*.-_")
 
 
+#: Characters with a meaning in Jira's wiki markup somewhere in a line (the set of the
+#: jira-wiki-markup parser pandoc uses), plus '#', which starts a numbered list.
+WIKI_SPECIAL = frozenset("_+-*^~|[]{}(?!&\\:;#")
+# A line that starts with these would become a heading or a quote.
+_WIKI_BLOCK_START = re.compile(r"^(\s*(?:h[1-6]|bq))\.", re.MULTILINE)
+
+
+def wiki_text(text: str) -> str:
+    """``text`` as Jira wiki markup that shows it as it is and means nothing.
+
+    Every special character is escaped with a backslash, except the backslash itself,
+    which cannot be escaped and becomes the entity ``&bsol;`` (a trailing backslash would
+    otherwise escape whatever follows). Wrapping the text in ``{noformat}`` is not enough:
+    a description ending in a backslash escapes the closing tag.
+    """
+    escaped = "".join(
+        "&bsol;" if char == "\\" else f"\\{char}" if char in WIKI_SPECIAL else char
+        for char in text
+    )
+    return _WIKI_BLOCK_START.sub(r"\1&#46;", escaped)
+
+
 def _wiki_comment(event: BugReport, link: str) -> str:
     lines = [f"*{HEADING}* for this bug report: [{LINK_TEXT}|{_wiki_url(link)}]"]
     for label, value in _details(event):
         if label == "Page":
             lines.append(f"Page: [{_wiki_url(value)}]")
         else:
-            lines.append(f"{label}: {{{{{value}}}}}")
+            lines.append(f"{label}: {{{{{wiki_text(value)}}}}}")
     if event.description:
-        # Inside {noformat} nothing is markup; only the closing tag itself is special.
-        text = event.description.replace("{noformat}", "{ noformat}")
-        lines.append("Reporter's description:\n{noformat}" + text + "{noformat}")
+        lines.append("Reporter's description:\n" + wiki_text(event.description))
     lines.append(f"_{WARNING} {SIGNATURE}_")
     return "\n".join(lines)
 
