@@ -85,6 +85,8 @@ def run_demo(echo: Callable[[str], None], keep: bool = False) -> int:
         echo(f"support agent's view: {box.console_url}")
         box.zendesk.fail_next("5xx", method="PUT", path_regex=rf"/tickets/{FLAKY_TICKET}\.json$")
         app = create_app(_demo_config(box, redis_url), url=redis_url)
+        # What each dramatiq worker process does once: starts the time-limit watch.
+        app.broker.emit_after("process_boot")
         worker = Worker(app.broker, worker_threads=4, worker_timeout=100)
         worker.start()
         try:

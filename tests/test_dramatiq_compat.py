@@ -11,11 +11,13 @@ import importlib.metadata
 import dramatiq
 import dramatiq.cli
 import redis
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.errors import ActorNotFound
 from packaging.requirements import Requirement
 
 from worker import keys
-from worker.jobs.dramatiq_compat import ReplayAttachBroker, delay_queue_name
+from worker.jobs.dramatiq_compat import ReplayAttachBroker, delay_queue_name, failure_of
 
 QUEUE = "compat-check"
 
@@ -118,3 +120,13 @@ def test_dramatiqs_worker_command_takes_the_arguments_replay_attach_passes() -> 
         105000,
     ), _relied_on("dramatiq.cli's arguments")
     assert callable(dramatiq.cli.main), _relied_on("dramatiq.cli.main")
+
+
+def test_a_failed_message_keeps_the_exception_it_failed_with(redis_client: redis.Redis) -> None:
+    broker = RedisBroker(client=redis_client)
+    actor = dramatiq.actor(lambda event: None, actor_name="compat", queue_name=QUEUE, broker=broker)
+    proxy = MessageProxy(actor.message({"session_id": "s"}))
+    assert failure_of(proxy) is None
+    error = ActorNotFound("elsewhere")
+    proxy.stuff_exception(error)
+    assert failure_of(proxy) is error, _relied_on("MessageProxy's stuffed exception")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import dramatiq
 import pytest
 
 from sandbox.app import Sandbox
@@ -198,3 +199,60 @@ def test_failed_jobs_older_than_the_retention_disappear(
     assert app.failed.expire_old(now=now + 2.0 * day + 1) == 1
     assert app.failed.all() == [] and app.failed.count() == 0
     assert app.failed.get([real_id, "one-day-old", "three-days-old"]) == {}
+
+
+# --------------------------------------------------------------------------- 9. beyond the actor
+
+
+def test_a_job_past_its_time_limit_is_retried_and_then_failed_with_its_reason(
+    sandbox: Sandbox, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
+) -> None:
+    """dramatiq interrupts a job past its time limit with a BaseException, which skipped the
+    job's outcome: the job then went through dramatiq's own retries to its dead letters,
+    never to ``failed list``. Now it is an attempt like any other."""
+    sandbox.posthog.slow_seconds = 2.5
+    sandbox.posthog.fail_next("slow", count=100, method="PATCH")
+    app = make_app(
+        config_data(
+            sandbox,
+            http__read_timeout_seconds=10,
+            worker__job_time_limit_seconds=1,
+            retry__max_attempts=2,
+        )
+    )
+    job_id = enqueue_bug_report(session_id=SESSION, zendesk_ticket=101, queue=app.queue)
+    with run_worker(app) as worker:
+        worker.drain(timeout=60)
+    (job,) = app.failed.all()
+    assert job.job_id == job_id and job.attempts == 2
+    assert job.reason == (
+        "gave up after 2 attempts (retry.max_attempts): "
+        "the job ran longer than worker.job_time_limit_seconds (1 s)"
+    )
+    assert len(sandbox.posthog.calls("PATCH")) == 2
+    assert notes_on(sandbox, 101) == []
+    assert app.redis.keys("replay-attach:lock:*") == []
+
+
+def test_a_message_for_an_unknown_actor_is_a_failed_job_with_its_reason(
+    sandbox: Sandbox, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
+) -> None:
+    app = make_app(config_data(sandbox))
+    stray = dramatiq.Message(
+        queue_name=app.actor.queue_name,
+        actor_name="send_invoice",
+        args=({"session_id": SESSION, "zendesk_ticket": 101},),
+        kwargs={},
+        options={},
+    )
+    app.broker.enqueue(stray)
+    enqueue_bug_report(session_id="after-the-stray", zendesk_ticket=102, queue=app.queue)
+    with run_worker(app) as worker:
+        worker.drain()
+    (job,) = app.failed.all()
+    assert job.job_id == stray.message_id and job.session_id == SESSION
+    assert job.reason == (
+        "invalid message: no worker handles actor 'send_invoice' "
+        "(written by hand, or by another application)"
+    )
+    assert len(notes_on(sandbox, 102)) == 1

@@ -43,7 +43,7 @@ def create_app(config: Config, url: str | None = None) -> App:
     """The app on ``url``, else on the configured Redis (starting the embedded one if unset)."""
     client = redis_client(url or resolve_redis_url(config))
     failed = FailedJobs(client, config.failed.retention_days)
-    broker = build_broker(config, client, on_undecodable=failed.record_undecodable)
+    broker = build_broker(config, client, failed)
     runner = JobRunner(config, broker, failed, ThreadServices(config, client))
     actor: dramatiq.Actor[..., None] = dramatiq.actor(  # type: ignore[call-overload]
         runner.run_current_message,

@@ -292,6 +292,9 @@ class WorkerConfig(_Section):
     #: An idle worker polls the bug-report queue at least this often (dramatiq's default
     #: backs off to 1000 ms, which adds up to a second of latency to a new event).
     idle_poll_ms: int = Field(default=100, ge=10, le=5000)
+    #: A job still running after this long is interrupted and tried again later (a server
+    #: dripping its answer a byte at a time defeats the read timeout of each request).
+    job_time_limit_seconds: float = Field(default=600, gt=0, le=24 * 3600)
 
 
 class Config(_Section):

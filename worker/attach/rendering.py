@@ -96,8 +96,7 @@ def wiki_text(text: str) -> str:
     a description ending in a backslash escapes the closing tag.
     """
     escaped = "".join(
-        "&bsol;" if char == "\\" else f"\\{char}" if char in WIKI_SPECIAL else char
-        for char in text
+        "&bsol;" if char == "\\" else f"\\{char}" if char in WIKI_SPECIAL else char for char in text
     )
     return _WIKI_BLOCK_START.sub(r"\1&#46;", escaped)
 

@@ -89,9 +89,10 @@ def _jira_steps(event: BugReport, issue: str, services: Services) -> list[Step]:
             Step(
                 "comment",
                 lambda link: jira.add_comment(
-                    issue, rendering.jira_comment(
+                    issue,
+                    rendering.jira_comment(
                         event, link, api_version=jira.api_version, visibility=shown_to
-                    )
+                    ),
                 ),
                 lambda link: jira.has_comment_containing(issue, rendering.dedupe_marker(link)),
             )

@@ -7,18 +7,15 @@ from dramatiq.middleware import CurrentMessage, Retries, ShutdownNotifications, 
 
 from worker.config import Config
 from worker.jobs import retry_policy
-from worker.jobs.dramatiq_compat import ReplayAttachBroker, UndecodableHandler
+from worker.jobs.dramatiq_compat import ReplayAttachBroker
+from worker.jobs.failed import FailedJobs, RecordDeadLetters
 from worker.jobs.scheduler import RetryScheduler
 
-#: A job is interrupted after this long (every HTTP call also has its own timeouts).
-JOB_TIME_LIMIT_MS = 10 * 60 * 1000
 
-def build_broker(
-    config: Config, client: redis.Redis, on_undecodable: UndecodableHandler | None = None
-) -> ReplayAttachBroker:
+def build_broker(config: Config, client: redis.Redis, failed: FailedJobs) -> ReplayAttachBroker:
     middleware = [
         RetryScheduler(config.broker.queue),
-        TimeLimit(time_limit=JOB_TIME_LIMIT_MS),
+        TimeLimit(time_limit=int(config.worker.job_time_limit_seconds * 1000)),
         ShutdownNotifications(),
         CurrentMessage(),
         # The actor schedules its own retries and records its own failures;
@@ -28,11 +25,13 @@ def build_broker(
             min_backoff=retry_policy.FALLBACK_MIN_BACKOFF_MS,
             max_backoff=retry_policy.FALLBACK_MAX_BACKOFF_MS,
         ),
+        # Whatever dramatiq dead-letters (its retries spent, an unknown actor) is a failed job.
+        RecordDeadLetters(failed),
     ]
     return ReplayAttachBroker(
         client=client,
         middleware=middleware,
-        on_undecodable=on_undecodable,
+        on_undecodable=failed.record_undecodable,
         idle_poll_ms={config.broker.queue: config.worker.idle_poll_ms},
         heartbeat_timeout=config.broker.heartbeat_timeout_seconds * 1000,
         maintenance_chance=config.broker.maintenance_chance_per_million,

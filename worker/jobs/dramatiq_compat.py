@@ -8,7 +8,9 @@ module leans on its Redis broker's internals (as of dramatiq 2.2):
   undecodable messages and to fetch in batches;
 * the broker's ``do_nack`` command, ``broker_id`` and the ``__acks__`` key
   layout (``worker.keys.acks_key``), to find and set aside one held message;
-* ``dramatiq.cli``'s argument parser and ``main``, to run worker processes.
+* ``dramatiq.cli``'s argument parser and ``main``, to run worker processes;
+* the exception a ``MessageProxy`` was failed with (``_exception``), to say why dramatiq
+  dead-lettered a message.
 
 ``tests/test_dramatiq_compat.py`` checks each of these against the installed
 dramatiq, so an upgrade that removes one fails there, by name, rather than in
@@ -23,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import dramatiq.cli
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import dq_name
 from dramatiq.errors import DecodeError
@@ -38,6 +41,7 @@ __all__ = [
     "ReplayAttachBroker",
     "UndecodableHandler",
     "delay_queue_name",
+    "failure_of",
     "run_worker_processes",
 ]
 
@@ -174,3 +178,9 @@ def run_worker_processes(
         ]
     )
     return int(dramatiq.cli.main(args))  # type: ignore[no-untyped-call]
+
+
+def failure_of(message: MessageProxy) -> BaseException | None:
+    """The exception dramatiq failed ``message`` with, if it kept one."""
+    error = getattr(message, "_exception", None)
+    return error if isinstance(error, BaseException) else None

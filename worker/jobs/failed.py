@@ -9,14 +9,21 @@ in words a support engineer can act on.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import dramatiq
 import redis
+from dramatiq.errors import ActorNotFound
+from dramatiq.middleware import Middleware
 
 from worker import keys
+from worker.jobs.dramatiq_compat import failure_of
 from worker.jobs.producer import BugReportQueue
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -108,3 +115,44 @@ class FailedJobs:
             queue.requeue(job.event, job_id)
             self.remove([job_id])
         return len(jobs)
+
+
+class RecordDeadLetters(Middleware):
+    """Records as a failed job every message dramatiq moves to its dead letters.
+
+    The actor records its own outcomes; dramatiq dead-letters a message only when that
+    failed (Redis unreachable for longer than the actor waits, its own retries then
+    spent) or when no actor of this worker has the message's name. Either way a support
+    engineer must find it in ``failed list``, not only among dramatiq's dead letters.
+    """
+
+    def __init__(self, failed: FailedJobs) -> None:
+        self._failed = failed
+
+    def after_nack(self, broker: dramatiq.Broker, message: dramatiq.broker.MessageProxy) -> None:
+        error = failure_of(message)
+        if isinstance(error, ActorNotFound):
+            reason = (
+                f"invalid message: no worker handles actor {message.actor_name!r} "
+                "(written by hand, or by another application)"
+            )
+        else:
+            what = type(error).__name__ if error is not None else "no exception recorded"
+            reason = f"dramatiq gave up on the job after its own retries ({what})"
+        raw: Any = message.args[0] if message.args else None
+        now = time.time()
+        try:
+            self._failed.record(
+                FailedJob(
+                    job_id=message.message_id,
+                    event=raw,
+                    session_id=raw.get("session_id") if isinstance(raw, dict) else None,
+                    target=None,
+                    reason=reason,
+                    attempts=int(message.options.get("retries", 0)) + 1,
+                    first_failure_at=now,
+                    last_failure_at=now,
+                )
+            )
+        except redis.RedisError as exc:
+            logger.error("could not record dead-lettered job %s: %s", message.message_id, exc)

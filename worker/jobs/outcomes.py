@@ -18,7 +18,7 @@ from typing import Any
 import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import CurrentMessage
+from dramatiq.middleware import CurrentMessage, Shutdown, TimeLimitExceeded
 from tenacity import (
     Retrying,
     retry_if_exception_type,
@@ -112,6 +112,15 @@ class JobRunner:
             # Our own state store, not a vendor: an outage is transient, not a bug.
             log.warning("job %s: Redis unavailable: %s", message.message_id, exc)
             self._retry_or_fail(message, event, "Redis was unavailable", None, attempt, first_at)
+        except TimeLimitExceeded:
+            limit = self._config.worker.job_time_limit_seconds
+            reason = f"the job ran longer than worker.job_time_limit_seconds ({limit:g} s)"
+            log.warning("job %s: %s", message.message_id, reason)
+            self._retry_or_fail(message, event, reason, None, attempt, first_at)
+        except Shutdown:
+            # The worker is stopping with this job in flight: it goes back on the queue.
+            reason = "the worker stopped during the job"
+            self._retry_or_fail(message, event, reason, None, attempt, first_at)
         except Exception as exc:  # a bug or an unforeseen answer: retry a few times
             log.exception("job %s: unexpected error", message.message_id)
             reason = f"unexpected error: {type(exc).__name__}"
