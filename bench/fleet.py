@@ -17,6 +17,7 @@ import psutil
 import redis
 from tqdm import tqdm
 
+#: The checkout this benchmark belongs to, importable from it even when not installed.
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 

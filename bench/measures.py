@@ -14,13 +14,9 @@ from typing import Any
 
 import psutil
 import redis
-from tqdm import tqdm
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from fleet import (  # noqa: E402
+from fleet import (
     JOB_KINDS,
+    ROOT,
     FinishedJobs,
     WorkerFleet,
     endpoint,
@@ -28,10 +24,11 @@ from fleet import (  # noqa: E402
     worker_env,
     zendesk_events,
 )
+from tqdm import tqdm
 
-from sandbox.app import Sandbox  # noqa: E402
-from worker.config import DEFAULT_CONFIG_PATH, load_config  # noqa: E402
-from worker.jobs.producer import enqueue_bug_report  # noqa: E402
+from sandbox.app import Sandbox
+from worker.config import DEFAULT_CONFIG_PATH, load_config
+from worker.jobs.producer import enqueue_bug_report
 
 
 def rate_limit_run(

@@ -24,15 +24,11 @@ from typing import Any
 
 import psutil
 import redis
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from fleet import (  # noqa: E402
+from fleet import (
     redis_url,
     worker_env,
 )
-from measures import (  # noqa: E402
+from measures import (
     enqueue_figures,
     enqueue_startup,
     latency_runs,
@@ -42,9 +38,9 @@ from measures import (  # noqa: E402
     throughput_run,
 )
 
-from sandbox.app import Sandbox  # noqa: E402
-from worker.app import create_app  # noqa: E402
-from worker.config import DEFAULT_CONFIG_PATH, load_config  # noqa: E402
+from sandbox.app import Sandbox
+from worker.app import create_app
+from worker.config import DEFAULT_CONFIG_PATH, load_config
 
 SECTIONS = ("throughput", "jira", "memory", "enqueue", "latency", "budget", "startup")
 
