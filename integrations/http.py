@@ -22,6 +22,8 @@ from requests.utils import get_encoding_from_headers, select_proxy
 from urllib3 import HTTPConnectionPool, Timeout
 from urllib3.exceptions import HTTPError
 
+from integrations.deadlines import Watch, deadlines
+
 USER_AGENT = "replay-attach/0.1 (+https://github.com/replay-attach/replay-attach)"
 
 #: (connect, read) timeouts in seconds.
@@ -127,6 +129,17 @@ class _Urllib3Errors(HTTPAdapter):
         raise self._error
 
 
+def _watched(connection_class: type[Any], watch: Watch) -> type[Any]:
+    """``connection_class`` whose socket, once connected, ``watch`` can shut down."""
+
+    class WatchedConnection(connection_class):  # type: ignore[misc]
+        def connect(self) -> None:
+            super().connect()
+            watch.sock = self.sock
+
+    return WatchedConnection
+
+
 class JsonApi:
     """JSON requests to one API over a kept-alive connection per thread.
 
@@ -145,6 +158,9 @@ class JsonApi:
       one that fails after it was written is raised, never repeated;
     - a pooled connection is checked before it is reused, so one the server
       closed while idle is replaced before anything is written to it;
+    - a request whose whole answer has not come within the connect and read
+      timeouts together fails as a read timeout (``integrations.deadlines``),
+      however the server drips it;
     - redirects are not followed: an API that answers a write with a redirect
       is misconfigured (``http://`` for ``https://``, a moved host), and
       following it would resend the write or turn it into a GET. The 3xx is
@@ -184,6 +200,10 @@ class JsonApi:
         self._adapter.cert_verify(  # type: ignore[no-untyped-call]  # untyped in the stubs
             self._pool, self.base_url, verify, None
         )
+        self._watch = Watch()
+        self._pool.ConnectionCls = _watched(self._pool.ConnectionCls, self._watch)
+        #: The whole exchange's deadline: a read timeout bounds each wait for data only.
+        self._deadline_seconds = timeouts[0] + timeouts[1]
         # http:// through a proxy: the request line carries the absolute URL.
         self._absolute = self._adapter.request_url(template, proxies) != template.path_url
         self._retries = self._adapter.max_retries
@@ -213,6 +233,7 @@ class JsonApi:
             body = b""  # sent as Content-Length: 0
         if self._throttle is not None:
             self._throttle()
+        watched = deadlines.start(self._watch, self._deadline_seconds)
         try:
             answer = self._pool.urlopen(
                 method,
@@ -225,8 +246,14 @@ class JsonApi:
                 timeout=self._timeout,
             )
         except (HTTPError, OSError) as exc:
+            if self._watch.expired:
+                raise requests.ReadTimeout(
+                    f"no complete answer within {self._deadline_seconds:g} s"
+                ) from None
             _Urllib3Errors(exc).send(requests.Request(method, url).prepare())
             raise  # send() raises; this only satisfies the type checker
+        finally:
+            deadlines.end(watched)
         response = requests.Response()
         response.status_code = answer.status
         response.reason = answer.reason or ""

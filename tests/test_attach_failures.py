@@ -151,13 +151,25 @@ def test_failed_tag_is_added_when_posthog_fails_for_good(
     assert notes_on(sandbox, 102) == []
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff{not json",
+        # Valid JSON nested too deeply for Python's parser (a RecursionError inside).
+        b'{"actor_name": "attach_replay", "args": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    ],
+    ids=["not-json", "nested-too-deeply"],
+)
 def test_undecodable_message_is_set_aside_and_the_others_still_run(
-    sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
+    sandbox: Any,
+    make_app: Callable[..., App],
+    run_worker: Callable[..., RunningWorker],
+    data: bytes,
 ) -> None:
     app = make_app(config_data(sandbox))
     queue = f"dramatiq:{app.actor.queue_name}"
     # Written by hand onto the queue, before a good event (both prefetched together).
-    app.redis.hset(queue + ".msgs", "hand-written", b"\xff{not json")
+    app.redis.hset(queue + ".msgs", "hand-written", data)
     app.redis.rpush(queue, "hand-written")
     enqueue_bug_report(session_id="after-poison", zendesk_ticket=101, queue=app.queue)
     with run_worker(app) as worker:
@@ -166,7 +178,7 @@ def test_undecodable_message_is_set_aside_and_the_others_still_run(
     (job,) = app.failed.all()
     assert job.job_id == "hand-written"
     assert job.reason == "invalid message: the message is not valid dramatiq JSON"
-    assert "{not json" in job.event
+    assert job.event == data.decode("utf-8", "replace")[:2000]
     # Kept among dramatiq's dead letters too, and no longer held by the worker.
     assert app.redis.zcard(queue + ".XQ") == 1
     assert app.redis.keys("dramatiq:__acks__*") == [] or all(
