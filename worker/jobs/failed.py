@@ -46,6 +46,13 @@ class FailedJob:
         return cls(**json.loads(text))
 
 
+def session_of(raw: Any) -> str | None:
+    """The session id of a message's argument that is not a valid event, if it has one."""
+    if isinstance(raw, dict) and isinstance(raw.get("session_id"), str):
+        return str(raw["session_id"])[:200]
+    return None
+
+
 class FailedJobs:
     def __init__(self, client: redis.Redis, retention_days: float) -> None:
         self._redis = client
@@ -146,7 +153,7 @@ class RecordDeadLetters(Middleware):
                 FailedJob(
                     job_id=message.message_id,
                     event=raw,
-                    session_id=raw.get("session_id") if isinstance(raw, dict) else None,
+                    session_id=session_of(raw),
                     target=None,
                     reason=reason,
                     attempts=int(message.options.get("retries", 0)) + 1,

@@ -31,7 +31,7 @@ from worker.attach.events import BugReport, InvalidEvent, parse_event
 from worker.attach.use_case import attach_replay
 from worker.config import Config
 from worker.jobs import retry_policy
-from worker.jobs.failed import FailedJob, FailedJobs
+from worker.jobs.failed import FailedJob, FailedJobs, session_of
 from worker.jobs.scheduler import schedule_retry
 from worker.jobs.thread_services import ThreadServices
 
@@ -189,7 +189,7 @@ class JobRunner:
         job = FailedJob(
             job_id=message.message_id,
             event=raw,
-            session_id=event.session_id if event else _guess(raw, "session_id"),
+            session_id=event.session_id if event else session_of(raw),
             target=event.target if event else None,
             reason=reason,
             attempts=attempt,
@@ -212,9 +212,3 @@ class JobRunner:
             services.zendesk.add_tags(event.zendesk_ticket, [tag])
         except IntegrationError as exc:
             log.warning("could not tag %s as failed: %s", event.target_label, exc.reason)
-
-
-def _guess(raw: Any, key: str) -> str | None:
-    if isinstance(raw, dict) and isinstance(raw.get(key), str):
-        return str(raw[key])[:200]
-    return None
