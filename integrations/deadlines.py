@@ -8,12 +8,14 @@ blocked read returns, and the request fails as a timeout.
 One thread per process watches every request of the process. Deadlines come in
 the order the requests start (they all add the same span to the time of their
 start), so they are kept in a queue, and a request that ends takes its entry out;
-the thread sleeps until the earliest deadline still watched.
+the thread sleeps until the earliest deadline still watched, and starting a request
+does not wake it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -50,6 +52,10 @@ class Deadlines:
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        #: When the thread looks next (time.monotonic()); guarded by ``_changed``.
+        self._next_look = 0.0
+        #: The shortest span any request was given.
+        self._idle_look = math.inf
 
     def start(self, watch: Watch, seconds: float) -> _Entry:
         """Watch the request about to be sent on ``watch``'s connection for ``seconds``."""
@@ -57,6 +63,7 @@ class Deadlines:
         entry = _Entry(time.monotonic() + seconds, watch)
         with self._changed:
             self._entries.append(entry)
+            self._idle_look = min(self._idle_look, seconds)
             # A forked worker process inherits the object but not the thread.
             if self._thread is None or self._pid != os.getpid():
                 self._pid = os.getpid()
@@ -64,7 +71,8 @@ class Deadlines:
                     target=self._run, name="replay-attach request deadlines", daemon=True
                 )
                 self._thread.start()
-            elif len(self._entries) == 1:
+            elif entry.deadline < self._next_look:
+                # Rare: the thread plans to look later than this deadline.
                 self._changed.notify()
         return entry
 
@@ -80,17 +88,19 @@ class Deadlines:
             while True:
                 while self._entries and not self._entries[0].live:
                     self._entries.popleft()
-                if not self._entries:
-                    self._changed.wait()
+                now = time.monotonic()
+                if self._entries and self._entries[0].deadline <= now:
+                    first = self._entries.popleft()
+                    first.live = False
+                    self._expire(first.watch)
                     continue
-                first = self._entries[0]
-                wait = first.deadline - time.monotonic()
-                if wait > 0:
-                    self._changed.wait(wait)
-                    continue
-                self._entries.popleft()
-                first.live = False
-                self._expire(first.watch)
+                # With nothing watched, look again after the shortest span a request is
+                # given: any request started meanwhile is due no earlier, so starting one
+                # never has to wake this thread.
+                self._next_look = (
+                    self._entries[0].deadline if self._entries else now + self._idle_look
+                )
+                self._changed.wait(self._next_look - now)
 
     @staticmethod
     def _expire(watch: Watch) -> None:
