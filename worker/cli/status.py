@@ -58,6 +58,7 @@ def status(
 ) -> None:
     """Queue depth, jobs in flight, scheduled retries, failed jobs; or attachments.
 
+    Also names the redis-server that answers (its version and executable).
     With --session-id and/or a ticket: what has landed for them (link, note,
     tag, remote link, comment, each pending or done) and their failed jobs.
 
