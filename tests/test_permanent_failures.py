@@ -210,7 +210,7 @@ def test_a_job_past_its_time_limit_is_retried_and_then_failed_with_its_reason(
     """dramatiq interrupts a job past its time limit with a BaseException, which skipped the
     job's outcome: the job then went through dramatiq's own retries to its dead letters,
     never to ``failed list``. Now it is an attempt like any other."""
-    sandbox.posthog.slow_seconds = 2.5
+    sandbox.posthog.slow_seconds = 4.0
     sandbox.posthog.fail_next("slow", count=100, method="PATCH")
     app = make_app(
         config_data(
