@@ -114,8 +114,6 @@ def make_app(
 
     def make(data: dict[str, Any]) -> App:
         app = create_app(make_config(data), url=redis_url)
-        # What each dramatiq worker process does once: starts the time-limit watch.
-        app.broker.emit_after("process_boot")
         apps.append(app)
         return app
 

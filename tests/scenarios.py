@@ -66,7 +66,6 @@ def sandbox_with(**options: Any) -> Iterator[Sandbox]:
 def app_on(url: str, config: Config) -> Iterator[App]:
     """An app on a Redis of the test's own (the ``make_app`` fixture uses the shared one)."""
     app = create_app(config, url=url)
-    app.broker.emit_after("process_boot")  # as a worker process does: the time-limit watch
     try:
         yield app
     finally:

@@ -220,6 +220,9 @@ def test_a_job_past_its_time_limit_is_retried_and_then_failed_with_its_reason(
             retry__max_attempts=2,
         )
     )
+    # What each dramatiq worker process does once: start the time-limit watch (its thread
+    # lives as long as the process, so only this test's app starts one).
+    app.broker.emit_after("process_boot")
     job_id = enqueue_bug_report(session_id=SESSION, zendesk_ticket=101, queue=app.queue)
     with run_worker(app) as worker:
         worker.drain(timeout=60)
