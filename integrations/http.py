@@ -265,9 +265,6 @@ class JsonApi:
         response._content = answer.data
         return response
 
-    def close(self) -> None:
-        self._adapter.close()
-
 
 def is_success(response: requests.Response) -> bool:
     """2xx only: ``Response.ok`` is also true for an unfollowed redirect."""
