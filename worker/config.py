@@ -9,6 +9,7 @@ it came from) without ever echoing a value: values may be secrets.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import re
@@ -297,6 +298,73 @@ class WorkerConfig(_Section):
     job_time_limit_seconds: float = Field(default=600, gt=0, le=24 * 3600)
 
 
+#: Shortest intake token or webhook secret a team may choose: a guessable one opens the door.
+MIN_SECRET_CHARS = 16
+
+
+def _long_enough(name: str, value: SecretStr | None) -> None:
+    if value is not None and len(value.get_secret_value().strip()) < MIN_SECRET_CHARS:
+        raise ValueError(f"{name} is shorter than {MIN_SECRET_CHARS} characters: too easy to guess")
+
+
+class IntakeConfig(_Section):
+    """The doors of ``replay-attach serve``: each is off until its secret is set."""
+
+    #: Bearer tokens of ``POST /v1/bug-reports`` (and of PostHog destinations that cannot sign).
+    tokens: tuple[SecretStr, ...] = ()
+    #: The signing secret of the Zendesk webhook (Admin Center, webhook, "Reveal secret").
+    zendesk_webhook_secret: SecretStr | None = None
+    #: The secret of the Jira webhook (HMAC), or the bearer token of a Jira Automation rule.
+    jira_webhook_secret: SecretStr | None = None
+    #: The Jira field holding the session id, e.g. ``customfield_10042``.
+    jira_session_field: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+    #: The ``whsec_...`` signing secret of the PostHog webhook destination.
+    posthog_webhook_secret: SecretStr | None = None
+    #: How long a delivery id or ``Idempotency-Key`` is remembered, so a resent one enqueues once.
+    deduplicate_hours: float = Field(default=24.0, ge=24.0, le=24 * 30)
+    #: A signed delivery whose timestamp is further than this from now is refused (replays).
+    timestamp_tolerance_seconds: int = Field(default=300, ge=30, le=3600)
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        # Comma-separated in one environment variable, so that tokens can be rotated.
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("posthog_webhook_secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value().strip()
+        if not secret.startswith("whsec_"):
+            raise ValueError("must be the destination's signing secret, starting with whsec_")
+        try:
+            decoded = base64.b64decode(secret.removeprefix("whsec_") + "==")
+        except ValueError:
+            decoded = b""
+        if len(decoded) < MIN_SECRET_CHARS:
+            raise ValueError("is not a whsec_ secret of at least 16 base64-encoded bytes")
+        return value
+
+    @model_validator(mode="after")
+    def _strong_and_complete(self) -> IntakeConfig:
+        for index, token in enumerate(self.tokens):
+            _long_enough(f"token {index + 1}", token)
+        _long_enough("zendesk_webhook_secret", self.zendesk_webhook_secret)
+        _long_enough("jira_webhook_secret", self.jira_webhook_secret)
+        if (self.jira_webhook_secret is None) != (self.jira_session_field is None):
+            raise ValueError(
+                "the Jira door needs both intake.jira_webhook_secret and "
+                "intake.jira_session_field (the field holding the session id)"
+            )
+        return self
+
+
 class Config(_Section):
     broker: BrokerConfig = BrokerConfig()
     posthog: PostHogConfig
@@ -307,6 +375,7 @@ class Config(_Section):
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     failed: FailedConfig = FailedConfig()
     worker: WorkerConfig = WorkerConfig()
+    intake: IntakeConfig = IntakeConfig()
 
 
 def _substitute(

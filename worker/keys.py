@@ -47,6 +47,12 @@ FAILED_INDEX_KEY = REDIS_PREFIX + ":failed:by-time"
 #: Sliding-window request budget of one system (``worker.jobs.rate_limits``).
 BUDGET_KEY = REDIS_PREFIX + ":budget:{system}"
 
+#: String ``{prefix}:delivery:{door}:{digest}``: one delivery the intake has
+#: enqueued (``worker.intake.deliveries``), by the sha256 of the sender's
+#: delivery id, signature or ``Idempotency-Key``; value: the body's sha256, a
+#: newline, the JSON list of job ids. Expires after ``intake.deduplicate_hours``.
+DELIVERY_KEY = REDIS_PREFIX + ":delivery:{door}:{digest}"
+
 #: Prefix of dramatiq's own keys (RedisBroker's default namespace).
 DRAMATIQ_NAMESPACE = "dramatiq"
 

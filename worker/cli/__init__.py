@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from worker.cli import enqueue, failed, run, status
+from worker.cli import enqueue, failed, run, serve, status
 from worker.config import CONFIG_ENV
 
 
@@ -30,6 +30,7 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
     Examples:
       replay-attach enqueue --session-id 0192c0de-aaaa-bbbb --zendesk-ticket 123
       replay-attach worker --processes 2 --threads 8
+      replay-attach serve --port 8080
       replay-attach failed list
     """
     ctx.ensure_object(dict)
@@ -43,5 +44,6 @@ main.add_command(failed.failed)
 main.add_command(status.status)
 main.add_command(status.check)
 main.add_command(run.worker)
+main.add_command(serve.serve)
 main.add_command(run.demo)
 main.add_command(run.sandbox)

@@ -99,13 +99,30 @@ def demo(keep: bool) -> None:
     default="cloud",
     show_default=True,
 )
+@click.option(
+    "--intake-url",
+    metavar="URL",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="Where Zendesk and Jira fire their signed webhooks (URL/webhooks/zendesk and "
+    "URL/webhooks/jira): the address of `replay-attach serve`.",
+)
 def sandbox(
-    latency: float, fault_rate: float, fault_kinds: str, port: int, jira_deployment: str
+    latency: float,
+    fault_rate: float,
+    fault_kinds: str,
+    port: int,
+    jira_deployment: str,
+    intake_url: str,
 ) -> None:
     """Serve local doubles of PostHog, Zendesk and Jira until Ctrl-C.
 
     Prints the environment variables that point the worker (or your app) at
-    them, and the address of a page showing every ticket and what landed on it.
+    them, the webhook secrets and session field the intake server checks
+    against, and the address of a page showing every ticket and what landed
+    on it. Zendesk fires its webhook when a ticket is created with the
+    session id field set (or such a ticket is solved or closed); Jira when
+    an issue gets its session id field.
 
     \b
     Example:
@@ -115,7 +132,7 @@ def sandbox(
 
     kinds = [k.strip() for k in fault_kinds.split(",") if k.strip()]
     try:
-        serve(click.echo, latency, fault_rate, kinds, port, jira_deployment)
+        serve(click.echo, latency, fault_rate, kinds, port, jira_deployment, intake_url)
     except ValueError as exc:
         die(str(exc))
     except OSError as exc:

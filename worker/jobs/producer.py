@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from dramatiq import Message
@@ -33,6 +33,38 @@ from worker.jobs.redis_connection import redis_client, resolve_redis_url
 BATCH_SIZE = 1000
 
 
+class EncodedMessage(NamedTuple):
+    """A bug report as dramatiq stores it: its Redis id, its job id, its bytes."""
+
+    redis_id: str
+    job_id: str
+    data: bytes
+
+
+def _message(queue_name: str, event: Any, message_id: str | None = None) -> Message[Any]:
+    """A message carrying ``event`` as its one argument.
+
+    Every enqueued copy has its own Redis id, as with dramatiq's enqueue; the
+    message id is the job id.
+    """
+    message: Message[Any] = Message(
+        queue_name=queue_name,
+        actor_name=keys.ACTOR_NAME,
+        args=(event,),
+        kwargs={},
+        options={"redis_message_id": str(uuid.uuid4())},
+    )
+    return message if message_id is None else message.copy(message_id=message_id)
+
+
+def encode_report(report: BugReport, queue_name: str) -> EncodedMessage:
+    """The message that enqueueing ``report`` writes, for writers of their own (the intake)."""
+    message = _message(queue_name, report.to_message())
+    return EncodedMessage(
+        message.options["redis_message_id"], str(message.message_id), message.encode()
+    )
+
+
 class BugReportQueue:
     """The dramatiq queue of bug-report events, written directly in Redis."""
 
@@ -43,21 +75,6 @@ class BugReportQueue:
         self.queue_name = queue_name
         self._queue_key, self._messages_key = keys.queue_keys(queue_name, namespace)
 
-    def _message(self, event: Any, message_id: str | None = None) -> Message[Any]:
-        """A message carrying ``event`` as its one argument.
-
-        Every enqueued copy has its own Redis id, as with dramatiq's enqueue;
-        the message id is the job id.
-        """
-        message: Message[Any] = Message(
-            queue_name=self.queue_name,
-            actor_name=keys.ACTOR_NAME,
-            args=(event,),
-            kwargs={},
-            options={"redis_message_id": str(uuid.uuid4())},
-        )
-        return message if message_id is None else message.copy(message_id=message_id)
-
     def _write(self, batch: Mapping[str, bytes]) -> None:
         # One MULTI/EXEC of two commands: a batch lands whole or not at all.
         pipe = self.client.pipeline(transaction=True)
@@ -67,9 +84,9 @@ class BugReportQueue:
 
     def enqueue(self, report: BugReport) -> str:
         """Enqueue one validated event; return its job id."""
-        message = self._message(report.to_message())
-        self._write({message.options["redis_message_id"]: message.encode()})
-        return str(message.message_id)
+        encoded = encode_report(report, self.queue_name)
+        self._write({encoded.redis_id: encoded.data})
+        return encoded.job_id
 
     def enqueue_many(self, reports: Iterable[BugReport], batch_size: int = BATCH_SIZE) -> int:
         """Enqueue events in batches of one Redis round trip each; return how many.
@@ -79,8 +96,8 @@ class BugReportQueue:
         total = 0
         batch: dict[str, bytes] = {}
         for report in reports:
-            message = self._message(report.to_message())
-            batch[message.options["redis_message_id"]] = message.encode()
+            encoded = encode_report(report, self.queue_name)
+            batch[encoded.redis_id] = encoded.data
             if len(batch) >= batch_size:
                 self._write(batch)
                 total += len(batch)
@@ -92,7 +109,7 @@ class BugReportQueue:
 
     def requeue(self, event: Any, job_id: str) -> None:
         """Enqueue ``event`` as received (valid or not) under an existing job id."""
-        message = self._message(event, message_id=job_id)
+        message = _message(self.queue_name, event, message_id=job_id)
         self._write({message.options["redis_message_id"]: message.encode()})
 
 

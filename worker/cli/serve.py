@@ -1,0 +1,61 @@
+"""``replay-attach serve``: bug reports over HTTP, from any backend and from signed webhooks."""
+
+from __future__ import annotations
+
+import click
+
+from worker.cli.context import config_of, die
+
+
+@click.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0 for every interface, behind TLS).",
+)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8080, show_default=True, envvar="PORT"
+)
+@click.option(
+    "--workers",
+    "processes",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Server processes.",
+)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, processes: int) -> None:
+    """Take bug reports over HTTP until SIGTERM (requests in flight finish first).
+
+    \b
+    Doors, each off (404) until its secret is configured (see `check`):
+      POST /v1/bug-reports    Authorization: Bearer <REPLAY_ATTACH_INTAKE_TOKENS>
+      POST /webhooks/zendesk  signed with ZENDESK_WEBHOOK_SECRET
+      POST /webhooks/jira     signed with JIRA_WEBHOOK_SECRET (field JIRA_SESSION_FIELD)
+      POST /webhooks/posthog  signed with POSTHOG_WEBHOOK_SECRET, or an intake token
+    Also GET /healthz, GET /readyz (Redis answers) and GET /openapi.json.
+    A 202 answer means the report is in Redis; 503 means "send again later".
+
+    \b
+    Example:
+      REPLAY_ATTACH_INTAKE_TOKENS=... replay-attach serve --port 8080
+    """
+    config = config_of(ctx)
+    from worker.intake.http_app import doors_on
+    from worker.intake.server import run_intake_server
+    from worker.jobs.redis_connection import resolve_redis_url
+
+    on = [path for path, is_on in doors_on(config).items() if is_on]
+    if not on:
+        die(
+            "no door is on: set REPLAY_ATTACH_INTAKE_TOKENS, ZENDESK_WEBHOOK_SECRET, "
+            "JIRA_WEBHOOK_SECRET or POSTHOG_WEBHOOK_SECRET (see the intake section of "
+            "config.yaml)"
+        )
+    # Start (or join) the embedded Redis before the server's processes start, so
+    # that its lifetime spans all of them.
+    resolve_redis_url(config)
+    click.echo(f"replay-attach serve on http://{host}:{port}, doors: {', '.join(on)}", err=True)
+    run_intake_server(host, port, processes)

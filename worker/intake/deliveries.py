@@ -1,0 +1,178 @@
+"""Writing accepted deliveries to the queue: all of a delivery or none, and a resent one once.
+
+A delivery (one webhook, or one ``POST /v1/bug-reports`` of up to 1,000
+events) is written by one Lua script, atomically: its messages go where
+dramatiq's enqueue puts them, and, when it has a deduplication key (the
+sender's delivery id, or an ``Idempotency-Key``), that key is set in the same
+step. A resent delivery finds its key and gets the first one's job ids back.
+
+Deliveries that arrive while a write is in flight wait and go together in the
+next script call: under load, one Redis round trip carries many deliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from worker import keys
+from worker.jobs.producer import EncodedMessage
+
+#: Deliveries per script call: bounds the time Redis spends in one script.
+MAX_DELIVERIES_PER_WRITE = 256
+
+# KEYS: the queue's list, its messages' hash, then each delivery's dedupe key.
+# ARGV: the keys' lifetime in seconds, then per delivery: the index of its key
+# in KEYS (0: none), the body's digest, the job ids (JSON), the number of
+# messages, and each message's Redis id and data.
+# Returns, per delivery: 1 and the stored record when it was already written,
+# else 0 and its own record.
+_WRITE_SCRIPT = """
+local ttl = tonumber(ARGV[1])
+local results = {}
+local i = 2
+while i <= #ARGV do
+  local key_index = tonumber(ARGV[i])
+  local record = ARGV[i + 1] .. "\\n" .. ARGV[i + 2]
+  local count = tonumber(ARGV[i + 3])
+  local first = i + 4
+  i = first + 2 * count
+  local stored = false
+  if key_index > 0 then
+    stored = redis.call("GET", KEYS[key_index])
+  end
+  if stored then
+    table.insert(results, 1)
+    table.insert(results, stored)
+  else
+    for m = first, first + 2 * count - 1, 2 do
+      redis.call("HSET", KEYS[2], ARGV[m], ARGV[m + 1])
+      redis.call("RPUSH", KEYS[1], ARGV[m])
+    end
+    if key_index > 0 then
+      redis.call("SET", KEYS[key_index], record, "EX", ttl)
+    end
+    table.insert(results, 0)
+    table.insert(results, record)
+  end
+end
+return results
+"""
+
+
+class RedisUnavailable(Exception):
+    """Redis did not take the delivery: nothing of it was answered as accepted."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What one request asks to enqueue."""
+
+    messages: list[EncodedMessage]
+    #: The body's sha256, to tell a resent delivery from a different one under the same key.
+    digest: str
+    #: ``keys.DELIVERY_KEY`` for this delivery, or None when nothing identifies a resend.
+    dedupe_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Written:
+    job_ids: list[str]
+    #: True when this was a resend: nothing new was enqueued.
+    duplicate: bool = False
+    #: True when a resend under the same key carried a different body.
+    different_body: bool = False
+
+
+def dedupe_key(door: str, identity: str) -> str:
+    """The Redis key remembering one delivery of a door (by a digest: ids are sender-chosen)."""
+    digest = hashlib.sha256(identity.encode()).hexdigest()
+    return keys.DELIVERY_KEY.format(door=door, digest=digest)
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+@dataclass
+class _Waiting:
+    delivery: Delivery
+    answer: asyncio.Future[Written] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class DeliveryWriter:
+    """Writes deliveries to the bug-report queue, batching those that arrive together."""
+
+    def __init__(
+        self, client: aioredis.Redis, queue_key: str, messages_key: str, ttl_seconds: int
+    ) -> None:
+        self._client = client
+        self._script = client.register_script(_WRITE_SCRIPT)
+        self._queue_key, self._messages_key = queue_key, messages_key
+        self._ttl = ttl_seconds
+        self._waiting: list[_Waiting] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def write(self, delivery: Delivery) -> Written:
+        """Write one delivery; raise ``RedisUnavailable`` when Redis did not take it."""
+        waiting = _Waiting(delivery)
+        self._waiting.append(waiting)
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+        return await waiting.answer
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch = self._waiting[:MAX_DELIVERIES_PER_WRITE]
+            del self._waiting[:MAX_DELIVERIES_PER_WRITE]
+            try:
+                results = await self._run(batch)
+            except (RedisError, OSError) as exc:
+                self._fail(batch, RedisUnavailable(type(exc).__name__))
+                continue
+            except Exception as exc:  # a bug here must answer 500, not leave requests hanging
+                self._fail(batch, exc)
+                continue
+            for waiting, written in zip(batch, results, strict=True):
+                if not waiting.answer.done():
+                    waiting.answer.set_result(written)
+
+    @staticmethod
+    def _fail(batch: list[_Waiting], error: Exception) -> None:
+        for waiting in batch:
+            if not waiting.answer.done():
+                waiting.answer.set_exception(error)
+
+    async def _run(self, batch: list[_Waiting]) -> list[Written]:
+        script_keys: list[str] = [self._queue_key, self._messages_key]
+        args: list[str | bytes | int] = [self._ttl]
+        for waiting in batch:
+            delivery = waiting.delivery
+            key_index = 0
+            if delivery.dedupe_key is not None:
+                script_keys.append(delivery.dedupe_key)
+                key_index = len(script_keys)
+            job_ids = json.dumps([message.job_id for message in delivery.messages])
+            args += [key_index, delivery.digest, job_ids, len(delivery.messages)]
+            for message in delivery.messages:
+                args += [message.redis_id, message.data]
+        reply = await self._script(keys=script_keys, args=args)
+        written = []
+        pairs = zip(reply[::2], reply[1::2], strict=True)
+        for waiting, (seen, record) in zip(batch, pairs, strict=True):
+            digest, _, job_ids = record.decode().partition("\n")
+            written.append(
+                Written(
+                    job_ids=json.loads(job_ids),
+                    duplicate=bool(seen),
+                    different_body=bool(seen) and digest != waiting.delivery.digest,
+                )
+            )
+        return written

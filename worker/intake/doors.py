@@ -1,0 +1,172 @@
+"""What each door reads from its sender's body: bug-report events, or a reason to ignore it.
+
+The doors take the event contract of ``worker.attach.events`` as it is, with
+what the senders' templates need on top: placeholders render as strings (so
+numeric strings are ids), an empty placeholder means "not given", and a
+session may be given as the PostHog replay URL an agent pasted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from worker.attach.events import BugReport, InvalidEvent, parse_event
+
+#: The most events one ``POST /v1/bug-reports`` may carry.
+MAX_BATCH_EVENTS = 1000
+
+#: Fields the webhook doors take as numbers, from the strings templates render.
+_NUMERIC_FIELDS = ("zendesk_ticket", "replay_seconds")
+
+#: The path of a replay in PostHog's app (with or without the project).
+_REPLAY_PATH = re.compile(r"^/(?:project/\d+/)?replay/([A-Za-z0-9_-]{1,200})/?$")
+
+#: The Zendesk trigger's body: our names for its keys (the rest is the event contract).
+_ZENDESK_KEYS = {"ticket_id": "zendesk_ticket"}
+_ZENDESK_STATUS = "status"
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A delivery that carries nothing to enqueue: answered 200 so the sender does not resend."""
+
+    reason: str
+
+
+def parse_json(body: bytes) -> Any:
+    """The body as JSON; raise ``InvalidEvent`` naming what is wrong."""
+    try:
+        # Decoded here: json.loads would guess UTF-16 or UTF-32 from the first bytes.
+        return json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidEvent("the body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise InvalidEvent(f"not valid JSON ({exc.msg} at {where})") from None
+    except RecursionError:
+        raise InvalidEvent("the JSON is nested too deeply") from None
+
+
+def session_from_replay_url(value: Any, posthog_host: str) -> Any:
+    """The session id of a replay URL on ``posthog_host``; anything else unchanged."""
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        return value
+    parts, host = urlsplit(value.strip()), urlsplit(posthog_host)
+    if (parts.scheme, parts.netloc.lower()) != (host.scheme, host.netloc.lower()):
+        raise InvalidEvent(f"session_id: a URL, but not one of {posthog_host}")
+    found = _REPLAY_PATH.match(parts.path)
+    if found is None:
+        raise InvalidEvent(
+            "session_id: a PostHog URL, but not of a replay (expected "
+            f"{posthog_host}/project/<id>/replay/<session id>)"
+        )
+    return found.group(1)
+
+
+def _from_template(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A templated event: empty placeholders dropped, numeric strings made numbers."""
+    event = {key: value for key, value in data.items() if value not in ("", None)}
+    for key in _NUMERIC_FIELDS:
+        value = event.get(key)
+        if isinstance(value, str) and value.strip().isdigit():
+            event[key] = int(value)
+    return event
+
+
+def _object(data: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise InvalidEvent(f"{what} must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+def _with_session(event: dict[str, Any], posthog_host: str) -> BugReport | Ignored:
+    if "session_id" not in event:
+        return Ignored("no session id in the delivery (the session field is empty)")
+    event["session_id"] = session_from_replay_url(event["session_id"], posthog_host)
+    return parse_event(event)
+
+
+def read_bug_reports(data: Any, posthog_host: str) -> list[BugReport]:
+    """``POST /v1/bug-reports``: one event or a list of up to 1,000, all valid or none taken."""
+    if isinstance(data, list):
+        if not data:
+            raise InvalidEvent("the list holds no events")
+        if len(data) > MAX_BATCH_EVENTS:
+            raise InvalidEvent(f"a list holds at most {MAX_BATCH_EVENTS} events, not {len(data)}")
+        reports = []
+        for number, item in enumerate(data, start=1):
+            try:
+                reports.append(_bug_report(item, posthog_host))
+            except InvalidEvent as exc:
+                raise InvalidEvent(f"event {number}: {exc}") from None
+        return reports
+    return [_bug_report(data, posthog_host)]
+
+
+def _bug_report(item: Any, posthog_host: str) -> BugReport:
+    event = dict(_object(item, "an event"))
+    if "session_id" in event:
+        event["session_id"] = session_from_replay_url(event["session_id"], posthog_host)
+    return parse_event(event)
+
+
+def read_zendesk(data: Any, posthog_host: str) -> BugReport | Ignored:
+    """A Zendesk trigger's body: ``ticket_id``, ``session_id``, ``status``, and event fields."""
+    event = {_ZENDESK_KEYS.get(key, key): value for key, value in _object(data, "the body").items()}
+    event.pop(_ZENDESK_STATUS, None)  # read by the links' end (solved tickets), not here
+    event = _from_template(event)
+    if isinstance(event.get("zendesk_ticket"), str):
+        raise InvalidEvent('ticket_id: must be a Zendesk ticket id such as "123"')
+    return _with_session(event, posthog_host)
+
+
+def read_posthog(data: Any, posthog_host: str) -> BugReport | Ignored:
+    """A PostHog destination's body: a bug-report event written by its body template."""
+    return _with_session(_from_template(_object(data, "the body")), posthog_host)
+
+
+def _field_value(value: Any) -> Any:
+    """A Jira field's value as text: select lists and similar carry it in ``value``."""
+    if isinstance(value, Mapping):
+        value = value.get("value")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    return value.strip() if isinstance(value, str) else value
+
+
+def _changed(data: Mapping[str, Any], field: str) -> bool:
+    changelog = data.get("changelog")
+    items = changelog.get("items") if isinstance(changelog, Mapping) else None
+    return isinstance(items, list) and any(
+        isinstance(item, Mapping) and field in (item.get("fieldId"), item.get("field"))
+        for item in items
+    )
+
+
+def read_jira(data: Any, session_field: str, posthog_host: str) -> BugReport | Ignored:
+    """A Jira webhook: ``jira:issue_created``, or ``jira:issue_updated`` setting the session field.
+
+    Jira Automation's "Send web request" with the issue data sends the same
+    ``issue`` without ``webhookEvent``: that counts as a creation.
+    """
+    payload = _object(data, "the body")
+    kind = payload.get("webhookEvent", "jira:issue_created")
+    if kind not in ("jira:issue_created", "jira:issue_updated"):
+        return Ignored(f"{kind} is not an issue creation or update")
+    issue = _object(payload.get("issue"), "issue")
+    fields = _object(issue.get("fields") or {}, "issue.fields")
+    if kind == "jira:issue_updated" and not _changed(payload, session_field):
+        return Ignored(f"the update did not change {session_field}")
+    session = _field_value(fields.get(session_field))
+    if not session:
+        return Ignored(f"the issue has no session id in {session_field}")
+    if not isinstance(session, str):
+        raise InvalidEvent(f"issue.fields.{session_field}: must be text (a session id)")
+    if not issue.get("key"):
+        raise InvalidEvent("issue.key: is required")
+    return _with_session({"session_id": session, "jira_issue": issue["key"]}, posthog_host)

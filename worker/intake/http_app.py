@@ -1,0 +1,307 @@
+"""The intake's HTTP application: its doors, and what each one answers.
+
+Answers: 202 enqueued (``{"job_ids": [...]}``, the same ids again for a resent
+delivery); 200 ignored, with the reason, so that the sender does not resend;
+400 invalid JSON or event, naming the field; 401 missing or wrong credentials,
+the same answer whatever failed; 404 a door that is off; 413 too large; 415 not
+JSON; 422 an ``Idempotency-Key`` reused for another body; 503 Redis did not
+take it (with ``Retry-After``: every sender resends on 5xx).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from worker import keys
+from worker.attach.events import BugReport, InvalidEvent
+from worker.config import Config
+from worker.intake import doors, signatures
+from worker.intake.deliveries import (
+    Delivery,
+    DeliveryWriter,
+    RedisUnavailable,
+    body_digest,
+    dedupe_key,
+)
+from worker.intake.openapi import openapi_document
+from worker.jobs.producer import encode_report
+from worker.jobs.redis_connection import resolve_redis_url
+
+log = logging.getLogger(__name__)
+
+#: The largest body of one event or one webhook.
+MAX_EVENT_BYTES = 64 * 1024
+#: The largest body of a list of events, and of a Jira webhook (Jira sends the whole issue).
+MAX_BATCH_BYTES = 1024 * 1024
+#: The longest ``Idempotency-Key`` (a UUID is 36).
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+#: What a 503 asks the sender to wait before resending.
+RETRY_AFTER_SECONDS = 10
+#: How long a Redis command may take before the delivery is answered 503.
+REDIS_TIMEOUT_SECONDS = 5.0
+
+
+class Refused(Exception):
+    """A delivery answered with an error status and a message that reveals no secret."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+UNAUTHORIZED = Refused(401, "missing or invalid credentials")
+DOOR_OFF = Refused(404, "not found")
+
+
+def doors_on(config: Config) -> dict[str, bool]:
+    """Each door's path, and whether its secret is configured."""
+    intake = config.intake
+    return {
+        "/v1/bug-reports": bool(intake.tokens),
+        "/webhooks/zendesk": intake.zendesk_webhook_secret is not None,
+        "/webhooks/jira": intake.jira_webhook_secret is not None,
+        "/webhooks/posthog": intake.posthog_webhook_secret is not None or bool(intake.tokens),
+    }
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What a door read from an authenticated delivery."""
+
+    reports: list[BugReport] | doors.Ignored
+    #: What identifies a resend of this delivery (None: nothing does).
+    identity: str | None
+    body: bytes
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise Refused(413, f"the body is larger than {limit // 1024} KiB")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Refused(413, f"the body is larger than {limit // 1024} KiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _require_json(request: Request) -> None:
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise Refused(415, "send the body as Content-Type: application/json")
+
+
+class Intake:
+    """The doors, over one Redis connection pool and one delivery writer per process."""
+
+    def __init__(self, config: Config, redis_url: str | None = None) -> None:
+        self.config = config
+        self._redis_url = redis_url
+        self._writer: DeliveryWriter | None = None
+        self._client: aioredis.Redis | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        # Starts (or joins) the embedded Redis when no redis_url is configured.
+        url = self._redis_url or resolve_redis_url(self.config)
+        self._client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            health_check_interval=30,
+        )
+        queue_key, messages_key = keys.queue_keys(self.config.broker.queue)
+        ttl = int(self.config.intake.deduplicate_hours * 3600)
+        self._writer = DeliveryWriter(self._client, queue_key, messages_key, ttl)
+        try:
+            yield
+        finally:
+            await self._client.aclose()
+
+    def application(self) -> Starlette:
+        routes = [
+            Route("/v1/bug-reports", self._door(self._bug_reports), methods=["POST"]),
+            Route("/webhooks/zendesk", self._door(self._zendesk), methods=["POST"]),
+            Route("/webhooks/jira", self._door(self._jira), methods=["POST"]),
+            Route("/webhooks/posthog", self._door(self._posthog), methods=["POST"]),
+            Route("/healthz", self._healthz, methods=["GET"]),
+            Route("/readyz", self._readyz, methods=["GET"]),
+            Route("/openapi.json", self._openapi, methods=["GET"]),
+        ]
+        return Starlette(routes=routes, lifespan=self.lifespan)
+
+    # ----------------------------------------------------------------- the doors
+
+    def _door(
+        self, read: Callable[[Request], Awaitable[Accepted]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def answer(request: Request) -> Response:
+            door = request.url.path
+            try:
+                accepted = await read(request)
+                response = await self._enqueue(door, accepted)
+            except Refused as refused:
+                response = JSONResponse({"error": refused.message}, status_code=refused.status)
+            except InvalidEvent as exc:
+                response = JSONResponse({"error": str(exc)}, status_code=400)
+            except RedisUnavailable as exc:
+                log.warning("%s: Redis unavailable (%s), answered 503", door, exc)
+                response = JSONResponse(
+                    {"error": "the queue is unavailable; send again later"},
+                    status_code=503,
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                )
+            if response.status_code >= 400:
+                log.info("%s: answered %d", door, response.status_code)
+            return response
+
+        return answer
+
+    async def _enqueue(self, door: str, accepted: Accepted) -> Response:
+        if isinstance(accepted.reports, doors.Ignored):
+            log.info("%s: ignored, %s", door, accepted.reports.reason)
+            return JSONResponse({"ignored": accepted.reports.reason}, status_code=200)
+        assert self._writer is not None
+        key = None if accepted.identity is None else dedupe_key(door, accepted.identity)
+        queue = self.config.broker.queue
+        messages = [encode_report(report, queue) for report in accepted.reports]
+        written = await self._writer.write(Delivery(messages, body_digest(accepted.body), key))
+        if written.different_body and door == "/v1/bug-reports":
+            raise Refused(422, "this Idempotency-Key was already used for another body")
+        log.info(
+            "%s: %s %s", door, "resent, already enqueued" if written.duplicate else "enqueued",
+            ", ".join(written.job_ids),
+        )
+        headers = {"Idempotent-Replayed": "true"} if written.duplicate else None
+        return JSONResponse({"job_ids": written.job_ids}, status_code=202, headers=headers)
+
+    @property
+    def _host(self) -> str:
+        return self.config.posthog.host
+
+    async def _bug_reports(self, request: Request) -> Accepted:
+        tokens = self.config.intake.tokens
+        if not tokens:
+            raise DOOR_OFF
+        if not signatures.token_matches(request.headers.get("authorization"), tokens):
+            raise UNAUTHORIZED
+        body = await _read_body(request, MAX_BATCH_BYTES)
+        _require_json(request)
+        data = doors.parse_json(body)
+        if not isinstance(data, list) and len(body) > MAX_EVENT_BYTES:
+            raise Refused(413, f"one event is at most {MAX_EVENT_BYTES // 1024} KiB")
+        key = request.headers.get("idempotency-key")
+        if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
+            raise Refused(400, f"Idempotency-Key: must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} characters")
+        return Accepted(doors.read_bug_reports(data, self._host), key, body)
+
+    async def _zendesk(self, request: Request) -> Accepted:
+        secret = self.config.intake.zendesk_webhook_secret
+        if secret is None:
+            raise DOOR_OFF
+        body = await _read_body(request, MAX_EVENT_BYTES)
+        now = datetime.now(timezone.utc)
+        tolerance = self.config.intake.timestamp_tolerance_seconds
+        if not signatures.zendesk_signature_ok(secret, body, request.headers, now, tolerance):
+            raise UNAUTHORIZED
+        _require_json(request)
+        report = doors.read_zendesk(doors.parse_json(body), self._host)
+        identity = request.headers.get("x-zendesk-webhook-invocation-id") or request.headers.get(
+            "x-zendesk-webhook-signature"
+        )
+        return Accepted(_listed(report), identity, body)
+
+    async def _jira(self, request: Request) -> Accepted:
+        intake = self.config.intake
+        secret, field = intake.jira_webhook_secret, intake.jira_session_field
+        if secret is None or field is None:
+            raise DOOR_OFF
+        body = await _read_body(request, MAX_BATCH_BYTES)
+        signed = "x-hub-signature" in request.headers
+        if not (
+            signatures.jira_signature_ok(secret, body, request.headers)
+            if signed
+            else signatures.token_matches(request.headers.get("authorization"), [secret])
+        ):
+            raise UNAUTHORIZED
+        _require_json(request)
+        report = doors.read_jira(doors.parse_json(body), field, self._host)
+        identity = (
+            request.headers.get("x-atlassian-webhook-identifier")
+            or request.headers.get("x-hub-signature")
+            or body_digest(body)
+        )
+        return Accepted(_listed(report), identity, body)
+
+    async def _posthog(self, request: Request) -> Accepted:
+        intake = self.config.intake
+        if intake.posthog_webhook_secret is None and not intake.tokens:
+            raise DOOR_OFF
+        body = await _read_body(request, MAX_EVENT_BYTES)
+        signed = "webhook-signature" in request.headers
+        if signed and intake.posthog_webhook_secret is not None:
+            ok = signatures.standard_webhook_ok(
+                intake.posthog_webhook_secret, body, request.headers
+            )
+        else:
+            ok = not signed and signatures.token_matches(
+                request.headers.get("authorization"), intake.tokens
+            )
+        if not ok:
+            raise UNAUTHORIZED
+        _require_json(request)
+        report = doors.read_posthog(doors.parse_json(body), self._host)
+        identity = request.headers.get("webhook-id") or body_digest(body)
+        return Accepted(_listed(report), identity, body)
+
+    # ----------------------------------------------------------------- health
+
+    async def _healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def _readyz(self, request: Request) -> Response:
+        assert self._client is not None
+        try:
+            await self._client.ping()
+        except (aioredis.RedisError, OSError):
+            return JSONResponse(
+                {"status": "Redis unavailable"},
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        return JSONResponse({"status": "ready"})
+
+    async def _openapi(self, request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+
+def _listed(report: BugReport | doors.Ignored) -> list[BugReport] | doors.Ignored:
+    return report if isinstance(report, doors.Ignored) else [report]
+
+
+def create_application(config: Config, redis_url: str | None = None) -> Starlette:
+    """The intake application for ``config``; Redis is connected when it starts."""
+    return Intake(config, redis_url).application()
+
+
+def application_from_environment() -> Starlette:
+    """What each ``replay-attach serve`` process runs: the configuration it was started with."""
+    from worker.config import load_config
+
+    return create_application(load_config())

@@ -1,0 +1,47 @@
+"""Running the intake: uvicorn, one or more processes, stopped gracefully on SIGTERM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import uvicorn
+
+#: How long requests in flight may take to finish after SIGTERM.
+GRACEFUL_SHUTDOWN_SECONDS = 30
+
+#: The worker's log line shape (dramatiq's), for uvicorn's lines and the intake's alike.
+LOG_FORMAT = "[%(asctime)s] [PID %(process)d] [%(name)s] [%(levelname)s] %(message)s"
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    handler = {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}
+    logger = {"handlers": ["stderr"], "level": level.upper(), "propagate": False}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": LOG_FORMAT}},
+        "handlers": {"stderr": handler},
+        "loggers": {"uvicorn": logger, "worker": logger},
+    }
+
+
+def run_intake_server(host: str, port: int, processes: int, log_level: str = "info") -> None:
+    """Serve until SIGTERM or SIGINT; requests in flight finish first.
+
+    Every process builds the application from the configuration file that
+    ``REPLAY_ATTACH_CONFIG`` names, as the worker's processes do.
+    """
+    uvicorn.run(
+        "worker.intake.http_app:application_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=processes,
+        log_config=_log_config(log_level),
+        # One line per delivery comes from the intake itself, without query strings.
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        # Senders open many short connections at once; a short backlog would refuse some.
+        backlog=2048,
+    )

@@ -1,0 +1,90 @@
+"""Who sent a delivery: bearer tokens and the three senders' signature schemes.
+
+Every comparison is constant-time, and every check answers only yes or no: the
+caller answers the same 401 whatever failed, so that a failure reveals nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+
+from pydantic import SecretStr
+from standardwebhooks import Webhook, WebhookVerificationError
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, else None."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def token_matches(authorization: str | None, tokens: Iterable[SecretStr]) -> bool:
+    """Whether the header carries one of ``tokens``; every token is compared, to keep time flat."""
+    given = bearer_token(authorization)
+    if given is None:
+        return False
+    matches = [_same(given, token.get_secret_value().strip()) for token in tokens]
+    return any(matches)
+
+
+def _fresh(moment: datetime, now: datetime, tolerance_seconds: float) -> bool:
+    return abs((now - moment).total_seconds()) <= tolerance_seconds
+
+
+def _iso_time(text: str) -> datetime | None:
+    try:
+        # Python 3.10's fromisoformat does not read a trailing Z.
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def zendesk_signature_ok(
+    secret: SecretStr,
+    body: bytes,
+    headers: Mapping[str, str],
+    now: datetime,
+    tolerance_seconds: float,
+) -> bool:
+    """Zendesk: base64(HMAC-SHA256(secret, timestamp + body)), timestamp in ISO 8601."""
+    signature = headers.get("x-zendesk-webhook-signature", "")
+    timestamp = headers.get("x-zendesk-webhook-signature-timestamp", "")
+    moment = _iso_time(timestamp)
+    if not signature or moment is None or not _fresh(moment, now, tolerance_seconds):
+        return False
+    digest = hmac.new(
+        secret.get_secret_value().encode(), timestamp.encode() + body, hashlib.sha256
+    ).digest()
+    return _same(signature.strip(), base64.b64encode(digest).decode())
+
+
+def jira_signature_ok(secret: SecretStr, body: bytes, headers: Mapping[str, str]) -> bool:
+    """Jira admin webhooks: ``X-Hub-Signature: sha256=<hex HMAC-SHA256(secret, body)>``."""
+    algorithm, _, given = headers.get("x-hub-signature", "").partition("=")
+    if algorithm.strip().lower() != "sha256" or not given:
+        return False
+    digest = hmac.new(secret.get_secret_value().encode(), body, hashlib.sha256).hexdigest()
+    return _same(given.strip().lower(), digest)
+
+
+def standard_webhook_ok(secret: SecretStr, body: bytes, headers: Mapping[str, str]) -> bool:
+    """PostHog's signing destinations: Standard Webhooks, checked by its own library.
+
+    The library checks a 5-minute tolerance; a malformed header or a body that
+    is not UTF-8 raises ``ValueError`` there, which is a failed check here.
+    """
+    try:
+        Webhook(secret.get_secret_value().strip()).verify(body, dict(headers), json_parse=False)
+    except (WebhookVerificationError, ValueError):
+        return False
+    return True
