@@ -323,3 +323,54 @@ def test_check_reports_each_system_without_secrets(
     assert "Zendesk: FAILED, Zendesk rejected the email or API token (401)" in result.stdout
     assert "Jira: ok" in result.stdout
     assert "wrong_secret" not in result.stdout + result.stderr
+
+
+def test_check_lists_the_doors_of_serve(cli_env: dict[str, str], tmp_path: Path) -> None:
+    result = run(cli_env, "check")
+    assert "serve /v1/bug-reports: off (no secret configured)" in result.stdout
+    assert "serve /webhooks/zendesk: off (no secret configured)" in result.stdout
+
+    data = yaml.safe_load(Path(cli_env["REPLAY_ATTACH_CONFIG"]).read_text())
+    data["intake"] = {
+        "tokens": "intake-token-0123456789abc",
+        "jira_webhook_secret": "jira-secret-0123456789abc",
+        "jira_session_field": "customfield_10042",
+    }
+    data["jira"] = {}  # the Jira door is on, but Jira is off: jobs could only fail
+    config = tmp_path / "doors.yaml"
+    config.write_text(yaml.safe_dump(data))
+    result = run({**cli_env, "REPLAY_ATTACH_CONFIG": str(config)}, "check")
+    assert result.returncode == 1
+    assert "serve /v1/bug-reports: on" in result.stdout
+    assert "serve /webhooks/posthog: on" in result.stdout  # an intake token opens it too
+    assert "serve /webhooks/jira: FAILED, on, but jira.url is not configured" in result.stdout
+    assert "0123456789abc" not in result.stdout + result.stderr
+
+
+def test_serve_with_no_door_on_says_what_to_set(cli_env: dict[str, str]) -> None:
+    result = run(cli_env, "serve", "--port", "18999")
+    assert result.returncode == 2
+    assert "no door is on: set REPLAY_ATTACH_INTAKE_TOKENS" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("intake", "problem"),
+    [
+        ({"tokens": "tok-9x7q"}, "token 1 is shorter than 16 characters"),
+        ({"jira_webhook_secret": "a-long-enough-secret-123"}, "needs both"),
+        ({"posthog_webhook_secret": "not-a-whsec-secret-123"}, "starting with whsec_"),
+        ({"zendesk_webhook_secret": "zd-q8w2"}, "zendesk_webhook_secret is shorter"),
+    ],
+)
+def test_weak_or_incomplete_intake_secrets_are_refused_without_echoing_them(
+    cli_env: dict[str, str], tmp_path: Path, intake: dict[str, str], problem: str
+) -> None:
+    data = yaml.safe_load(Path(cli_env["REPLAY_ATTACH_CONFIG"]).read_text())
+    data["intake"] = intake
+    config = tmp_path / "weak.yaml"
+    config.write_text(yaml.safe_dump(data))
+    result = run({**cli_env, "REPLAY_ATTACH_CONFIG": str(config)}, "check")
+    assert result.returncode == 2
+    assert problem in result.stderr
+    for secret in intake.values():
+        assert secret not in result.stderr

@@ -9,6 +9,7 @@ import click
 
 from worker.attach.events import JIRA_ISSUE_PATTERN, SESSION_ID_PATTERN
 from worker.cli.context import config_of, die, failed_jobs_of, redis_of, when
+from worker.config import Config
 
 
 def _selected_target(zendesk_ticket: int | None, jira_issue: str | None) -> str | None:
@@ -88,7 +89,8 @@ def status(
 def check(ctx: click.Context) -> None:
     """Validate the configuration and each configured system's credentials.
 
-    One line per system; exit status 1 if any check fails. No secret is printed.
+    One line per system, then which doors of `serve` are on; exit status 1 if
+    any check fails. No secret is printed.
 
     \b
     Example:
@@ -117,4 +119,20 @@ def check(ctx: click.Context) -> None:
         except IntegrationError as exc:
             ok = False
             click.echo(f"{name}: FAILED, {exc.reason}")
+    ok = _check_doors(config) and ok
     sys.exit(0 if ok else 1)
+
+
+def _check_doors(config: Config) -> bool:
+    """Which doors of ``serve`` are on; a door on for a system that is off is a failure."""
+    from worker.intake.http_app import doors_on
+
+    ok = True
+    for path, on in doors_on(config).items():
+        system = {"/webhooks/zendesk": "zendesk", "/webhooks/jira": "jira"}.get(path)
+        if on and system is not None and getattr(config, system).url is None:
+            ok = False
+            click.echo(f"serve {path}: FAILED, on, but {system}.url is not configured")
+        else:
+            click.echo(f"serve {path}: {'on' if on else 'off (no secret configured)'}")
+    return ok
