@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
 from types import TracebackType
 from typing import TypeVar
 
@@ -35,6 +37,9 @@ class Sandbox:
 
     `ports` may pin "posthog", "zendesk", "jira" and "console" (0 or absent: any free port).
     """
+
+    #: The Zendesk ticket field "Session id" whose value the trigger's webhook sends.
+    ZENDESK_SESSION_FIELD_ID = ZendeskDouble.SESSION_FIELD_ID
 
     def __init__(
         self,
@@ -111,6 +116,19 @@ class Sandbox:
             double.fault_kinds = list(kinds) if kinds is not None else list(DEFAULT_FAULT_KINDS)
             double.fault_rate = rate
 
+    def send_webhooks_to(self, intake_url: str) -> None:
+        """Have Zendesk and Jira fire their signed webhooks at the intake server at
+        `intake_url`: {intake_url}/webhooks/zendesk and {intake_url}/webhooks/jira, each with
+        a fresh secret (see `env`)."""
+        base = intake_url.rstrip("/")
+        # Secrets shaped like the vendors': Zendesk shows 32 random bytes in base64, Jira takes
+        # any string an admin types in.
+        zendesk_secret = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+        self.zendesk.send_webhooks(
+            f"{base}/webhooks/zendesk", zendesk_secret, self.ZENDESK_SESSION_FIELD_ID
+        )
+        self.jira.send_webhooks(f"{base}/webhooks/jira", secrets.token_urlsafe(32))
+
     def seed_demo_data(self) -> None:
         for ticket_id, subject, status, tags in DEMO_TICKETS:
             self.zendesk.add_ticket(ticket_id, subject=subject, status=status, tags=tags)
@@ -118,7 +136,8 @@ class Sandbox:
             self.jira.add_issue(key, summary=summary)
 
     def env(self) -> dict[str, str]:
-        """The worker's configuration for talking to this sandbox."""
+        """The worker's configuration for talking to this sandbox (and, once `send_webhooks_to`
+        is called, the intake server's for checking its webhooks)."""
         env = {
             "POSTHOG_HOST": self.posthog.url,
             "POSTHOG_PROJECT_ID": str(self.posthog.project_id),
@@ -133,4 +152,10 @@ class Sandbox:
             env["JIRA_API_TOKEN"] = self.jira.api_token
         else:
             env["JIRA_PERSONAL_ACCESS_TOKEN"] = self.jira.personal_access_token
+        # What the intake server needs to check the webhooks (after `send_webhooks_to`).
+        if self.zendesk.webhook is not None:
+            env["ZENDESK_WEBHOOK_SECRET"] = self.zendesk.webhook.secret
+        if self.jira.webhook is not None:
+            env["JIRA_WEBHOOK_SECRET"] = self.jira.webhook.secret
+            env["JIRA_SESSION_FIELD"] = self.jira.webhook.session_field
         return env

@@ -1,8 +1,12 @@
 """A fake Jira (Cloud or Data Center): issues, comments (v2 wiki text / v3 ADF) and remote links.
 
+Once `send_webhooks` is called, it also fires an admin webhook's signed events, for issues that
+carry a session id: when such an issue is created, and when the session field is set.
+
 This module holds the issue store and the routes. Request bodies of the two write operations are
 checked by jira_validation.py (against Atlassian's published schemas, among others); answers are
-rendered in Jira's shape by jira_answers.py; ADF handling is in jira_adf.py.
+rendered in Jira's shape by jira_answers.py; ADF handling is in jira_adf.py; webhook bodies and
+signatures are in jira_webhooks.py.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import copy
 import re
 import threading
+import time
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,7 +32,9 @@ from sandbox.doubles.jira_validation import (
     validate,
     visibility_error,
 )
+from sandbox.doubles.jira_webhooks import SESSION_FIELD, AdminWebhook
 from sandbox.doubles.messages import Request, Response, json_response
+from sandbox.doubles.webhooks import WebhookSender
 
 # `adf_link` is imported from here by the console.
 __all__ = ["JiraDouble", "adf_link"]
@@ -70,6 +78,11 @@ class JiraDouble(Double):
         self._next_issue_id = 10000
         self._next_comment_id = 10100
         self._next_link_id = 10500
+        self._next_changelog_id = 10700
+        #: The admin webhook, once `send_webhooks` is called; None fires nothing.
+        self.webhook: AdminWebhook | None = None
+        #: Deliveries of that webhook, with every attempt recorded.
+        self.webhooks = WebhookSender(name="JiraDouble webhooks")
 
         self.route("GET", r"/rest/api/(?:2|latest)/serverInfo", self._server_info)
         self.route("GET", r"/rest/applinks/latest/listApplicationlinks", self._applinks)
@@ -85,9 +98,25 @@ class JiraDouble(Double):
     def cloud(self) -> bool:
         return self.deployment == "cloud"
 
+    def stop(self) -> None:
+        super().stop()
+        self.webhooks.stop()
+
     # ----------------------------------------------------------------- test helpers
 
-    def add_issue(self, key: str, summary: str = "Sandbox issue") -> dict[str, Any]:
+    def send_webhooks(self, url: str, secret: str, session_field: str = SESSION_FIELD) -> None:
+        """From now on, POST a signed event to `url` when an issue is created with custom field
+        `session_field` set (jira:issue_created), and when `set_session_field` sets it
+        (jira:issue_updated)."""
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"a webhook URL must be http:// or https://, not {url!r}")
+        self.webhook = AdminWebhook(url, secret, session_field)
+
+    def add_issue(
+        self, key: str, summary: str = "Sandbox issue", fields: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Create (or replace) an issue. `fields` are custom fields ({"customfield_10042":
+        "<session id>"}); the webhook's session field fires jira:issue_created."""
         if not ISSUE_KEY.fullmatch(key):
             raise ValueError(f"not an issue key: {key!r}")
         with self._state:
@@ -97,12 +126,30 @@ class JiraDouble(Double):
                 "summary": summary,
                 "status": "To Do",
                 "created": answers.timestamp(datetime.now(timezone.utc)),
+                "custom_fields": dict(fields or {}),
                 "comments": [],
                 "remote_links": [],
             }
             self._next_issue_id += 1
             self.issues[key] = issue
+            if self._session_id(issue) is not None:
+                self._fire_webhook(issue, None)
             return issue
+
+    def set_session_field(self, key: str, session_id: str) -> dict[str, Any]:
+        """Set the session field of issue `key` (the webhook's, else customfield_10042), as a
+        developer editing the issue would; fires jira:issue_updated with its changelog when
+        the value changes to a non-empty one. Raises KeyError for an unknown issue."""
+        field = self.webhook.session_field if self.webhook else SESSION_FIELD
+        with self._state:
+            issue = self.issues[key]
+            previous = issue["custom_fields"].get(field)
+            issue["custom_fields"][field] = session_id
+            # Jira logs no change (and reports none) when the value stays the same, and the
+            # webhook's JQL filter leaves out an issue whose session field is empty.
+            if session_id != previous and session_id:
+                self._fire_webhook(issue, (previous, session_id))
+            return copy.deepcopy(issue)
 
     def issue(self, key: str) -> dict[str, Any] | None:
         """A deep copy of an issue with its comments and remote links."""
@@ -329,6 +376,33 @@ class JiraDouble(Double):
         return error(404, ["No link found."])
 
     # ----------------------------------------------------------------- internals
+
+    def _session_id(self, issue: dict[str, Any]) -> str | None:
+        if self.webhook is None:
+            return None
+        value = issue["custom_fields"].get(self.webhook.session_field)
+        return str(value) if value not in (None, "") else None
+
+    def _fire_webhook(self, issue: dict[str, Any], change: tuple[Any, str] | None) -> None:
+        """Queue jira:issue_created (`change` None) or jira:issue_updated for the session
+        field's `change` (previous, new). Caller holds the state lock."""
+        webhook = self.webhook
+        if webhook is None:
+            return
+        rendered = answers.issue_json(self.url, issue, "2")
+        user = answers.user_json(self.url, self.email)
+        now_ms = int(time.time() * 1000)
+        if change is None:
+            body = webhook.issue_created(rendered, user, now_ms)
+        else:
+            previous, value = change
+            changelog_id = str(self._next_changelog_id)
+            self._next_changelog_id += 1
+            text = None if previous in (None, "") else str(previous)
+            body = webhook.session_field_changed(rendered, user, now_ms, changelog_id, text, value)
+        # One identifier per event, kept by its retries: the receiver's dedupe key.
+        headers = webhook.headers(body, str(uuid.uuid4()))
+        self.webhooks.post(webhook.url, body, headers, retry_header="X-Atlassian-Webhook-Retry")
 
     def _check_schema(self, name: str, request: Request) -> Response | None:
         if not self.validate_openapi:

@@ -128,6 +128,7 @@ def issue_json(base_url: str, issue: dict[str, Any], version: str) -> dict[str, 
             "project": {"key": issue["key"].split("-")[0]},
             "issuetype": {"name": "Bug"},
             "created": issue["created"],
+            **copy.deepcopy(issue.get("custom_fields", {})),
         },
     }
 

@@ -4,23 +4,36 @@ Keeps the traps that bite integrations: a comment is public unless `"public": fa
 `tags` in a ticket update replaces every tag, closed tickets refuse updates, and there is no
 idempotency for updates.
 
+Once `send_webhooks` is called, it also fires a trigger's signed webhooks, as an admin's triggers
+would: when a ticket is created with its session field filled in, and when a ticket with one is
+solved or closed.
+
 This module holds the ticket store and the routes; answers and errors in Zendesk's style are in
-zendesk_answers.py, comment bodies in zendesk_comments.py.
+zendesk_answers.py, comment bodies in zendesk_comments.py, webhook bodies and signatures in
+zendesk_webhooks.py.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import threading
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 from sandbox.doubles import zendesk_answers as answers
 from sandbox.doubles.auth import basic_auth
 from sandbox.doubles.base import Double
 from sandbox.doubles.messages import Request, Response, json_response
+from sandbox.doubles.webhooks import WebhookSender
 from sandbox.doubles.zendesk_answers import AGENT_ID, error, invalid_record, record_not_found
 from sandbox.doubles.zendesk_comments import make_comment
+from sandbox.doubles.zendesk_webhooks import (
+    DONE_STATUSES,
+    SESSION_FIELD_ID,
+    TriggerWebhook,
+    session_id_of,
+)
 
 STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
 REQUESTER_ID = 2
@@ -42,8 +55,25 @@ def normalize_tags(tags: Any) -> list[str] | None:
     return out
 
 
+def custom_field_list(fields: Any) -> list[dict[str, Any]] | None:
+    """A request's `custom_fields` ([{"id": N, "value": ...}]) as stored; None if malformed.
+
+    Values are kept as text, as a text field stores them; a null value stays null."""
+    if not isinstance(fields, list):
+        return None
+    out: list[dict[str, Any]] = []
+    for field in fields:
+        if not isinstance(field, dict) or not isinstance(field.get("id"), int):
+            return None
+        value = field.get("value")
+        out.append({"id": field["id"], "value": None if value is None else str(value)})
+    return out
+
+
 class ZendeskDouble(Double):
     EDGE_HEADERS = answers.EDGE_HEADERS
+    #: The ticket field "Session id" an admin maps into the trigger's body (the default).
+    SESSION_FIELD_ID: ClassVar[int] = SESSION_FIELD_ID
 
     def __init__(
         self,
@@ -63,6 +93,11 @@ class ZendeskDouble(Double):
         self._next_comment_id = 9001
         self._next_audit_id = 50001
         self._next_ticket_id = 1000
+        #: The trigger's webhook, once `send_webhooks` is called; None fires nothing.
+        self.webhook: TriggerWebhook | None = None
+        #: Deliveries of that webhook, with every attempt recorded.
+        self.webhooks = WebhookSender(name="ZendeskDouble webhooks")
+        self._invocation_ids = itertools.count(8350205001)
 
         self.route("GET", r"/api/v2/users/me\.json", self._me)
         self.route("POST", r"/api/v2/tickets\.json", self._create_ticket)
@@ -74,7 +109,20 @@ class ZendeskDouble(Double):
         self.route("POST", _TICKET + r"/tags\.json", self._tags)
         self.route("DELETE", _TICKET + r"/tags\.json", self._tags)
 
+    def stop(self) -> None:
+        super().stop()
+        self.webhooks.stop()
+
     # ----------------------------------------------------------------- test helpers
+
+    def send_webhooks(
+        self, url: str, secret: str, session_field_id: int = SESSION_FIELD_ID
+    ) -> None:
+        """From now on, POST a signed webhook to `url` when a ticket is created with custom
+        field `session_field_id` filled in, and when such a ticket is solved or closed."""
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"a webhook URL must be http:// or https://, not {url!r}")
+        self.webhook = TriggerWebhook(url, secret, session_field_id)
 
     def add_ticket(
         self,
@@ -83,11 +131,21 @@ class ZendeskDouble(Double):
         status: str = "open",
         tags: list[str] | None = None,
         description: str | None = None,
+        custom_fields: dict[int, str] | None = None,
     ) -> dict[str, Any]:
-        """Create (or replace) a ticket; its description becomes public comment 1."""
+        """Create (or replace) a ticket; its description becomes public comment 1.
+
+        `custom_fields` maps field ids to values; the session field fires the webhook."""
         text = description or f"{subject}\n\nSent from the sandbox help centre."
+        fields = [{"id": k, "value": v} for k, v in (custom_fields or {}).items()]
         return self._insert_ticket(
-            ticket_id, subject, status, tags or [], {"body": text, "public": True}, REQUESTER_ID
+            ticket_id,
+            subject,
+            status,
+            tags or [],
+            {"body": text, "public": True},
+            REQUESTER_ID,
+            fields,
         )
 
     def _insert_ticket(
@@ -98,6 +156,7 @@ class ZendeskDouble(Double):
         tags: list[str],
         first_comment: dict[str, Any],
         author_id: int,
+        custom_fields: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
@@ -116,12 +175,14 @@ class ZendeskDouble(Double):
                 "submitter_id": author_id,
                 "assignee_id": AGENT_ID,
                 "via_followup_source_id": None,
+                "custom_fields": list(custom_fields or []),
                 "created_at": answers.stamp(now),
                 "updated_at": answers.stamp(now),
                 "comments": [comment],
             }
             self.tickets[ticket_id] = ticket
             self._next_ticket_id = max(self._next_ticket_id, ticket_id + 1)
+            self._fire_webhook(ticket)  # the trigger "ticket created and session field present"
             return ticket
 
     def ticket(self, ticket_id: int) -> dict[str, Any] | None:
@@ -205,6 +266,9 @@ class ZendeskDouble(Double):
         tags = normalize_tags(payload.get("tags", []))
         if tags is None:
             return error(400, "InvalidValue", "tags must be a list of strings")
+        fields = custom_field_list(payload.get("custom_fields", []))
+        if fields is None:
+            return error(400, "InvalidValue", 'custom_fields must be a list of {"id", "value"}')
         with self._state:
             ticket = self._insert_ticket(
                 self._next_ticket_id,
@@ -213,6 +277,7 @@ class ZendeskDouble(Double):
                 tags,
                 comment,
                 AGENT_ID,
+                fields,
             )
             ticket["via_followup_source_id"] = payload.get("via_followup_source_id")
             return json_response(
@@ -265,6 +330,8 @@ class ZendeskDouble(Double):
                 if field in payload and payload[field] != ticket[field]:
                     changes.append(answers.change(field, payload[field], ticket[field]))
                     ticket[field] = payload[field]
+                    if field == "status" and ticket["status"] in DONE_STATUSES:
+                        self._fire_webhook(ticket)  # the trigger "status changed to solved..."
             now = self._touch(ticket)
             events: list[dict[str, Any]] = []
             if comment is not None:
@@ -324,6 +391,21 @@ class ZendeskDouble(Double):
             return json_response(200, {"tags": list(tags)})
 
     # ----------------------------------------------------------------- internals
+
+    def _fire_webhook(self, ticket: dict[str, Any]) -> None:
+        """Queue the trigger's webhook for `ticket`, if set up and the session field is filled
+        in. Caller holds the state lock; the delivery itself happens on the sender's thread."""
+        webhook = self.webhook
+        if webhook is None:
+            return
+        session_id = session_id_of(ticket, webhook.session_field_id)
+        if session_id is None:
+            return
+        body = webhook.body(ticket, session_id)
+        # One invocation id per delivery, kept by its retries: the receiver's dedupe key.
+        invocation_id = str(next(self._invocation_ids))
+        headers = webhook.headers(body, invocation_id, datetime.now(timezone.utc))
+        self.webhooks.post(webhook.url, body, headers)
 
     def _ticket_payload(self, request: Request) -> dict[str, Any] | Response:
         if request.json_error is not None:

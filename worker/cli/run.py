@@ -120,9 +120,11 @@ def sandbox(
     Prints the environment variables that point the worker (or your app) at
     them, the webhook secrets and session field the intake server checks
     against, and the address of a page showing every ticket and what landed
-    on it. Zendesk fires its webhook when a ticket is created with the
-    session id field set (or such a ticket is solved or closed); Jira when
-    an issue gets its session id field.
+    on it. Zendesk fires its webhook when a ticket is created through its API
+    with the session id field set, or such a ticket is solved or closed. The
+    Jira double has no route to create or edit issues: its webhooks fire only
+    for issues given a session id from Python (JiraDouble.add_issue,
+    set_session_field).
 
     \b
     Example:
