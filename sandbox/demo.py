@@ -1,28 +1,35 @@
 """``replay-attach demo``: the whole product on one machine, with nothing to set up.
 
 Starts the embedded Redis in a temporary directory, the sandbox doubles of
-PostHog, Zendesk and Jira, and a worker; enqueues sample bug reports (one of
-which meets a transient Zendesk outage and recovers); shows progress; prints
-what landed on each ticket; then shuts everything down and removes the
-temporary directory.
+PostHog, Zendesk and Jira, the intake (``serve``) and a worker; enqueues sample
+bug reports (one of which meets a transient Zendesk outage and recovers);
+creates a Zendesk ticket and a Jira issue with the session id in a field,
+whose signed webhooks reach the intake with no enqueue call at all; shows
+progress; prints what landed on each ticket; then shuts everything down and
+removes the temporary directory.
 """
 
 from __future__ import annotations
 
 import html
 import re
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
+import requests
 from dramatiq import Worker
 from tqdm import tqdm
 
 from sandbox.app import Sandbox
+from sandbox.doubles.jira_webhooks import SESSION_FIELD
 from worker.app import App, create_app
 from worker.attach.events import BugReport, parse_event
 from worker.config import DEFAULT_CONFIG_PATH, Config, RetryConfig, load_config
 from worker.embedded_redis import temporary_embedded_redis
+from worker.intake.http_app import create_application
+from worker.intake.server import intake_in_thread
 
 SAMPLE_REPORTS: list[dict[str, Any]] = [
     {
@@ -44,6 +51,9 @@ SAMPLE_REPORTS: list[dict[str, Any]] = [
 
 #: The ticket that meets a transient outage on its first attempt.
 FLAKY_TICKET = 102
+
+#: Sessions of the zero-code path: a ticket and an issue created with the session id in a field.
+WEBHOOK_SESSIONS = {"zendesk": "demo-session-webhook-zd", "jira": "demo-session-webhook-jira"}
 
 
 def _demo_config(box: Sandbox, redis_url: str) -> Config:
@@ -77,6 +87,12 @@ def _landed(box: Sandbox, report: BugReport) -> str | None:
     return None
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def run_demo(echo: Callable[[str], None], keep: bool = False) -> int:
     with temporary_embedded_redis(prefix="ra-demo-") as redis_url, Sandbox() as box:
         echo(f"embedded Redis started: {redis_url}")
@@ -84,16 +100,63 @@ def run_demo(echo: Callable[[str], None], keep: bool = False) -> int:
         echo(f"sandbox: PostHog {box.posthog.url}, Zendesk {box.zendesk.url}, Jira {box.jira.url}")
         echo(f"support agent's view: {box.console_url}")
         box.zendesk.fail_next("5xx", method="PUT", path_regex=rf"/tickets/{FLAKY_TICKET}\.json$")
-        app = create_app(_demo_config(box, redis_url), url=redis_url)
+        port = _free_port()
+        box.send_webhooks_to(f"http://127.0.0.1:{port}")
+        config = _demo_config(box, redis_url)
+        app = create_app(config, url=redis_url)
         # What each dramatiq worker process does once: starts the time-limit watch.
         app.broker.emit_after("process_boot")
         worker = Worker(app.broker, worker_threads=4, worker_timeout=100)
         worker.start()
         try:
-            return _attach_samples(echo, box, app, keep)
+            with intake_in_thread(create_application(config, redis_url), port) as intake_url:
+                echo(f"replay-attach serve: {intake_url} (Zendesk and Jira webhooks go there)")
+                return _attach_samples(echo, box, app, keep)
         finally:
             worker.stop()
             app.broker.close()
+
+
+def _create_by_webhook(echo: Callable[[str], None], box: Sandbox) -> list[BugReport]:
+    """A ticket and an issue created with the session id in a field, as a help-centre form
+    or a Jira user would: their webhooks reach the intake, and nothing calls enqueue."""
+    ticket = requests.post(
+        f"{box.zendesk.url}/api/v2/tickets.json",
+        json={
+            "ticket": {
+                "subject": "Export to CSV downloads an empty file",
+                "comment": {"body": "Sent from the help centre form."},
+                "custom_fields": [
+                    {"id": box.ZENDESK_SESSION_FIELD_ID, "value": WEBHOOK_SESSIONS["zendesk"]}
+                ],
+            }
+        },
+        auth=(f"{box.zendesk.email}/token", box.zendesk.api_token),
+        timeout=10,
+    )
+    ticket.raise_for_status()
+    issue = requests.post(
+        f"{box.jira.url}/rest/api/2/issue",
+        json={
+            "fields": {
+                "project": {"key": "BUG"},
+                "summary": "CSV export empty for filtered views",
+                SESSION_FIELD: WEBHOOK_SESSIONS["jira"],
+            }
+        },
+        auth=(box.jira.email, box.jira.api_token),
+        timeout=10,
+    )
+    issue.raise_for_status()
+    ticket_id, key = ticket.json()["ticket"]["id"], issue.json()["key"]
+    echo(
+        f"created Zendesk ticket {ticket_id} and Jira issue {key} with a session id in a field: "
+        "their signed webhooks enqueue them (no enqueue call)"
+    )
+    return [
+        parse_event({"session_id": WEBHOOK_SESSIONS["zendesk"], "zendesk_ticket": ticket_id}),
+        parse_event({"session_id": WEBHOOK_SESSIONS["jira"], "jira_issue": key}),
+    ]
 
 
 def _attach_samples(echo: Callable[[str], None], box: Sandbox, app: App, keep: bool) -> int:
@@ -106,6 +169,7 @@ def _attach_samples(echo: Callable[[str], None], box: Sandbox, app: App, keep: b
         f"enqueued {len(reports)} sample bug reports "
         f"(ticket {FLAKY_TICKET} meets a Zendesk outage first)"
     )
+    reports += _create_by_webhook(echo, box)
     pending = set(range(len(reports)))
     deadline = time.monotonic() + 60
     with tqdm(total=len(reports), desc="attaching replays", unit="report") as bar:
@@ -116,7 +180,8 @@ def _attach_samples(echo: Callable[[str], None], box: Sandbox, app: App, keep: b
                     bar.update(1)
             time.sleep(0.1)
     for report in reports:
-        echo(f"  {report.target_label}: {_landed(box, report) or 'NOT ATTACHED'}")
+        how = " (by webhook)" if report.session_id in WEBHOOK_SESSIONS.values() else ""
+        echo(f"  {report.target_label}: {_landed(box, report) or 'NOT ATTACHED'}{how}")
     flaky = [r for r in box.zendesk.calls("PUT") if f"/tickets/{FLAKY_TICKET}.json" in r.path]
     echo(
         f"  (ticket {FLAKY_TICKET}: {len(flaky)} attempts, the first answered "

@@ -64,6 +64,6 @@ def _echo_webhooks(echo: Callable[[str], None], box: Sandbox, intake_url: str) -
         " (the session id) set,"
     )
     echo("#   and when such a ticket is solved or closed;")
-    echo(f"# Jira fires one at {jira.url} for an issue given {jira.session_field}")
-    echo("#   (the session id) from Python: JiraDouble.add_issue or set_session_field.")
+    echo(f"# Jira fires one at {jira.url} when an issue is created (POST /rest/api/2/issue)")
+    echo(f"#   with {jira.session_field} (the session id) set.")
     echo(f"# To receive them, run `replay-attach serve` on {intake_url} with the variables above.")

@@ -44,7 +44,13 @@ def test_demo_runs_on_the_embedded_broker_and_leaves_nothing_behind(tmp_path: Pa
     out = result.stdout
     assert "embedded Redis started: unix://" in out
     landed = re.findall(r"^  (Zendesk ticket \d+|Jira issue [A-Z]+-\d+): (.*)$", out, re.M)
-    assert len(landed) == len(SAMPLE_REPORTS)
+    # The samples, and a ticket and an issue whose webhooks enqueued them (no enqueue call).
+    assert len(landed) == len(SAMPLE_REPORTS) + 2
+    assert [target.split()[0] for target, what in landed if what.endswith("(by webhook)")] == [
+        "Zendesk",
+        "Jira",
+    ]
+    assert "replay-attach serve: http://127.0.0.1:" in out
     for _, what in landed:
         assert re.search(
             r"(internal note|remote link \+ comment) with http://127\.0\.0\.1:\d+/embedded/\S+",

@@ -279,6 +279,31 @@ def test_an_issue_created_with_a_session_id_fires_a_signed_issue_created(
     assert "changelog" not in event
 
 
+def test_an_issue_created_through_the_api_takes_the_next_key_and_fires(
+    jira: JiraDouble, receiver: Receiver
+) -> None:
+    jira.add_issue("BUG-4", summary="An earlier issue")
+    auth = (jira.email, jira.api_token)
+    fields = {
+        "project": {"key": "BUG"},
+        "summary": "CSV export empty",
+        "customfield_10042": "s-api",
+    }
+    created = requests.post(f"{jira.url}/rest/api/2/issue", json={"fields": fields}, auth=auth)
+    assert created.status_code == 201 and created.json()["key"] == "BUG-5"
+    assert jira.webhooks.wait_idle(5)
+    [got] = receiver.wait_for(1)
+    assert got.json["issue"]["key"] == "BUG-5"
+    assert got.json["issue"]["fields"]["customfield_10042"] == "s-api"
+    no_summary = {"fields": {"project": {"key": "BUG"}}}
+    assert (
+        requests.post(f"{jira.url}/rest/api/2/issue", json=no_summary, auth=auth).status_code == 400
+    )
+    wrong = requests.post(f"{jira.url}/rest/api/2/issue", json={"fields": fields}, auth=("x", "y"))
+    assert wrong.status_code == 401
+    assert len(receiver.received) == 1
+
+
 def test_setting_the_session_field_fires_issue_updated_with_its_changelog(
     jira: JiraDouble, receiver: Receiver
 ) -> None:

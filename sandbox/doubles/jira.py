@@ -87,6 +87,7 @@ class JiraDouble(Double):
         self.route("GET", r"/rest/api/(?:2|latest)/serverInfo", self._server_info)
         self.route("GET", r"/rest/applinks/latest/listApplicationlinks", self._applinks)
         self.route("GET", _API + r"/myself", self._myself)
+        self.route("POST", _API + r"/issue", self._create_issue)
         self.route("GET", _ISSUE, self._get_issue)
         self.route("GET", _ISSUE + r"/comment", self._list_comments)
         self.route("POST", _ISSUE + r"/comment", self._add_comment)
@@ -234,6 +235,32 @@ class JiraDouble(Double):
             if issue is None:
                 return error(404, [NOT_FOUND_ISSUE])
             return json_response(200, answers.issue_json(self.url, issue, self._version(request)))
+
+    def _create_issue(self, request: Request) -> Response:
+        """POST /issue: a project's next issue, so that an issue created with the session
+        field fires the webhook as a real one would."""
+        denied = self._guard(request)
+        if denied:
+            return denied
+        payload = request.json
+        fields = payload.get("fields") if isinstance(payload, dict) else None
+        project = fields.get("project") if isinstance(fields, dict) else None
+        key = project.get("key") if isinstance(project, dict) else None
+        if not isinstance(fields, dict) or not isinstance(key, str) or not key.isupper():
+            return error(400, [], {"project": "Specify a valid project ID or key"})
+        summary = fields.get("summary")
+        if not isinstance(summary, str) or not summary.strip():
+            return error(400, [], {"summary": "You must specify a summary of the issue."})
+        custom = {name: value for name, value in fields.items() if name.startswith("customfield_")}
+        with self._state:
+            taken = [int(k.rpartition("-")[2]) for k in self.issues if k.startswith(key + "-")]
+            issue = self.add_issue(f"{key}-{max(taken, default=0) + 1}", summary, custom)
+        body = {
+            "id": issue["id"],
+            "key": issue["key"],
+            "self": f"{self.url}/rest/api/2/issue/{issue['id']}",
+        }
+        return json_response(201, body)
 
     def _add_comment(self, request: Request) -> Response:
         denied = self._guard(request)

@@ -121,10 +121,9 @@ def sandbox(
     them, the webhook secrets and session field the intake server checks
     against, and the address of a page showing every ticket and what landed
     on it. Zendesk fires its webhook when a ticket is created through its API
-    with the session id field set, or such a ticket is solved or closed. The
-    Jira double has no route to create or edit issues: its webhooks fire only
-    for issues given a session id from Python (JiraDouble.add_issue,
-    set_session_field).
+    with the session id field set, or such a ticket is solved or closed; Jira
+    when an issue is created through its API (POST /rest/api/2/issue) with the
+    session id field set.
 
     \b
     Example:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
 
 #: How long requests in flight may take to finish after SIGTERM.
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -45,3 +50,23 @@ def run_intake_server(host: str, port: int, processes: int, log_level: str = "in
         # Senders open many short connections at once; a short backlog would refuse some.
         backlog=2048,
     )
+
+
+@contextlib.contextmanager
+def intake_in_thread(app: Starlette, port: int, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve ``app`` from a thread of this process (the demo); yields its base URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, name="intake", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the intake did not start on {host}:{port}")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=GRACEFUL_SHUTDOWN_SECONDS)
