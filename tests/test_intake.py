@@ -247,11 +247,12 @@ def test_a_zendesk_signed_delivery_is_enqueued_with_numeric_string_ids(
     assert (event["zendesk_ticket"], event["session_id"]) == (123, "0192-zd")
 
 
+@pytest.mark.parametrize("invocation", ["inv-1", None], ids=["by-invocation-id", "by-signature"])
 def test_a_zendesk_delivery_sent_twice_enqueues_once(
-    intake: str, redis_client: redis.Redis
+    intake: str, redis_client: redis.Redis, invocation: str | None
 ) -> None:
     body = zendesk_body()
-    headers = zendesk_headers(body, invocation="inv-1")
+    headers = zendesk_headers(body, invocation=invocation)
     first = post(intake + "/webhooks/zendesk", body, headers)
     again = post(intake + "/webhooks/zendesk", body, headers)
     assert first.json() == again.json() and again.status_code == 202
