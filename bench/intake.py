@@ -36,6 +36,7 @@ from typing import Any
 
 import redis
 import requests
+from dramatiq import Message
 from fleet import ROOT, redis_url
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -62,6 +63,7 @@ WRK_SCRIPT = r"""
 local deliveries = {}
 local counter = 0
 local threads = {}
+local answered
 function setup(thread)
   thread:set("offset", #threads)
   table.insert(threads, thread)
@@ -72,6 +74,9 @@ function init(args)
     table.insert(deliveries, {signature, timestamp, invocation, body})
   end
   counter = offset * 1000003
+  -- The job ids of this thread's 202 answers; the C library flushes the file when wrk exits.
+  answered = io.open(args[2] .. "." .. offset, "w")
+  answered:setvbuf("full", 1048576)
 end
 function request()
   counter = counter + 1
@@ -82,6 +87,11 @@ function request()
     ["X-Zendesk-Webhook-Signature-Timestamp"] = d[2],
     ["X-Zendesk-Webhook-Invocation-Id"] = d[3],
   }, d[4])
+end
+function response(status, headers, body)
+  if status == 202 then
+    answered:write(body:match('"job_ids":%["([^"]+)"') or "?", "\n")
+  end
 end
 """
 
@@ -124,7 +134,7 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def run_wrk(script: Path, deliveries: Path, seconds: int) -> dict[str, Any]:
+def run_wrk(script: Path, deliveries: Path, answered: Path, seconds: int) -> dict[str, Any]:
     output = subprocess.run(
         [
             "wrk",
@@ -139,6 +149,7 @@ def run_wrk(script: Path, deliveries: Path, seconds: int) -> dict[str, Any]:
             f"http://127.0.0.1:{PORT}/webhooks/zendesk",
             "--",
             str(deliveries),
+            str(answered),
         ],
         capture_output=True,
         text=True,
@@ -154,6 +165,8 @@ def run_wrk(script: Path, deliveries: Path, seconds: int) -> dict[str, Any]:
     total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: (.*)", output)
+    if os.environ.get("BENCH_SHOW_WRK"):
+        print(output, file=sys.stderr)
     return {
         "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
         "p50": latency("50"),
@@ -213,13 +226,35 @@ def measure(
             "2048",
         ]
     process = start_server(command, env, work / f"{kind}.log")
+    answered = work / "answered"
     try:
-        figures = run_wrk(work / "deliveries.lua", deliveries, args.seconds)
+        figures = run_wrk(work / "deliveries.lua", deliveries, answered, args.seconds)
     finally:
         stop_server(process)
-    figures["queued"] = client.llen(queue_key) if kind == "intake" else None
+    if kind == "intake":
+        figures.update(check_queued(client, answered))
     client.close()
     return figures
+
+
+def check_queued(client: redis.Redis, answered: Path) -> dict[str, int]:
+    """How many job ids wrk read in 202 answers, and how many of those are on the queue.
+
+    The queue may hold a few more: requests still in flight when wrk stopped, whose
+    answers it did not read (at most one per connection).
+    """
+    ids: set[str] = set()
+    for part in answered.parent.glob(answered.name + ".*"):
+        ids.update(line for line in part.read_text().splitlines() if line)
+        part.unlink()
+    queue_key, messages_key = keys.queue_keys(keys.QUEUE_NAME)
+    messages: list[bytes] = client.hvals(messages_key)  # type: ignore[assignment]
+    queued = {Message.decode(data).message_id for data in messages}
+    return {
+        "answered_202": len(ids),
+        "answered_and_queued": len(ids & queued),
+        "queued": client.llen(queue_key),
+    }
 
 
 def main() -> int:
@@ -255,11 +290,15 @@ def main() -> int:
                 if kind == "intake":
                     every = all(
                         r["non_2xx"] == 0
-                        and r["queued"] == r["requests"]
+                        and r["answered_202"] == r["requests"]
+                        and r["answered_and_queued"] == r["answered_202"]
+                        and r["queued"] - r["answered_202"] <= CONNECTIONS
                         and not r["socket_errors"]
                         for r in runs
                     )
-                    detail = ", ".join(f"{r['queued']}/{r['requests']}" for r in runs)
+                    detail = ", ".join(
+                        f"{r['answered_and_queued']}/{r['answered_202']}" for r in runs
+                    )
                     queued = f"{'yes' if every else 'NO'} ({detail})"
                 else:
                     queued = "-"
