@@ -46,7 +46,8 @@ class RetryLater(IntegrationError):
 
     ``maybe_applied`` is true when a write may have reached the vendor even
     though no confirmation came back (a reset or timeout after sending); the
-    next attempt must look at the ticket before writing again.
+    next attempt must look at the ticket before writing again. ``retry_by``
+    (a unix time) asks that the next attempt come no later than that.
     """
 
     def __init__(
@@ -58,11 +59,13 @@ class RetryLater(IntegrationError):
         retry_after: float | None = None,
         maybe_applied: bool = False,
         never_sent: bool = False,
+        retry_by: float | None = None,
     ) -> None:
         super().__init__(system, reason, status=status)
         self.retry_after = retry_after
         self.maybe_applied = maybe_applied
         self.never_sent = never_sent
+        self.retry_by = retry_by
 
 
 class PermanentFailure(IntegrationError):

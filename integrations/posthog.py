@@ -1,4 +1,9 @@
-"""PostHog: turn a session id into a public embed link.
+"""PostHog: read a session's recording, and turn it into a public embed link.
+
+``GET /api/projects/{project}/session_recordings/{session}`` answers 404 for a
+session with no recording (yet: a fresh one may still be ingested); the
+sharing endpoint mints a token for any session id, so the recording is read
+first.
 
 ``PATCH /api/projects/{project}/session_recordings/{session}/sharing`` with
 ``{"enabled": true}`` returns the sharing configuration; enabling again returns
@@ -14,6 +19,8 @@ tokens; callers serialise minting per session (``worker.attach.ledger``).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -49,6 +56,46 @@ def embed_link(host: str, access_token: str, replay_seconds: int | None = None) 
     return link
 
 
+@dataclass(frozen=True)
+class Recording:
+    """What PostHog knows of one session's recording."""
+
+    session_id: str
+    start_time: datetime | None
+    duration_seconds: int | None
+    #: Still being recorded: the user's session had not ended when it was read.
+    ongoing: bool
+    #: The distinct id it was captured with, and every distinct id of its person.
+    distinct_ids: frozenset[str]
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _recording(session_id: str, body: Any) -> Recording:
+    if not isinstance(body, dict):
+        raise RetryLater(SYSTEM, f"PostHog's answer for the recording of {session_id} is not JSON")
+    ids = {body["distinct_id"]} if isinstance(body.get("distinct_id"), str) else set()
+    person = body.get("person")
+    if isinstance(person, dict) and isinstance(person.get("distinct_ids"), list):
+        ids.update(i for i in person["distinct_ids"] if isinstance(i, str))
+    duration = body.get("recording_duration")
+    return Recording(
+        session_id=session_id,
+        start_time=_time(body.get("start_time")),
+        duration_seconds=int(duration) if isinstance(duration, (int, float)) else None,
+        ongoing=body.get("ongoing") is True,
+        distinct_ids=frozenset(ids),
+    )
+
+
 class PostHogSharing:
     """Mints share tokens for one PostHog project. One instance per thread."""
 
@@ -73,6 +120,12 @@ class PostHogSharing:
         return (
             f"{self.host}/api/projects/{self.project_id}/session_recordings/"
             f"{quote(session_id, safe='')}/sharing"
+        )
+
+    def _recording_url(self, session_id: str) -> str:
+        return (
+            f"{self.host}/api/projects/{self.project_id}/session_recordings/"
+            f"{quote(session_id, safe='')}"
         )
 
     def _failure(self, response: requests.Response, session_id: str) -> IntegrationError:
@@ -104,6 +157,31 @@ class PostHogSharing:
         else:
             reason = f"PostHog refused to share session {session_id} ({status}){_quoted(detail)}"
         return status_failure(SYSTEM, response, reason)
+
+    def read_recording(self, session_id: str) -> Recording | None:
+        """The session's recording, or None when PostHog has none (404)."""
+
+        def attempt() -> Recording | None:
+            try:
+                response = self._api.send("GET", self._recording_url(session_id))
+            except requests.RequestException as exc:
+                raise transport_failure(
+                    SYSTEM, f"read the recording of {session_id}", exc, is_write=False
+                ) from None
+            if response.status_code == 404:
+                return None
+            if response.status_code == 403:
+                raise PermanentFailure(
+                    SYSTEM,
+                    "PostHog refused to read the recording (403): the personal API key lacks "
+                    f"the session_recording:read scope{_quoted(_detail(response))}",
+                    status=403,
+                )
+            if not is_success(response):
+                raise self._failure(response, session_id)
+            return _recording(session_id, _json(response))
+
+        return call_with_retries(attempt, repeatable=True)
 
     def share_recording(self, session_id: str) -> str:
         """Enable sharing and return the recording's live access token."""
@@ -145,7 +223,18 @@ class PostHogSharing:
             )
         if not is_success(response):
             raise self._failure(response, "replay-attach-check")
-        return f"project {self.project_id} at {self.host}, sharing API reachable"
+        # An unknown session: 404 says the key may read recordings, 403 that it may not.
+        try:
+            self.read_recording("replay-attach-check")
+        except PermanentFailure as exc:
+            if exc.status == 403:
+                raise PermanentFailure(
+                    SYSTEM,
+                    "the personal API key lacks the session_recording:read scope (403)",
+                    status=403,
+                ) from None
+            raise
+        return f"project {self.project_id} at {self.host}, recordings and sharing API reachable"
 
 
 def _json(response: requests.Response) -> Any:

@@ -50,8 +50,11 @@ def test_zendesk_happy_path_posts_one_internal_note_and_adds_a_tag(
     # The tag was added without replacing the ticket's own tags.
     assert sandbox.zendesk.tickets[101]["tags"] == ["checkout", "web", "posthog_replay"]
 
-    # Exactly the requests we mean to send, with the right authentication.
-    (patch,) = sandbox.posthog.calls(path_regex="^/api/")
+    # Exactly the requests we mean to send, with the right authentication: the
+    # recording is read before it is shared.
+    read, patch = sandbox.posthog.calls(path_regex="^/api/")
+    assert (read.method, read.path) == ("GET", f"/api/projects/1/session_recordings/{SESSION}")
+    assert read.headers["Authorization"] == f"Bearer {sandbox.posthog.api_key}"
     assert (
         patch.method == "PATCH"
         and patch.path == f"/api/projects/1/session_recordings/{SESSION}/sharing"

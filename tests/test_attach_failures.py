@@ -91,7 +91,7 @@ def test_posthog_throttle_waits_the_seconds_named_in_its_body(
 ) -> None:
     app = make_app(config_data(sandbox))
     sandbox.posthog.throttle_seconds = 1
-    sandbox.posthog.fail_next("429", count=2)
+    sandbox.posthog.fail_next("429", count=2, method="PATCH")
     enqueue_bug_report(session_id=SESSION, zendesk_ticket=101, queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
@@ -191,7 +191,9 @@ def test_job_is_given_up_with_its_last_reason_after_the_retry_horizon(
 ) -> None:
     # A Zendesk outage that outlasts the horizon (here 1 s instead of 24 h).
     sandbox.zendesk.fail_next("5xx", count=1000, method="PUT")
-    app = make_app(config_data(sandbox, retry__horizon_hours=1 / 3600))
+    app = make_app(
+        config_data(sandbox, retry__horizon_hours=1 / 3600, posthog__recording_wait_minutes=0)
+    )
     enqueue_bug_report(session_id=SESSION, zendesk_ticket=101, queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()

@@ -374,3 +374,53 @@ def test_weak_or_incomplete_intake_secrets_are_refused_without_echoing_them(
     assert problem in result.stderr
     for secret in intake.values():
         assert secret not in result.stderr
+
+
+def _with(cli_env: dict[str, str], tmp_path: Path, section: str, **values: Any) -> dict[str, str]:
+    data = yaml.safe_load(Path(cli_env["REPLAY_ATTACH_CONFIG"]).read_text())
+    data.setdefault(section, {}).update(values)
+    path = tmp_path / f"{section}-changed.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return {**cli_env, "REPLAY_ATTACH_CONFIG": str(path)}
+
+
+def test_enqueue_takes_a_distinct_id_and_refuses_none_when_it_is_required(
+    cli_env: dict[str, str], redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    strict = _with(cli_env, tmp_path, "posthog", require_distinct_id=True)
+    refused = run(strict, "enqueue", "--session-id", "s-1", "--zendesk-ticket", "101")
+    assert refused.returncode == 2 and "distinct_id: is required" in refused.stderr
+    lines = '{"session_id": "s-1", "zendesk_ticket": 101, "distinct_id": "anon-1"}\n' + (
+        '{"session_id": "s-2", "zendesk_ticket": 101}\n'
+    )
+    from_file = run(strict, "enqueue", "--file", "-", stdin=lines)
+    assert from_file.returncode == 2 and "line 2: distinct_id: is required" in from_file.stderr
+    assert queued(redis_client) == 0
+    given = run(
+        strict,
+        "enqueue",
+        "--session-id",
+        "s-1",
+        "--zendesk-ticket",
+        "101",
+        "--distinct-id",
+        "anon-1",
+    )
+    assert given.returncode == 0, given.stderr
+    (raw,) = redis_client.hvals(QUEUE_KEY + ".msgs")
+    assert json.loads(raw)["args"][0]["distinct_id"] == "anon-1"
+
+
+def test_check_says_when_the_key_cannot_read_recordings(
+    cli_env: dict[str, str], sandbox: Any, tmp_path: Path
+) -> None:
+    sandbox.posthog.api_keys["phx_share_only"] = {
+        "sharing_configuration:read",
+        "sharing_configuration:write",
+    }
+    env = _with(cli_env, tmp_path, "posthog", personal_api_key="phx_share_only")
+    result = run(env, "check")
+    assert result.returncode == 1
+    assert "PostHog: FAILED, the personal API key lacks the session_recording:read scope (403)" in (
+        result.stdout
+    )

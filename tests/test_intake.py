@@ -497,3 +497,22 @@ def test_no_secret_in_any_answer_or_log_line(server: IntakeServer, intake: str) 
     assert "/webhooks/zendesk: enqueued" in log  # the log is really written
     for secret in ALL_SECRETS:
         assert secret not in log
+
+
+def test_require_distinct_id_refuses_events_without_one(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    config = intake_config(redis_url)
+    config["posthog"]["require_distinct_id"] = True
+    with IntakeServer(config, tmp_path) as strict:
+        events = [
+            {"session_id": "s-1", "zendesk_ticket": 1, "distinct_id": "anon-1"},
+            {"session_id": "s-2", "zendesk_ticket": 1},
+        ]
+        answer = post(strict.url + "/v1/bug-reports", events, bearer())
+        assert answer.status_code == 400
+        assert answer.json()["error"].startswith("event 2: distinct_id: is required")
+        assert queued(redis_client) == []
+        answer = post(strict.url + "/v1/bug-reports", events[:1], bearer())
+        assert answer.status_code == 202
+        assert queued(redis_client)[0]["distinct_id"] == "anon-1"

@@ -75,6 +75,14 @@ JIRA_403 = json_response(
             "\"API key missing required scope 'sharing_configuration:write'\"",
             ("posthog", "PATCH", r"/sharing/?$"),
         ),
+        (
+            "posthog-403-read",
+            {"zendesk_ticket": 101},
+            "PostHog refused to read the recording (403): the personal API key lacks the "
+            "session_recording:read scope: \"API key missing required scope "
+            "'session_recording:read'\"",
+            ("posthog", "GET", r"/session_recordings/[^/]+$"),
+        ),
     ],
 )
 def test_more_permanent_errors_fail_at_once_with_their_reason(
@@ -91,8 +99,15 @@ def test_more_permanent_errors_fail_at_once_with_their_reason(
     if case == "jira-401":
         overrides["jira__api_token"] = "jira_revoked_token"
     elif case == "posthog-403":
-        sandbox.posthog.api_keys["phx_read_only"] = {"sharing_configuration:read"}
+        # It may read recordings, not share them.
+        sandbox.posthog.api_keys["phx_read_only"] = {
+            "sharing_configuration:read",
+            "session_recording:read",
+        }
         overrides["posthog__personal_api_key"] = "phx_read_only"
+    elif case == "posthog-403-read":
+        sandbox.posthog.api_keys["phx_no_recordings"] = {"sharing_configuration:write"}
+        overrides["posthog__personal_api_key"] = "phx_no_recordings"
     elif case == "zendesk-403":
         refuse(monkeypatch, sandbox.zendesk, "PUT", failing[2], ZENDESK_403)
     elif case.startswith("jira-403"):
@@ -115,7 +130,7 @@ def test_more_permanent_errors_fail_at_once_with_their_reason(
     expected_links = 1 if case == "jira-403-comment" else 0
     assert len(jira_issue(sandbox, "BUG-1")["remote_links"]) == expected_links
     tags = sandbox.zendesk.tickets[101]["tags"]
-    if case == "posthog-403":
+    if case.startswith("posthog-403"):
         # Not the ticket's fault: agents see the failure on the ticket.
         assert tags == ["checkout", "web", "posthog_replay_failed"]
     else:

@@ -57,7 +57,12 @@ def create_app(config: Config, url: str | None = None) -> App:
         broker=broker,
         actor=actor,
         failed=failed,
-        queue=BugReportQueue(client, config.broker.queue, broker.namespace),
+        queue=BugReportQueue(
+            client,
+            config.broker.queue,
+            broker.namespace,
+            require_distinct_id=config.posthog.require_distinct_id,
+        ),
     )
 
 

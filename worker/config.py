@@ -130,6 +130,13 @@ class PostHogConfig(_Section):
     personal_api_key: SecretStr
     #: Allows an ``http://`` host other than a loopback address (credentials in clear text).
     allow_insecure_http: bool = False
+    #: How long after the report a missing recording is looked for again (ingestion lags).
+    recording_wait_minutes: float = Field(default=30.0, ge=0, le=7 * 24 * 60)
+    #: What a report whose session has no recording gets after the wait: a note saying
+    #: so on the ticket, or a failed job.
+    on_missing_recording: Literal["note", "fail"] = "note"
+    #: Refuse events without the reporter's ``distinct_id`` (intakes open to the public).
+    require_distinct_id: bool = False
 
     @field_validator("host")
     @classmethod
@@ -165,6 +172,8 @@ class ZendeskConfig(_Section):
     tag: str | None = "posthog_replay"
     #: Added to a ticket whose replay could not be attached for good.
     failed_tag: str | None = "posthog_replay_failed"
+    #: Added with the note saying that PostHog has no recording of the session.
+    missing_tag: str | None = "posthog_replay_missing"
     #: Allows an ``http://`` url other than a loopback address (credentials in clear text).
     allow_insecure_http: bool = False
 
@@ -376,6 +385,15 @@ class Config(_Section):
     failed: FailedConfig = FailedConfig()
     worker: WorkerConfig = WorkerConfig()
     intake: IntakeConfig = IntakeConfig()
+
+    @model_validator(mode="after")
+    def _wait_within_horizon(self) -> Config:
+        if self.posthog.recording_wait_minutes * 60 >= self.retry.horizon_hours * 3600:
+            raise ValueError(
+                "posthog.recording_wait_minutes must be shorter than retry.horizon_hours: "
+                "a job still waiting for its recording would be given up first"
+            )
+        return self
 
 
 def _substitute(

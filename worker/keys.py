@@ -19,10 +19,13 @@ ACTOR_NAME = "attach_replay"
 REDIS_PREFIX = "replay-attach"
 
 #: Hash ``{prefix}:attachment:{target}:{session}``: what has landed for one
-#: (ticket, session) pair. Fields: ``link``, ``note``, ``tag``, ``remote_link``,
-#: ``comment``; values ``pending:<unix time>`` from the start of the attempt that
-#: will write it (note, comment) or while a write is in flight, and
-#: ``done:<unix time>`` once the vendor confirmed it (see ``worker.attach.ledger``).
+#: (ticket, session) pair. Fields: ``link`` and ``recording`` (the facts the note
+#: shows, JSON) once minted; the steps ``note``, ``tag``, ``remote_link``,
+#: ``comment``, or, when PostHog has no recording, ``missing_note``,
+#: ``missing_tag``, ``missing_comment``; step values ``pending:<unix time>`` from
+#: the start of the attempt that will write it (note, comment) or while a write
+#: is in flight, and ``done:<unix time>`` once the vendor confirmed it (see
+#: ``worker.attach.ledger``).
 ATTACHMENT_KEY = REDIS_PREFIX + ":attachment:{target}:{session}"
 
 #: Lock ``{prefix}:lock:attach:{target}:{session}``: one worker at a time writes

@@ -3,12 +3,16 @@
 Imitates `posthog/api/sharing.py` as described in docs/notes (external-apis.md): the same
 token on re-enable, a new token after disable, a useless fresh token from GET on a never-shared
 recording, and the duplicate-config race that expires one of two concurrent tokens.
+
+Also serves a recording's metadata (`GET .../session_recordings/{id}`, see
+posthog_recordings.py), including the ingestion delay before a new recording can be found.
 """
 
 from __future__ import annotations
 
 import copy
 import html
+import re
 import secrets
 import threading
 from dataclasses import dataclass
@@ -18,6 +22,13 @@ from typing import Any
 from sandbox.doubles.auth import bearer_token
 from sandbox.doubles.base import Double
 from sandbox.doubles.messages import Request, Response, html_response, json_response
+from sandbox.doubles.posthog_recordings import (
+    DEFAULT_DURATION_SECONDS,
+    RecordingStore,
+    new_recording,
+    recording_json,
+)
+from sandbox.doubles.recording import RecordedRequest
 
 DEFAULT_API_KEYS: dict[str, set[str]] = {
     "phx_sandbox_key": {
@@ -32,6 +43,7 @@ DEFAULT_API_KEYS: dict[str, set[str]] = {
 _PROJECT = r"/api/(?:projects|environments)/(?P<pid>[^/]+)"
 _SHARING = _PROJECT + r"/session_recordings/(?P<sid>[^/]+)/sharing/?"
 _RECORDING = _PROJECT + r"/session_recordings/(?P<sid>[^/]+)/?"
+_RECORDING_RE = re.compile(_RECORDING)
 
 
 def _error(status: int, type_: str, code: str, detail: str, attr: str | None = None) -> Response:
@@ -89,14 +101,16 @@ class PostHogDouble(Double):
             DEFAULT_API_KEYS if api_keys is None else api_keys
         )
         self.race_window = race_window
+        #: Whether an unknown (never added, not removed) session has a recording: one is
+        #: synthesized with the `add_recording` defaults on its first GET, then kept.
         self.all_recordings_exist = all_recordings_exist
-        self.recordings: set[str] = set()
         self.throttle_seconds = 1
         self._state = threading.Lock()
         self._shares: dict[str, _Share] = {}
         self._tokens: dict[str, _Token] = {}
         # Tokens created for a session whose enabling PATCH is still inside `race_window`.
         self._racing: dict[str, list[str]] = {}
+        self._recordings = RecordingStore()
 
         self.route("PATCH", _SHARING, self._patch_sharing)
         self.route("GET", _SHARING, self._get_sharing)
@@ -111,9 +125,50 @@ class PostHogDouble(Double):
         """A key with every scope (the first configured one), for wiring clients up."""
         return next(iter(self.api_keys))
 
-    def add_recording(self, session_id: str) -> None:
+    def add_recording(
+        self,
+        session_id: str,
+        *,
+        start_time: datetime | None = None,
+        duration_seconds: int = DEFAULT_DURATION_SECONDS,
+        ongoing: bool = False,
+        distinct_ids: list[str] | None = None,
+        appears_after: float = 0.0,
+    ) -> None:
+        """Give `session_id` a recording (replacing any earlier one, undoing a removal); GET
+        answers 404 for it until `appears_after` seconds from now (ingestion delay). Defaults
+        and the meaning of each argument: `posthog_recordings.new_recording`."""
+        recording = new_recording(
+            session_id,
+            start_time=start_time,
+            duration_seconds=duration_seconds,
+            ongoing=ongoing,
+            distinct_ids=distinct_ids,
+            appears_after=appears_after,
+        )
         with self._state:
-            self.recordings.add(session_id)
+            self._recordings.add(recording)
+
+    def remove_recording(self, session_id: str) -> None:
+        """`session_id` has no recording (404), even when `all_recordings_exist` is true."""
+        with self._state:
+            self._recordings.remove(session_id)
+
+    @property
+    def recordings(self) -> frozenset[str]:
+        """Sessions holding a recording (added, or synthesized by a GET), visible yet or not."""
+        with self._state:
+            return self._recordings.session_ids()
+
+    def recording_reads(self, session_id: str | None = None) -> list[RecordedRequest]:
+        """The `GET .../session_recordings/{id}` requests received (faulted ones included:
+        see `fault` and `status`), optionally only those for `session_id`."""
+        reads = []
+        for request in self.calls("GET"):
+            match = _RECORDING_RE.fullmatch(request.path)
+            if match and (session_id is None or match["sid"] == session_id):
+                reads.append(request)
+        return reads
 
     def is_live(self, token: str) -> bool:
         """Whether /shared/{token} would show the replay right now."""
@@ -133,7 +188,7 @@ class PostHogDouble(Double):
             return self._config_json(share) if share else None
 
     def snapshot(self) -> dict[str, Any]:
-        """Plain data for the console: every recording's sharing state."""
+        """Plain data for the console: every recording's sharing state, and the recordings."""
         with self._state:
             return {
                 "project_id": self.project_id,
@@ -149,6 +204,7 @@ class PostHogDouble(Double):
                     for sid, share in self._shares.items()
                 ],
                 "dead_tokens": sorted(t for t, info in self._tokens.items() if not info.live),
+                "recordings": self._recordings.summaries(),
             }
 
     @property
@@ -299,24 +355,11 @@ class PostHogDouble(Double):
             return denied
         sid = request.params["sid"]
         with self._state:
-            exists = self.all_recordings_exist or sid in self.recordings
-        if not exists:
+            recording = self._recordings.find(sid, synthesize=self.all_recordings_exist)
+            body = recording_json(recording) if recording is not None else None
+        if body is None:
             return self.not_found_response(request)
-        return json_response(
-            200,
-            {
-                "id": sid,
-                "distinct_id": f"user-{sid[:8]}",
-                "viewed": False,
-                "recording_duration": 187,
-                "start_time": "2026-11-26T09:12:03.412000Z",
-                "end_time": "2026-11-26T09:15:10.101000Z",
-                "click_count": 14,
-                "keypress_count": 32,
-                "console_error_count": 2,
-                "ongoing": False,
-            },
-        )
+        return json_response(200, body)
 
     def _get_project(self, request: Request) -> Response:
         denied = self._authorize(request, "project:read")

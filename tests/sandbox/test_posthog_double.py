@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import threading
+import time
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 import requests
 
 from sandbox.doubles import PostHogDouble
 from tests.sandbox.helpers import ph_session, share_url
+
+NOT_FOUND = {"type": "invalid_request", "code": "not_found", "detail": "Not found.", "attr": None}
 
 
 def test_posthog_error_styles(posthog: PostHogDouble) -> None:
@@ -226,3 +231,197 @@ def test_posthog_recording_lookup_and_scopes() -> None:
         assert denied.json()["detail"] == "API key missing required scope 'session_recording:read'"
         project = ph_session("phx_share_only").get(f"{posthog.url}/api/projects/1/")
         assert project.status_code == 403
+
+
+def recording_url(double: PostHogDouble, sid: str, project: int | str = 1) -> str:
+    return f"{double.url}/api/projects/{project}/session_recordings/{sid}"
+
+
+def parse_time(value: str) -> datetime:
+    assert value.endswith("Z")
+    return datetime.fromisoformat(value[:-1] + "+00:00")
+
+
+def test_posthog_recording_has_the_serializer_shape() -> None:
+    sid = "0193abcd-ef01-7000-8000-00000000cafe"
+    start = datetime(2026, 11, 26, 9, 12, 3, 412000, tzinfo=timezone.utc)
+    with PostHogDouble(all_recordings_exist=False) as posthog:
+        posthog.add_recording(sid, start_time=start, duration_seconds=187)
+        response = ph_session().get(recording_url(posthog, sid))
+        assert response.status_code == 200
+        assert response.headers["Content-Type"].startswith("application/json")
+        body = response.json()
+        assert set(body) >= {
+            "id",
+            "distinct_id",
+            "viewed",
+            "recording_duration",
+            "active_seconds",
+            "inactive_seconds",
+            "start_time",
+            "end_time",
+            "click_count",
+            "keypress_count",
+            "console_error_count",
+            "start_url",
+            "ongoing",
+            "person",
+        }
+        assert body["id"] == sid and body["distinct_id"] == "user-0193abcd"
+        assert body["viewed"] is False and body["ongoing"] is False
+        assert body["recording_duration"] == 187 and isinstance(body["recording_duration"], int)
+        assert body["active_seconds"] + body["inactive_seconds"] == 187
+        assert body["start_time"] == "2026-11-26T09:12:03.412000Z"
+        assert body["end_time"] == "2026-11-26T09:15:10.412000Z"
+        for count in ("click_count", "keypress_count", "console_error_count"):
+            assert isinstance(body[count], int) and body[count] >= 0
+        assert body["start_url"].startswith("https://")
+        person = body["person"]
+        assert set(person) == {"id", "uuid", "name", "distinct_ids", "properties", "created_at"}
+        assert person["distinct_ids"] == ["user-0193abcd"]
+        assert person["name"] == "user-0193abcd" and isinstance(person["properties"], dict)
+        assert parse_time(person["created_at"]) < start
+        # The trailing slash and the deprecated /environments/ alias answer the same.
+        assert ph_session().get(recording_url(posthog, sid) + "/").json() == body
+        alias = f"{posthog.url}/api/environments/1/session_recordings/{sid}"
+        assert ph_session().get(alias).json() == body
+
+
+def test_posthog_recording_defaults_and_ongoing() -> None:
+    with PostHogDouble(all_recordings_exist=False) as posthog:
+        before = datetime.now(timezone.utc)
+        posthog.add_recording("live", duration_seconds=60, ongoing=True)
+        after = datetime.now(timezone.utc)
+        body = ph_session().get(recording_url(posthog, "live")).json()
+        assert body["ongoing"] is True and body["recording_duration"] == 60
+        start, end = parse_time(body["start_time"]), parse_time(body["end_time"])
+        assert before - timedelta(seconds=60) <= start <= after - timedelta(seconds=60)
+        assert end - start == timedelta(seconds=60)
+        # A non-UTC start time is reported in UTC; a naive one is refused.
+        paris = timezone(timedelta(hours=1))
+        posthog.add_recording("tz", start_time=datetime(2026, 1, 2, 10, 0, 0, 5, tzinfo=paris))
+        assert ph_session().get(recording_url(posthog, "tz")).json()["start_time"] == (
+            "2026-01-02T09:00:00.000005Z"
+        )
+        with pytest.raises(ValueError, match="timezone-aware"):
+            posthog.add_recording("naive", start_time=datetime(2026, 1, 2, 10, 0, 0))
+        with pytest.raises(ValueError):
+            posthog.add_recording("neg", duration_seconds=-1)
+
+
+def test_posthog_recording_distinct_ids_and_person() -> None:
+    with PostHogDouble(all_recordings_exist=False) as posthog:
+        posthog.add_recording("s-merged", distinct_ids=["anon-17f3", "alice@example.com"])
+        body = ph_session().get(recording_url(posthog, "s-merged")).json()
+        assert body["distinct_id"] == "anon-17f3"
+        assert body["person"]["distinct_ids"] == ["anon-17f3", "alice@example.com"]
+        # The same session always gets the same person ids.
+        again = ph_session().get(recording_url(posthog, "s-merged")).json()["person"]
+        assert (again["id"], again["uuid"]) == (body["person"]["id"], body["person"]["uuid"])
+        posthog.add_recording("s-anon", distinct_ids=[])
+        anonymous = ph_session().get(recording_url(posthog, "s-anon")).json()
+        assert anonymous["person"] is None and anonymous["distinct_id"] == "user-s-anon"
+
+
+def test_posthog_recording_not_found() -> None:
+    with PostHogDouble(all_recordings_exist=False) as posthog:
+        unknown = ph_session().get(recording_url(posthog, "never-recorded"))
+        assert unknown.status_code == 404 and unknown.json() == NOT_FOUND
+        posthog.add_recording("gone")
+        assert ph_session().get(recording_url(posthog, "gone")).status_code == 200
+        posthog.remove_recording("gone")
+        removed = ph_session().get(recording_url(posthog, "gone"))
+        assert removed.status_code == 404 and removed.json() == NOT_FOUND
+        assert "gone" not in posthog.recordings
+    with PostHogDouble() as posthog:
+        posthog.remove_recording("deleted")
+        removed = ph_session().get(recording_url(posthog, "deleted"))
+        assert removed.status_code == 404 and removed.json() == NOT_FOUND
+        # Adding it again undoes the removal.
+        posthog.add_recording("deleted")
+        assert ph_session().get(recording_url(posthog, "deleted")).status_code == 200
+        other_project = ph_session().get(recording_url(posthog, "anything", project=2))
+        assert other_project.status_code == 404 and other_project.json() == NOT_FOUND
+
+
+def test_posthog_recording_appears_after_the_ingestion_delay() -> None:
+    with PostHogDouble() as posthog:
+        added = time.monotonic()
+        posthog.add_recording("fresh", appears_after=0.3)
+        early = ph_session().get(recording_url(posthog, "fresh"))
+        assert time.monotonic() - added < 0.3, "too slow a machine for this test"
+        assert early.status_code == 404 and early.json() == NOT_FOUND
+        assert "fresh" in posthog.recordings, "held, just not visible yet"
+        time.sleep(max(0.0, added + 0.3 - time.monotonic()) + 0.02)
+        late = ph_session().get(recording_url(posthog, "fresh"))
+        assert late.status_code == 200 and late.json()["id"] == "fresh"
+        [summary] = posthog.snapshot()["recordings"]
+        assert summary["session_id"] == "fresh" and summary["visible"] is True
+
+
+def test_posthog_recording_needs_the_read_scope(posthog: PostHogDouble) -> None:
+    denied = ph_session("phx_read_only").get(recording_url(posthog, "s1"))
+    assert denied.status_code == 403
+    assert denied.json() == {
+        "type": "authentication_error",
+        "code": "permission_denied",
+        "detail": "API key missing required scope 'session_recording:read'",
+        "attr": None,
+    }
+    anonymous = requests.get(recording_url(posthog, "s1"), timeout=2)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["code"] == "authentication_failed"
+    assert posthog.recordings == frozenset(), "refused reads synthesize nothing"
+
+
+def test_posthog_synthesized_recording_is_stable(posthog: PostHogDouble) -> None:
+    url = recording_url(posthog, "0193ffff-synth")
+    first = ph_session().get(url).json()
+    time.sleep(0.01)
+    second = ph_session().get(url).json()
+    assert first == second
+    assert first["distinct_id"] == "user-0193ffff" and first["recording_duration"] == 187
+    assert parse_time(first["end_time"]) <= datetime.now(timezone.utc)
+    assert posthog.recordings == {"0193ffff-synth"}
+
+
+def test_posthog_concurrent_reads_synthesize_one_recording(posthog: PostHogDouble) -> None:
+    barrier = threading.Barrier(8)
+    starts: list[str] = []
+    lock = threading.Lock()
+
+    def read() -> None:
+        barrier.wait()
+        body = ph_session().get(recording_url(posthog, "crowded")).json()
+        with lock:
+            starts.append(body["start_time"])
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(starts) == 8 and len(set(starts)) == 1
+    assert posthog.handler_errors == []
+
+
+def test_posthog_recording_reads_are_counted_and_faulted(posthog: PostHogDouble) -> None:
+    session = ph_session()
+    assert posthog.recording_reads() == []
+    session.get(recording_url(posthog, "a"))
+    session.get(recording_url(posthog, "a") + "/")
+    session.get(recording_url(posthog, "b"))
+    session.get(share_url(posthog, "a"))  # the sharing config is not the recording
+    session.patch(share_url(posthog, "a"), json={"enabled": True})
+    assert len(posthog.recording_reads()) == 3
+    assert len(posthog.recording_reads("a")) == 2
+    assert len(posthog.recording_reads("b")) == 1
+    assert posthog.recording_reads("c") == []
+    posthog.fail_next("5xx", path_regex=r"/session_recordings/[^/]+/?$")
+    faulted = session.get(recording_url(posthog, "c"))
+    assert faulted.status_code == 503 and faulted.json()["type"] == "server_error"
+    assert "c" not in posthog.recordings, "a faulted read reaches no handler"
+    [read] = posthog.recording_reads("c")
+    assert read.fault == "5xx" and read.status == 503
+    assert session.get(recording_url(posthog, "c")).status_code == 200
+    assert len(posthog.recording_reads("c")) == 2

@@ -9,8 +9,10 @@ import pytest
 
 from worker.attach import rendering
 from worker.attach.events import parse_event
+from worker.attach.recording import RecordingFacts, StartPoint
 
 LINK = "https://us.posthog.com/embedded/tok-123?t=95"
+REPLAY = rendering.Replay(LINK, start=StartPoint(95, "given"))
 
 
 def event(**fields: object) -> object:
@@ -32,15 +34,18 @@ def test_a_zendesk_note_escapes_the_reporters_words_and_page() -> None:
             "replay_seconds": 95,
         }
     )
-    note = rendering.zendesk_note(report, LINK, public=False)
+    note = rendering.zendesk_note(report, REPLAY, public=False)
     assert note.public is False
     assert "<script>" not in note.html_body
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; more" in note.html_body
     assert "?q=&lt;b&gt;" in note.html_body
     assert 'href="https://us.posthog.com/embedded/tok-123?t=95"' in note.html_body
-    assert "<code>s-1</code>" in note.html_body and "95 s into the recording" in note.html_body
+    assert (
+        "<code>s-1</code>" in note.html_body
+        and "Opens at: 1:35, as given with the report" in note.html_body
+    )
     assert LINK in note.plain_body and rendering.WARNING in note.plain_body
-    assert rendering.zendesk_note(report, LINK, public=True).public is True
+    assert rendering.zendesk_note(report, REPLAY, public=True).public is True
 
 
 def _markup_left(text: str) -> list[str]:
@@ -80,7 +85,7 @@ def _markup_left(text: str) -> list[str]:
 )
 def test_a_jira_v2_comment_shows_the_reporters_text_as_text(description: str) -> None:
     report = parse_event({"session_id": "s-1", "jira_issue": "BUG-1", "description": description})
-    comment = rendering.jira_comment(report, LINK, api_version=2, visibility=None)
+    comment = rendering.jira_comment(report, REPLAY, api_version=2, visibility=None)
     assert isinstance(comment.body, str)
     shown = comment.body.split("Reporter's description:\n", 1)[1].rsplit("\n_", 1)[0]
     assert shown == rendering.wiki_text(description)
@@ -102,7 +107,7 @@ def test_a_jira_v2_comment_keeps_links_and_values_intact() -> None:
             "reported_at": "2026-11-26T10:00:00+01:00",
         }
     )
-    comment = rendering.jira_comment(report, LINK, api_version=2, visibility=None)
+    comment = rendering.jira_comment(report, REPLAY, api_version=2, visibility=None)
     assert isinstance(comment.body, str)
     # '|' and ']' in a URL would end the [text|url] link early.
     assert "Page: [https://app.example.com/a%7Cb%5Dc]" in comment.body
@@ -120,7 +125,7 @@ def test_zendesk_placeholders_in_the_reporters_text_stay_inert() -> None:
             "page_url": "https://app.example.com/?q={{current_user.name}}",
         }
     )
-    note = rendering.zendesk_note(report, LINK, public=False)
+    note = rendering.zendesk_note(report, REPLAY, public=False)
     for body in (note.html_body, note.plain_body):
         assert "{{" not in body and "}}" not in body
     assert "&#123;&#123;ticket.requester.email&#125;&#125;" in note.html_body
@@ -134,7 +139,7 @@ def test_a_jira_v3_comment_is_a_document_whose_text_is_never_markup() -> None:
         {"session_id": "s-1", "jira_issue": "BUG-1", "description": "*bold* [x|http://y]"}
     )
     visibility = {"type": "role", "value": "Developers"}
-    comment = rendering.jira_comment(report, LINK, api_version=3, visibility=visibility)
+    comment = rendering.jira_comment(report, REPLAY, api_version=3, visibility=visibility)
     assert comment.visibility == visibility
     doc = comment.body
     assert isinstance(doc, dict) and doc["type"] == "doc" and doc["version"] == 1
@@ -163,3 +168,39 @@ def test_a_remote_link_is_keyed_by_project_and_session_and_its_summary_is_bounde
         parse_event({"session_id": "s-2", "jira_issue": "BUG-1"}), LINK, project_id=42
     )
     assert bare.summary == "PostHog project 42"
+
+
+def test_the_note_says_how_long_the_recording_is_when_it_started_and_where_it_opens() -> None:
+    from datetime import datetime, timezone
+
+    facts = RecordingFacts(datetime(2026, 11, 26, 9, 12, 3, tzinfo=timezone.utc), 187, True)
+    replay = rendering.Replay(LINK, facts, StartPoint(155, "reported"))
+    note = rendering.zendesk_note(event(), replay, public=False)
+    assert "Recording: 3:07 long, started 2026-11-26 09:12 UTC, still recording" in note.plain_body
+    assert "Opens at: 2:35, when the report was sent" in note.plain_body
+    wiki = rendering.jira_comment(event(), replay, api_version=2, visibility=None).body
+    assert isinstance(wiki, str) and "Opens at: {{2\\:35, when the report was sent}}" in wiki
+    adf = json.dumps(rendering.jira_comment(event(), replay, api_version=3, visibility=None).body)
+    assert "3:07 long" in adf and "when the report was sent" in adf
+
+
+def test_the_no_recording_note_names_the_session_and_reasons_and_carries_no_link() -> None:
+    from datetime import datetime, timezone
+
+    until = datetime(2026, 11, 26, 9, 42, tzinfo=timezone.utc)
+    report = event(description="It broke {{ticket.requester.email}}")
+    page = rendering.posthog_session_page("https://us.posthog.com", 1, "s-1")
+    assert page == "https://us.posthog.com/project/1/replay/s-1"
+    note = rendering.zendesk_missing_note(report, until, page, public=False)
+    marker = rendering.missing_marker(page)
+    assert marker in note.plain_body and marker in note.html_body
+    assert "PostHog has no recording of session s-1" in note.plain_body
+    assert "until 2026-11-26 09:42 UTC" in note.plain_body
+    assert "ad or tracking blocker" in note.plain_body and "No link was posted" in note.plain_body
+    assert "/embedded/" not in note.html_body + note.plain_body
+    for version in (2, 3):
+        body = rendering.jira_missing_comment(
+            report, until, page, api_version=version, visibility=None
+        )
+        # The marker survives each format as it is searched for: in the body as JSON.
+        assert marker in json.dumps(body.body) and "/embedded/" not in json.dumps(body.body)

@@ -39,6 +39,9 @@ MAX_LINE_CHARS = 64 * 1024
 
 SessionId = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)]
 
+#: A PostHog distinct id: any 1-200 characters but control characters (it may be an email).
+DISTINCT_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,200}$"
+
 
 class InvalidEvent(ValueError):
     """An event that does not follow the contract; the message names the problem."""
@@ -60,6 +63,8 @@ class BugReport(BaseModel):
     page_url: Annotated[str, Field(max_length=MAX_PAGE_URL_CHARS)] | None = None
     #: The reporter's own words, shown (escaped) in the note or comment.
     description: Annotated[str, Field(max_length=MAX_DESCRIPTION_CHARS)] | None = None
+    #: PostHog's id of the reporter (``posthog.get_distinct_id()``): the recording must be theirs.
+    distinct_id: Annotated[str, StringConstraints(pattern=DISTINCT_ID_PATTERN)] | None = None
 
     @field_validator("jira_issue", mode="before")
     @classmethod
@@ -121,6 +126,8 @@ def _explain(error: ValidationError) -> str:
             problem = "is not a known field"
         elif kind == "string_pattern_mismatch" and field == "session_id":
             problem = "must be 1-200 letters, digits, '-' or '_'"
+        elif kind == "string_pattern_mismatch" and field == "distinct_id":
+            problem = "must be 1-200 characters with no control characters"
         elif field == "zendesk_ticket":
             problem = "must be a positive integer (a Zendesk ticket id)"
         else:
@@ -139,6 +146,16 @@ def parse_event(data: Any) -> BugReport:
         return BugReport.model_validate(dict(data))
     except ValidationError as exc:
         raise InvalidEvent(_explain(exc)) from None
+
+
+def require_distinct_id(report: BugReport) -> BugReport:
+    """``report``, refused without a ``distinct_id`` (``posthog.require_distinct_id``)."""
+    if report.distinct_id is None:
+        raise InvalidEvent(
+            "distinct_id: is required (posthog.require_distinct_id is on): give PostHog's "
+            "distinct id of the reporter, taken with the session id"
+        )
+    return report
 
 
 def parse_event_line(line: str) -> BugReport:

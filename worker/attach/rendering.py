@@ -9,17 +9,35 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from integrations.jira import JiraComment, JiraRemoteLink
 from integrations.zendesk import ZendeskNote
 from worker.attach.events import BugReport
+from worker.attach.recording import RecordingFacts, StartPoint, minutes_seconds
 
 LINK_TEXT = "Watch the session replay"
 HEADING = "PostHog session replay"
 WARNING = "Anyone who has this link can watch the recording."
 SIGNATURE = "Posted by replay-attach."
+MISSING_HEADING = "No PostHog session replay"
+MISSING_REASONS = (
+    "No link was posted. Usual reasons: recording is switched off or sampled out for this "
+    "user or page, an ad or tracking blocker stopped it, the session was shorter than the "
+    "project's minimum recording length, or the recording was deleted by retention."
+)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What a step writes: the embed link, and what the agent should know before opening it."""
+
+    link: str
+    recording: RecordingFacts | None = None
+    start: StartPoint | None = None
 
 
 def dedupe_marker(link: str) -> str:
@@ -27,12 +45,46 @@ def dedupe_marker(link: str) -> str:
     return urlsplit(link).path
 
 
-def _details(event: BugReport) -> list[tuple[str, str]]:
+def posthog_session_page(host: str, project_id: int, session_id: str) -> str:
+    """The session's page in PostHog's app (for people who can log in there; not public)."""
+    return f"{host.rstrip('/')}/project/{project_id}/replay/{quote(session_id, safe='')}"
+
+
+def missing_marker(session_page: str) -> str:
+    """The text that identifies our "no recording" note in a ticket, in every format: the
+    path of the session's PostHog page, which the note links to."""
+    return urlsplit(session_page).path
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _recording_row(facts: RecordingFacts) -> str | None:
+    parts = []
+    if facts.duration_seconds is not None:
+        parts.append(f"{minutes_seconds(facts.duration_seconds)} long")
+    if facts.start_time is not None:
+        parts.append(f"started {_utc(facts.start_time)}")
+    if facts.ongoing:
+        parts.append("still recording")
+    return ", ".join(parts) or None
+
+
+def _start_row(start: StartPoint) -> str:
+    why = "when the report was sent" if start.source == "reported" else "as given with the report"
+    return f"{minutes_seconds(start.seconds)}, {why}"
+
+
+def _details(event: BugReport, replay: Replay | None = None) -> list[tuple[str, str]]:
     rows = [("Session ID", event.session_id)]
+    recording = _recording_row(replay.recording) if replay and replay.recording else None
+    if recording:
+        rows.append(("Recording", recording))
+    if replay is not None and replay.start is not None:
+        rows.append(("Opens at", _start_row(replay.start)))
     if event.reported_at is not None:
         rows.append(("Reported at", event.reported_at.isoformat()))
-    if event.replay_seconds is not None:
-        rows.append(("Starts at", f"{event.replay_seconds} s into the recording"))
     if event.page_url is not None:
         rows.append(("Page", event.page_url))
     return rows
@@ -51,8 +103,8 @@ def _plain(value: str) -> str:
 _DOUBLED_BRACE = re.compile(r"[{}](?=[{}])")
 
 
-def zendesk_note(event: BugReport, link: str, *, public: bool) -> ZendeskNote:
-    e = _html
+def zendesk_note(event: BugReport, replay: Replay, *, public: bool) -> ZendeskNote:
+    e, link = _html, replay.link
     lines = [
         f"<p><strong>{HEADING}</strong> for this bug report: "
         f'<a href="{e(link)}">{LINK_TEXT}</a></p>',
@@ -61,12 +113,12 @@ def zendesk_note(event: BugReport, link: str, *, public: bool) -> ZendeskNote:
             f"{e(label)}: <code>{e(value)}</code>"
             if label == "Session ID"
             else f"{e(label)}: {e(value)}"
-            for label, value in _details(event)
+            for label, value in _details(event, replay)
         )
         + "</p>",
     ]
     plain = [f"{HEADING} for this bug report: {LINK_TEXT}: {link}"]
-    plain += [f"{label}: {_plain(value)}" for label, value in _details(event)]
+    plain += [f"{label}: {_plain(value)}" for label, value in _details(event, replay)]
     if event.description:
         lines.append(f"<p>Reporter's description:<br><em>{e(event.description)}</em></p>")
         plain.append(f"Reporter's description: {_plain(event.description)}")
@@ -101,9 +153,9 @@ def wiki_text(text: str) -> str:
     return _WIKI_BLOCK_START.sub(r"\1&#46;", escaped)
 
 
-def _wiki_comment(event: BugReport, link: str) -> str:
-    lines = [f"*{HEADING}* for this bug report: [{LINK_TEXT}|{_wiki_url(link)}]"]
-    for label, value in _details(event):
+def _wiki_comment(event: BugReport, replay: Replay) -> str:
+    lines = [f"*{HEADING}* for this bug report: [{LINK_TEXT}|{_wiki_url(replay.link)}]"]
+    for label, value in _details(event, replay):
         if label == "Page":
             lines.append(f"Page: [{_wiki_url(value)}]")
         else:
@@ -121,8 +173,8 @@ def _text(value: str, *marks: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
-def _adf_comment(event: BugReport, link: str) -> dict[str, Any]:
-    link_mark = {"type": "link", "attrs": {"href": link}}
+def _adf_comment(event: BugReport, replay: Replay) -> dict[str, Any]:
+    link_mark = {"type": "link", "attrs": {"href": replay.link}}
     content: list[dict[str, Any]] = [
         {
             "type": "paragraph",
@@ -134,7 +186,7 @@ def _adf_comment(event: BugReport, link: str) -> dict[str, Any]:
         }
     ]
     detail_nodes: list[dict[str, Any]] = []
-    for label, value in _details(event):
+    for label, value in _details(event, replay):
         if detail_nodes:
             detail_nodes.append({"type": "hardBreak"})
         detail_nodes.append(_text(f"{label}: "))
@@ -155,11 +207,72 @@ def _adf_comment(event: BugReport, link: str) -> dict[str, Any]:
 
 
 def jira_comment(
-    event: BugReport, link: str, *, api_version: int, visibility: dict[str, str] | None
+    event: BugReport, replay: Replay, *, api_version: int, visibility: dict[str, str] | None
 ) -> JiraComment:
     body: str | dict[str, Any] = (
-        _adf_comment(event, link) if api_version == 3 else _wiki_comment(event, link)
+        _adf_comment(event, replay) if api_version == 3 else _wiki_comment(event, replay)
     )
+    return JiraComment(body=body, visibility=visibility)
+
+
+def _missing_text(event: BugReport, looked_until: datetime) -> tuple[str, str]:
+    found = (
+        f"PostHog has no recording of session {event.session_id}, looked for from the report "
+        f"until {_utc(looked_until)}."
+    )
+    return found, f"{MISSING_REASONS} {SIGNATURE}"
+
+
+def zendesk_missing_note(
+    event: BugReport, looked_until: datetime, session_page: str, *, public: bool
+) -> ZendeskNote:
+    """The note saying PostHog has no recording of the reported session (and no link to one)."""
+    found, reasons = _missing_text(event, looked_until)
+    e = _html
+    rows = [f"{e(label)}: {e(value)}" for label, value in _details(event)[1:]]
+    rows.append(
+        f'In PostHog (for those who can log in): <a href="{e(session_page)}">{e(session_page)}</a>'
+    )
+    lines = [
+        f"<p><strong>{MISSING_HEADING}</strong> for this bug report.</p>",
+        f"<p>{e(found)}<br>" + "<br>".join(rows) + "</p>",
+        f"<p>{e(reasons)}</p>",
+    ]
+    plain = [f"{MISSING_HEADING} for this bug report.", _plain(found)]
+    plain += [f"{label}: {_plain(value)}" for label, value in _details(event)[1:]]
+    plain += [f"In PostHog (for those who can log in): {session_page}", reasons]
+    return ZendeskNote(html_body="\n".join(lines), plain_body="\n".join(plain), public=public)
+
+
+def jira_missing_comment(
+    event: BugReport,
+    looked_until: datetime,
+    session_page: str,
+    *,
+    api_version: int,
+    visibility: dict[str, str] | None,
+) -> JiraComment:
+    """The comment saying PostHog has no recording of the reported session (and no link)."""
+    found, reasons = _missing_text(event, looked_until)
+    where = "In PostHog (for those who can log in): "
+    body: str | dict[str, Any]
+    if api_version == 3:
+        page_link = {"type": "link", "attrs": {"href": session_page}}
+        body = {
+            "type": "doc",
+            "version": 1,
+            "content": [
+                {"type": "paragraph", "content": [_text(MISSING_HEADING, {"type": "strong"})]},
+                {"type": "paragraph", "content": [_text(found)]},
+                {"type": "paragraph", "content": [_text(where), _text(session_page, page_link)]},
+                {"type": "paragraph", "content": [_text(reasons, {"type": "em"})]},
+            ],
+        }
+    else:
+        body = (
+            f"*{MISSING_HEADING}*\n{wiki_text(found)}\n{wiki_text(where)}"
+            f"[{_wiki_url(session_page)}]\n_{wiki_text(reasons)}_"
+        )
     return JiraComment(body=body, visibility=visibility)
 
 

@@ -7,20 +7,29 @@ note, Jira comment) is marked ``pending`` before it is sent, and one found
 ``pending`` (an earlier attempt got no answer, or its worker was killed) is
 first looked for on the ticket. Knows nothing of dramatiq; raises the
 integrations' ``RetryLater`` / ``PermanentFailure``.
+
+Nothing is shared before the recording is read: a session PostHog has no
+recording of is looked for again until ``posthog.recording_wait_minutes`` after
+the report, then gets a note saying so (or a failed job); a recording of
+another person than the event's ``distinct_id`` is never shared.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from integrations.errors import PermanentFailure, RetryLater
 from integrations.posthog import embed_link
 from worker.attach.events import BugReport
 from worker.attach.leases import LockBusy
 from worker.attach.ledger import Attachment, Ledger, StepState
+from worker.attach.recording import RecordingFacts, belongs_to_reporter, start_point
+from worker.attach.rendering import Replay
 from worker.attach.services import Services
-from worker.attach.steps import Step, plan_steps
+from worker.attach.steps import Step, plan_missing_steps, plan_steps
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +39,24 @@ BUSY_RETRY_SECONDS = 2.0
 
 @dataclass
 class AttachResult:
-    link: str
+    #: The embed link on the ticket (None when PostHog has no recording).
+    link: str | None
     #: Steps that wrote to the ticket during this call.
     written: list[str] = field(default_factory=list)
     #: True when everything had already landed before this call.
     already_attached: bool = False
+    #: True when the ticket was told that PostHog has no recording of the session.
+    no_recording: bool = False
 
 
-def attach_replay(event: BugReport, services: Services) -> AttachResult:
-    """Make the replay link appear on the event's ticket; safe to call any number of times."""
+def attach_replay(
+    event: BugReport, services: Services, first_attempt_at: float | None = None
+) -> AttachResult:
+    """Make the replay link appear on the event's ticket; safe to call any number of times.
+
+    ``first_attempt_at`` (unix time) starts the wait for a recording when the
+    event has no ``reported_at``.
+    """
     steps = plan_steps(event, services)
     # Writes not safe to repeat are marked "pending" as the attachment opens,
     # in the same round trip: they must be known to be in flight before they are sent.
@@ -47,7 +65,7 @@ def attach_replay(event: BugReport, services: Services) -> AttachResult:
         # A duplicate arriving while the original is in flight finds the lock
         # busy and comes back in a moment, when it will find everything done.
         with services.ledger.attachment(event.target, event.session_id, reserve) as attachment:
-            return _attach(event, services, steps, attachment)
+            return _attach(event, services, steps, attachment, first_attempt_at)
     except LockBusy:
         raise RetryLater(
             "replay-attach",
@@ -57,7 +75,11 @@ def attach_replay(event: BugReport, services: Services) -> AttachResult:
 
 
 def _attach(
-    event: BugReport, services: Services, steps: list[Step], attachment: Attachment
+    event: BugReport,
+    services: Services,
+    steps: list[Step],
+    attachment: Attachment,
+    first_attempt_at: float | None,
 ) -> AttachResult:
     record = attachment.record
     link = record.get("link")
@@ -69,17 +91,77 @@ def _attach(
     # same link again, redoing a repeatable step, or reading the ticket before
     # a write that is still marked "pending".
     unsaved: dict[str, str] = {}
-    if not link:
+    if link:
+        facts = RecordingFacts.from_ledger(record.get("recording"))
+        replay = Replay(link, facts, start_point(event, facts))
+    else:
+        recording = services.posthog.read_recording(event.session_id)
+        if recording is None:
+            return _no_recording(event, services, attachment, first_attempt_at)
+        if not belongs_to_reporter(event, recording):
+            raise PermanentFailure(
+                "replay-attach",
+                f"session {event.session_id} was recorded for another person than the "
+                "reporter (the event's distinct_id): nothing was shared",
+            )
+        facts = RecordingFacts.of(recording)
+        start = start_point(event, facts)
         token = attachment.mint(lambda: services.posthog.share_recording(event.session_id))
-        link = embed_link(services.config.posthog.host, token, event.replay_seconds)
-        unsaved["link"] = link
+        link = embed_link(services.config.posthog.host, token, start.seconds if start else None)
+        unsaved["link"], unsaved["recording"] = link, facts.to_ledger()
+        replay = Replay(link, facts, start)
     result = AttachResult(link=link)
+    _write_steps(event, steps, attachment, replay, unsaved, result)
+    return result
+
+
+def _no_recording(
+    event: BugReport,
+    services: Services,
+    attachment: Attachment,
+    first_attempt_at: float | None,
+) -> AttachResult:
+    """PostHog has no recording: look again later, or, after the wait, say so on the ticket."""
+    config = services.config.posthog
+    since = event.reported_at.timestamp() if event.reported_at else first_attempt_at or time.time()
+    deadline = since + config.recording_wait_minutes * 60
+    looked_until = datetime.fromtimestamp(deadline, timezone.utc)
+    if time.time() < deadline:
+        raise RetryLater(
+            "PostHog",
+            f"PostHog has no recording of session {event.session_id} yet (looking again until "
+            f"{looked_until:%Y-%m-%d %H:%M:%S} UTC)",
+            retry_by=deadline,
+        )
+    if config.on_missing_recording == "fail":
+        raise PermanentFailure(
+            "PostHog",
+            f"PostHog has no recording of session {event.session_id} "
+            f"(looked for until {looked_until:%Y-%m-%d %H:%M:%S} UTC)",
+        )
+    result = AttachResult(link=None, no_recording=True)
+    steps = plan_missing_steps(event, services, looked_until)
+    _write_steps(event, steps, attachment, Replay(link=""), {}, result)
+    result.already_attached = not result.written
+    return result
+
+
+def _write_steps(
+    event: BugReport,
+    steps: list[Step],
+    attachment: Attachment,
+    replay: Replay,
+    unsaved: dict[str, str],
+    result: AttachResult,
+) -> None:
+    """Write each step not done yet, keeping the ledger's marks; the last save ends the attempt."""
+    record = attachment.record
     for step in steps:
         state = Ledger.state(record, step.name)
         if state is StepState.DONE:
             continue
         if step.already_there is not None:
-            if state is StepState.PENDING and step.already_there(link):
+            if state is StepState.PENDING and step.already_there(replay):
                 log.info("%s for %s was already on %s", step.name, event.session_id, event.target)
                 unsaved[step.name] = Ledger.done()
                 continue
@@ -90,7 +172,7 @@ def _attach(
             attachment.attempt(step.name)
         # A mint lock still held goes out with the next save, usually the last.
         try:
-            step.write(link)
+            step.write(replay)
         except RetryLater as exc:
             # A write that may have landed keeps its "pending" mark: the next
             # attempt reads the ticket before writing again.
@@ -103,4 +185,3 @@ def _attach(
         unsaved[step.name] = Ledger.done()
         result.written.append(step.name)
     attachment.save(unsaved, finished=True)
-    return result

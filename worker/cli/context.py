@@ -48,7 +48,10 @@ def redis_of(ctx: click.Context) -> redis.Redis:
 def queue_of(ctx: click.Context) -> BugReportQueue:
     from worker.jobs.producer import BugReportQueue
 
-    return BugReportQueue(redis_of(ctx), config_of(ctx).broker.queue)
+    config = config_of(ctx)
+    return BugReportQueue(
+        redis_of(ctx), config.broker.queue, require_distinct_id=config.posthog.require_distinct_id
+    )
 
 
 def failed_jobs_of(ctx: click.Context) -> FailedJobs:

@@ -10,8 +10,14 @@ from typing import IO
 
 import click
 
-from worker.attach.events import InvalidEvent, iter_event_lines, parse_event
-from worker.cli.context import die, queue_of
+from worker.attach.events import (
+    BugReport,
+    InvalidEvent,
+    iter_event_lines,
+    parse_event,
+    require_distinct_id,
+)
+from worker.cli.context import config_of, die, queue_of
 
 
 @click.command()
@@ -32,6 +38,11 @@ from worker.cli.context import die, queue_of
     "process list: to keep them private, give the event on stdin with --file - instead.",
 )
 @click.option(
+    "--distinct-id",
+    help="PostHog's distinct id of the reporter (posthog.get_distinct_id() in the browser, "
+    "taken with the session id): the recording must be theirs.",
+)
+@click.option(
     "--file",
     "file",
     type=click.File("r", encoding="utf-8"),
@@ -46,6 +57,7 @@ def enqueue(
     replay_seconds: int | None,
     page_url: str | None,
     description: str | None,
+    distinct_id: str | None,
     file: IO[str] | None,
 ) -> None:
     """Validate and enqueue bug-report events; print the job id.
@@ -71,6 +83,7 @@ def enqueue(
         "replay_seconds": replay_seconds,
         "page_url": page_url,
         "description": description,
+        "distinct_id": distinct_id,
     }
     given = {k: v for k, v in single.items() if v is not None}
     if file is not None:
@@ -81,10 +94,15 @@ def enqueue(
     if not given:
         die("give --session-id with --zendesk-ticket or --jira-issue, or --file (see --help)")
     try:
-        event = parse_event(given)
+        event = _accepted(ctx, parse_event(given))
     except InvalidEvent as exc:
         die(f"invalid event: {exc}")
     click.echo(queue_of(ctx).enqueue(event))
+
+
+def _accepted(ctx: click.Context, event: BugReport) -> BugReport:
+    """Refused here, before Redis is touched, when the configuration asks for a distinct id."""
+    return require_distinct_id(event) if config_of(ctx).posthog.require_distinct_id else event
 
 
 @contextlib.contextmanager
@@ -104,7 +122,11 @@ def _enqueue_file(ctx: click.Context, stream: IO[str]) -> None:
         # Pass 1 validates everything, so that one bad line enqueues nothing.
         count = 0
         try:
-            for _ in iter_event_lines(source):
+            for number, event in iter_event_lines(source):
+                try:
+                    _accepted(ctx, event)
+                except InvalidEvent as exc:
+                    raise InvalidEvent(f"line {number}: {exc}") from None
                 count += 1
         except InvalidEvent as exc:
             die(f"invalid event on {exc}; nothing was enqueued")

@@ -40,13 +40,36 @@ def _show_attachments(ctx: click.Context, session_id: str | None, target: str | 
     for found_target, found_session, record in found.landed:
         click.echo(f"session {found_session} on {found_target}:")
         for key, value in sorted(record.items()):
-            state, _, ts = value.partition(":")
-            shown = value if key == "link" else f"{state} at {when(float(ts))}" if ts else value
-            click.echo(f"  {key}: {shown}")
+            click.echo(f"  {key}: {_shown(key, value)}")
     for job in found.failed:
         click.echo(
             f"failed job {job.job_id} (session {job.session_id} on {job.target}): {job.reason}"
         )
+
+
+def _shown(key: str, value: str) -> str:
+    """A ledger field as a support engineer reads it."""
+    if key == "link":
+        return value
+    if key == "recording":
+        from worker.attach.recording import RecordingFacts, minutes_seconds
+
+        facts = RecordingFacts.from_ledger(value)
+        if facts is None:
+            return value
+        parts = (
+            [f"{minutes_seconds(facts.duration_seconds)} long"] if facts.duration_seconds else []
+        )
+        if facts.start_time is not None:
+            parts.append(f"started {when(facts.start_time.timestamp())}")
+        if facts.ongoing:
+            parts.append("still recording")
+        return ", ".join(parts) or "no details"
+    state, _, ts = value.partition(":")
+    try:
+        return f"{state} at {when(float(ts))}"
+    except ValueError:
+        return value
 
 
 @click.command()

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from worker import keys
-from worker.attach.events import BugReport, InvalidEvent
+from worker.attach.events import BugReport, InvalidEvent, require_distinct_id
 from worker.config import Config
 from worker.intake import doors, signatures
 from worker.intake.deliveries import (
@@ -178,6 +178,13 @@ class Intake:
             log.info("%s: ignored, %s", door, accepted.reports.reason)
             return JSONResponse({"ignored": accepted.reports.reason}, status_code=200)
         assert self._writer is not None
+        if self.config.posthog.require_distinct_id:
+            for number, report in enumerate(accepted.reports, start=1):
+                try:
+                    require_distinct_id(report)
+                except InvalidEvent as exc:
+                    where = f"event {number}: " if len(accepted.reports) > 1 else ""
+                    raise InvalidEvent(f"{where}{exc}") from None
         key = None if accepted.identity is None else dedupe_key(door, accepted.identity)
         queue = self.config.broker.queue
         messages = [encode_report(report, queue) for report in accepted.reports]
@@ -185,7 +192,9 @@ class Intake:
         if written.different_body and door == "/v1/bug-reports":
             raise Refused(422, "this Idempotency-Key was already used for another body")
         log.info(
-            "%s: %s %s", door, "resent, already enqueued" if written.duplicate else "enqueued",
+            "%s: %s %s",
+            door,
+            "resent, already enqueued" if written.duplicate else "enqueued",
             ", ".join(written.job_ids),
         )
         headers = {"Idempotent-Replayed": "true"} if written.duplicate else None

@@ -27,7 +27,7 @@ from tenacity import (
 )
 
 from integrations.errors import IntegrationError, PermanentFailure, RetryLater
-from worker.attach.events import BugReport, InvalidEvent, parse_event
+from worker.attach.events import BugReport, InvalidEvent, parse_event, require_distinct_id
 from worker.attach.use_case import attach_replay
 from worker.config import Config
 from worker.jobs import retry_policy
@@ -95,6 +95,8 @@ class JobRunner:
         raw: Any = message.args[0] if message.args else None
         try:
             event = parse_event(_event_argument(message))
+            if self._config.posthog.require_distinct_id:
+                require_distinct_id(event)
         except InvalidEvent as exc:
             log.warning("job %s: invalid event: %s", message.message_id, exc)
             self._fail(message, raw, None, f"invalid event: {exc}", attempt, first_at)
@@ -102,9 +104,11 @@ class JobRunner:
 
         services = self._services.get()
         try:
-            result = attach_replay(event, services)
+            result = attach_replay(event, services, first_at)
         except RetryLater as exc:
-            self._retry_or_fail(message, event, exc.reason, exc.retry_after, attempt, first_at)
+            self._retry_or_fail(
+                message, event, exc.reason, exc.retry_after, attempt, first_at, exc.retry_by
+            )
         except PermanentFailure as exc:
             log.warning("job %s: %s", message.message_id, exc.reason)
             self._fail(message, raw, event, exc.reason, attempt, first_at, failure=exc)
@@ -129,7 +133,14 @@ class JobRunner:
             else:
                 self._retry_or_fail(message, event, reason, None, attempt, first_at)
         else:
-            if result.already_attached:
+            if result.no_recording:
+                log.info(
+                    "job %s: PostHog has no recording of %s; %s",
+                    message.message_id,
+                    event.session_id,
+                    f"told {event.target_label}" if result.written else "already said so",
+                )
+            elif result.already_attached:
                 log.info(
                     "job %s: %s already on %s",
                     message.message_id,
@@ -153,9 +164,12 @@ class JobRunner:
         retry_after: float | None,
         attempt: int,
         first_at: float,
+        retry_by: float | None = None,
     ) -> None:
         policy = self._config.retry
         delay = retry_policy.retry_delay_seconds(attempt, retry_after, policy)
+        if retry_by is not None:
+            delay = retry_policy.no_later_than(delay, retry_by - time.time(), policy)
         give_up = retry_policy.why_give_up(attempt, first_at, time.time() + delay, policy)
         if give_up is not None:
             self._fail(message, message.args[0], event, f"{give_up}: {reason}", attempt, first_at)

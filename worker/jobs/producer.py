@@ -25,7 +25,7 @@ import redis
 from dramatiq import Message
 
 from worker import keys
-from worker.attach.events import BugReport, parse_event
+from worker.attach.events import BugReport, parse_event, require_distinct_id
 from worker.config import Config, load_config
 from worker.jobs.redis_connection import redis_client, resolve_redis_url
 
@@ -69,11 +69,22 @@ class BugReportQueue:
     """The dramatiq queue of bug-report events, written directly in Redis."""
 
     def __init__(
-        self, client: redis.Redis, queue_name: str, namespace: str = keys.DRAMATIQ_NAMESPACE
+        self,
+        client: redis.Redis,
+        queue_name: str,
+        namespace: str = keys.DRAMATIQ_NAMESPACE,
+        *,
+        require_distinct_id: bool = False,
     ) -> None:
         self.client = client
         self.queue_name = queue_name
         self._queue_key, self._messages_key = keys.queue_keys(queue_name, namespace)
+        #: ``posthog.require_distinct_id``: events without one are refused here.
+        self.require_distinct_id = require_distinct_id
+
+    def accept(self, report: BugReport) -> BugReport:
+        """``report`` if this queue takes it; raise ``InvalidEvent`` otherwise."""
+        return require_distinct_id(report) if self.require_distinct_id else report
 
     def _write(self, batch: Mapping[str, bytes]) -> None:
         # One MULTI/EXEC of two commands: a batch lands whole or not at all.
@@ -84,7 +95,7 @@ class BugReportQueue:
 
     def enqueue(self, report: BugReport) -> str:
         """Enqueue one validated event; return its job id."""
-        encoded = encode_report(report, self.queue_name)
+        encoded = encode_report(self.accept(report), self.queue_name)
         self._write({encoded.redis_id: encoded.data})
         return encoded.job_id
 
@@ -96,7 +107,7 @@ class BugReportQueue:
         total = 0
         batch: dict[str, bytes] = {}
         for report in reports:
-            encoded = encode_report(report, self.queue_name)
+            encoded = encode_report(self.accept(report), self.queue_name)
             batch[encoded.redis_id] = encoded.data
             if len(batch) >= batch_size:
                 self._write(batch)
@@ -119,7 +130,11 @@ _default_lock = threading.Lock()
 
 def queue_for(config: Config) -> BugReportQueue:
     """The bug-report queue on the configured Redis (the embedded one when unset)."""
-    return BugReportQueue(redis_client(resolve_redis_url(config)), config.broker.queue)
+    return BugReportQueue(
+        redis_client(resolve_redis_url(config)),
+        config.broker.queue,
+        require_distinct_id=config.posthog.require_distinct_id,
+    )
 
 
 def default_queue() -> BugReportQueue:

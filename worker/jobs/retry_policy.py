@@ -18,7 +18,9 @@ A failure is retried at exactly one layer:
    its last reason, after ``retry.max_attempts`` attempts or once its next
    attempt would fall beyond ``retry.horizon_hours`` after its first; one that
    raised an unexpected error (a bug, not a vendor failure) after
-   ``MAX_ATTEMPTS_ON_UNEXPECTED_ERROR`` attempts.
+   ``MAX_ATTEMPTS_ON_UNEXPECTED_ERROR`` attempts. A job waiting for its
+   recording to appear in PostHog is retried the same way, each wait cut short
+   so that its last look comes at the end of ``posthog.recording_wait_minutes``.
 3. Never: a ``PermanentFailure`` (400, 401, 403, 404, 422, an invalid event, a
    disabled system) becomes a failed job at once.
 
@@ -59,6 +61,12 @@ def retry_delay_seconds(attempt: int, retry_after: float | None, policy: RetryCo
         return wait + random.uniform(0, 0.25)
     ceiling = min(policy.max_backoff_seconds, policy.min_backoff_seconds * 2 ** (attempt - 1))
     return random.uniform(policy.min_backoff_seconds, max(policy.min_backoff_seconds, ceiling))
+
+
+def no_later_than(delay: float, seconds_left: float, policy: RetryConfig) -> float:
+    """``delay``, shortened so that the retry comes by a moment the job asked for (a missing
+    recording's last look), but never below the minimum backoff."""
+    return min(delay, max(seconds_left, policy.min_backoff_seconds))
 
 
 def within_horizon(first_attempt_at: float, retry_at: float, policy: RetryConfig) -> bool:
