@@ -189,7 +189,7 @@ def reset(box: Sandbox, client: redis.Redis) -> None:
 
 
 def endpoint(path: str) -> str:
-    path = re.sub(r"/session_recordings/[^/]+/", "/session_recordings/{id}/", path)
+    path = re.sub(r"/session_recordings/[^/]+(/|$)", r"/session_recordings/{id}\1", path)
     path = re.sub(r"/tickets/\d+", "/tickets/{id}", path)
     path = re.sub(r"/projects/\d+/", "/projects/{id}/", path)
     return re.sub(r"/issue/[^/]+/", "/issue/{key}/", path)

@@ -176,14 +176,14 @@ def main() -> None:
                 print(f"   {count / jobs:5.2f}  {endpoint}")
             print(
                 f"   {last['calls_per_job']:5.2f}  total per Zendesk job "
-                "(minimum with a tag: 3.00 = share + note + tag)"
+                "(minimum with a tag: 4.00 = read the recording + share + note + tag)"
             )
         if jira_results:
             for endpoint, count in sorted(jira_results[0]["calls"].items()):
                 print(f"   {count / jobs:5.2f}  {endpoint}")
             print(
                 f"   {jira_results[0]['calls_per_job']:5.2f}  total per Jira job "
-                "(minimum: 3.00 = share + remote link + comment)"
+                "(minimum: 4.00 = read the recording + share + remote link + comment)"
             )
 
         soak_jobs = 5_000 if args.quick else 20_000
