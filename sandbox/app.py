@@ -29,6 +29,12 @@ DEMO_ISSUES: list[tuple[str, str]] = [
     ("BUG-5", "Refresh token rotated twice under concurrent requests"),
 ]
 
+#: A session PostHog has no recording of (recording off, blocked, or deleted).
+SESSION_WITHOUT_RECORDING = "demo-session-no-recording"
+#: A session whose recording PostHog ingests a few seconds after the sandbox is seeded.
+SESSION_RECORDED_LATE = "demo-session-late"
+RECORDED_LATE_AFTER_SECONDS = 3.0
+
 _S = TypeVar("_S", bound="Sandbox")
 
 
@@ -130,6 +136,8 @@ class Sandbox:
         self.jira.send_webhooks(f"{base}/webhooks/jira", secrets.token_urlsafe(32))
 
     def seed_demo_data(self) -> None:
+        self.posthog.remove_recording(SESSION_WITHOUT_RECORDING)
+        self.posthog.add_recording(SESSION_RECORDED_LATE, appears_after=RECORDED_LATE_AFTER_SECONDS)
         for ticket_id, subject, status, tags in DEMO_TICKETS:
             self.zendesk.add_ticket(ticket_id, subject=subject, status=status, tags=tags)
         for key, summary in DEMO_ISSUES:

@@ -22,7 +22,7 @@ import requests
 from dramatiq import Worker
 from tqdm import tqdm
 
-from sandbox.app import Sandbox
+from sandbox.app import SESSION_RECORDED_LATE, SESSION_WITHOUT_RECORDING, Sandbox
 from sandbox.doubles.jira_webhooks import SESSION_FIELD
 from worker.app import App, create_app
 from worker.attach.events import BugReport, parse_event
@@ -47,6 +47,14 @@ SAMPLE_REPORTS: list[dict[str, Any]] = [
     },
     {"jira_issue": "BUG-2", "description": "HEIC avatar upload fails."},
     {"jira_issue": "BUG-5", "description": "Logged out twice in ten minutes."},
+    # PostHog has no recording of this one: after the wait, a note says so (no link).
+    {
+        "zendesk_ticket": 105,
+        "session_id": SESSION_WITHOUT_RECORDING,
+        "description": "Logged out again, on my phone.",
+    },
+    # Its recording is ingested a few seconds late: found on a later look.
+    {"jira_issue": "BUG-3", "session_id": SESSION_RECORDED_LATE},
 ]
 
 #: The ticket that meets a transient outage on its first attempt.
@@ -56,9 +64,18 @@ FLAKY_TICKET = 102
 WEBHOOK_SESSIONS = {"zendesk": "demo-session-webhook-zd", "jira": "demo-session-webhook-jira"}
 
 
+#: How long the demo looks for a recording that is not there (30 minutes by default).
+DEMO_RECORDING_WAIT_MINUTES = 0.1
+
+
 def _demo_config(box: Sandbox, redis_url: str) -> Config:
     """The shipped config.yaml, read with the sandbox's environment variables."""
-    config = load_config(DEFAULT_CONFIG_PATH, env={**box.env(), "REDIS_URL": redis_url})
+    env = {
+        **box.env(),
+        "REDIS_URL": redis_url,
+        "POSTHOG_RECORDING_WAIT_MINUTES": str(DEMO_RECORDING_WAIT_MINUTES),
+    }
+    config = load_config(DEFAULT_CONFIG_PATH, env=env)
     # Short waits so that the transient failure visibly recovers in seconds.
     fast = RetryConfig(min_backoff_seconds=1, max_backoff_seconds=2)
     return config.model_copy(update={"retry": fast})
@@ -70,6 +87,8 @@ def _landed(box: Sandbox, report: BugReport) -> str | None:
         ticket = box.zendesk.tickets.get(report.zendesk_ticket) or {}
         for comment in ticket.get("comments", []):
             body = comment.get("html_body") or comment.get("body") or ""
+            if f"PostHog has no recording of session {report.session_id}" in body:
+                return "internal note: PostHog has no recording of this session (no link)"
             if report.session_id in body:
                 kind = "internal note" if not comment.get("public") else "public reply"
                 found = re.search(r'href="([^"]*/embedded/[^"]*)"', body)
@@ -82,6 +101,8 @@ def _landed(box: Sandbox, report: BugReport) -> str | None:
         if link.get("globalId", "").endswith(":" + report.session_id)
     ]
     comments = [c for c in issue.get("comments", []) if report.session_id in str(c.get("body"))]
+    if any("PostHog has no recording" in str(c.get("body")) for c in comments):
+        return "comment: PostHog has no recording of this session (no link)"
     if links and comments:
         return f"remote link + comment with {links[0]}"
     return None
@@ -166,8 +187,9 @@ def _attach_samples(echo: Callable[[str], None], box: Sandbox, app: App, keep: b
         app.queue.enqueue(report)
         reports.append(report)
     echo(
-        f"enqueued {len(reports)} sample bug reports "
-        f"(ticket {FLAKY_TICKET} meets a Zendesk outage first)"
+        f"enqueued {len(reports)} sample bug reports (ticket {FLAKY_TICKET} meets a Zendesk "
+        f"outage first; {SESSION_WITHOUT_RECORDING} has no recording in PostHog, "
+        f"{SESSION_RECORDED_LATE}'s arrives late)"
     )
     reports += _create_by_webhook(echo, box)
     pending = set(range(len(reports)))
@@ -187,6 +209,13 @@ def _attach_samples(echo: Callable[[str], None], box: Sandbox, app: App, keep: b
         f"  (ticket {FLAKY_TICKET}: {len(flaky)} attempts, the first answered "
         f"{flaky[0].status if flaky else '?'})"
     )
+    for session in (SESSION_RECORDED_LATE, SESSION_WITHOUT_RECORDING):
+        looks = box.posthog.recording_reads(session)
+        shared = box.posthog.share_config(session) is not None
+        echo(
+            f"  ({session}: {len(looks)} looks at its recording, the last answered "
+            f"{looks[-1].status if looks else '?'}; {'shared' if shared else 'never shared'})"
+        )
     failed = app.failed.all()
     for job in failed:
         echo(f"  failed: {job.reason}")
@@ -199,7 +228,8 @@ def _attach_samples(echo: Callable[[str], None], box: Sandbox, app: App, keep: b
             pass
     ok = not pending and not failed
     echo(
-        "demo finished: every sample report has its replay on its ticket"
+        "demo finished: every sample report has its replay on its ticket, or a note saying "
+        "PostHog has no recording of it"
         if ok
         else "demo finished with reports that did not attach (see above)"
     )
