@@ -201,6 +201,21 @@ class JiraIssues:
             repeatable=True,
         )
 
+    def remove_remote_link(self, issue: str, global_id: str) -> None:
+        """Delete the remote link with ``global_id``; one already gone is fine. Safe to repeat."""
+        url = (
+            f"{self._api.base_url}/issue/{quote(issue, safe='')}/remotelink"
+            f"?globalId={quote(global_id, safe='')}"
+        )
+
+        def delete() -> None:
+            response = self._api.send("DELETE", url)
+            # 404: no link with that globalId (removed already, or by a person).
+            if not is_success(response) and response.status_code != 404:
+                raise ErrorStatus(response)
+
+        self._call(issue, "remove a remote link", delete, is_write=True, repeatable=True)
+
     def add_comment(self, issue: str, comment: JiraComment) -> None:
         """Add a comment. Not safe to repeat."""
         payload: dict[str, Any] = {"body": comment.body}

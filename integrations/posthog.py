@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import requests
 
@@ -96,6 +96,11 @@ def _recording(session_id: str, body: Any) -> Recording:
     )
 
 
+def token_of(link: str) -> str:
+    """The access token in an embed link made by ``embed_link``."""
+    return unquote(urlsplit(link).path.rstrip("/").rpartition("/")[2])
+
+
 class PostHogSharing:
     """Mints share tokens for one PostHog project. One instance per thread."""
 
@@ -115,6 +120,8 @@ class PostHogSharing:
             headers={"Authorization": f"Bearer {personal_api_key}"},
             throttle=throttle,
         )
+        # The public replay pages need no key, and are sent none.
+        self._public = JsonApi(self.host, timeouts, headers={})
 
     def _sharing_url(self, session_id: str) -> str:
         return (
@@ -207,6 +214,60 @@ class PostHogSharing:
             return token
 
         return call_with_retries(attempt, repeatable=True)
+
+    def revoke_sharing(self, session_id: str, old_token: str) -> bool:
+        """End the recording's public link, for good; return whether the token was rotated.
+
+        Disabling kills the link at once; rotating the token (``sharing/refresh/``)
+        makes sure a later share gets a new one even on PostHog versions that
+        bring the old token back on re-enable (a PostHog without ``refresh/``
+        answers 404 or 405: the link is still dead). Then the old page must
+        answer 404, or the revoke is tried again.
+        """
+        url = self._sharing_url(session_id)
+
+        def disable() -> None:
+            self._write(session_id, "PATCH", url, {"enabled": False})
+
+        def rotate() -> bool:
+            response = self._write(
+                session_id, "POST", url.rstrip("/") + "/refresh/", None, ok=(404, 405)
+            )
+            return is_success(response)
+
+        def confirm_dead() -> None:
+            page = f"{self.host}/embedded/{quote(old_token, safe='')}"
+            try:
+                response = self._public.send("GET", page)
+            except requests.RequestException as exc:
+                raise transport_failure(
+                    SYSTEM, f"check the old link of {session_id}", exc, is_write=False
+                ) from None
+            if response.status_code != 404:
+                raise RetryLater(
+                    SYSTEM,
+                    f"PostHog still serves the revoked link of session {session_id} "
+                    f"({response.status_code})",
+                )
+
+        call_with_retries(disable, repeatable=True)
+        rotated = call_with_retries(rotate, repeatable=True)
+        call_with_retries(confirm_dead, repeatable=True)
+        return rotated
+
+    def _write(
+        self, session_id: str, method: str, url: str, payload: Any, ok: tuple[int, ...] = ()
+    ) -> requests.Response:
+        """One idempotent sharing request; failures mapped as for sharing."""
+        try:
+            response = self._api.send(method, url, payload)
+        except requests.RequestException as exc:
+            raise transport_failure(
+                SYSTEM, f"revoke the link of {session_id}", exc, is_write=False
+            ) from None
+        if not is_success(response) and response.status_code not in ok:
+            raise self._failure(response, session_id)
+        return response
 
     def check(self) -> str:
         """Verify key, scope and project without changing anything; return a summary."""

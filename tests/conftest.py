@@ -157,3 +157,22 @@ class RunningWorker:
 @pytest.fixture()
 def run_worker() -> Callable[..., RunningWorker]:
     return RunningWorker
+
+
+@pytest.fixture()
+def cli_env(
+    sandbox: Any, redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> dict[str, str]:
+    """The environment of a ``replay-attach`` command pointed at the sandbox and test Redis."""
+    data = config_data(sandbox)
+    data["broker"]["redis_url"] = redis_url
+    # Not make_config's file: a test may use both.
+    path = tmp_path / "cli-config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("REDIS_URL", "POSTHOG_", "ZENDESK_", "JIRA_"))
+    }
+    env["REPLAY_ATTACH_CONFIG"] = str(path)
+    return env

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -132,3 +134,17 @@ def assert_attached_exactly_once(
         token = embed_token(url)
         assert box.posthog.session_for(token) == session and box.posthog.is_live(token)
         assert url in str(issue["comments"][0]["body"])
+
+
+def run_cli(
+    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``replay-attach ARGS`` in a process of its own, as a person would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

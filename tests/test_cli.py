@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -16,39 +15,9 @@ import pytest
 import redis
 import yaml
 
-from tests.conftest import config_data
+from tests.scenarios import run_cli as run
 
 QUEUE_KEY = "dramatiq:replay-attach"
-
-
-@pytest.fixture()
-def cli_env(
-    sandbox: Any, redis_url: str, redis_client: redis.Redis, tmp_path: Path
-) -> dict[str, str]:
-    data = config_data(sandbox)
-    data["broker"]["redis_url"] = redis_url
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(data))
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("REDIS_URL", "POSTHOG_", "ZENDESK_", "JIRA_"))
-    }
-    env["REPLAY_ATTACH_CONFIG"] = str(path)
-    return env
-
-
-def run(
-    env: dict[str, str], *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worker", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def queued(client: redis.Redis) -> int:

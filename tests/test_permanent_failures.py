@@ -79,7 +79,7 @@ JIRA_403 = json_response(
             "posthog-403-read",
             {"zendesk_ticket": 101},
             "PostHog refused to read the recording (403): the personal API key lacks the "
-            "session_recording:read scope: \"API key missing required scope "
+            'session_recording:read scope: "API key missing required scope '
             "'session_recording:read'\"",
             ("posthog", "GET", r"/session_recordings/[^/]+$"),
         ),

@@ -56,6 +56,24 @@ BUDGET_KEY = REDIS_PREFIX + ":budget:{system}"
 #: newline, the JSON list of job ids. Expires after ``intake.deduplicate_hours``.
 DELIVERY_KEY = REDIS_PREFIX + ":delivery:{door}:{digest}"
 
+#: Hash ``{prefix}:link:{session}``: the public link of one session's recording
+#: (``worker.attach.links``). Fields: ``token``, ``shared_at``, ``state`` (``active``
+#: or ``revoked``), ``revoked_at``, ``revoked_reason``, ``revoked_by``,
+#: ``ticket:{target}`` (the link as posted on that ticket), ``trace:{target}`` (the
+#: revocation's note on that ticket, ``pending:``/``done:`` as in the ledger) and
+#: ``unshared`` (PostHog's sharing of it is off). Kept until the link is revoked, then
+#: ``LINK_RETENTION_SECONDS`` more.
+LINK_KEY = REDIS_PREFIX + ":link:{session}"
+
+#: Sorted set of sessions with a link, scored by when it was first shared.
+LINKS_BY_TIME_KEY = REDIS_PREFIX + ":links:by-time"
+
+#: Set ``{prefix}:links:ticket:{target}`` of the sessions whose link a ticket holds.
+LINKS_OF_TICKET_KEY = REDIS_PREFIX + ":links:ticket:{target}"
+
+#: Lock ``{prefix}:lock:revoke:{session}``: one revocation of a session at a time.
+REVOKE_LOCK_KEY = REDIS_PREFIX + ":lock:revoke:{session}"
+
 #: Prefix of dramatiq's own keys (RedisBroker's default namespace).
 DRAMATIQ_NAMESPACE = "dramatiq"
 

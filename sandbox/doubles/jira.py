@@ -1,12 +1,17 @@
 """A fake Jira (Cloud or Data Center): issues, comments (v2 wiki text / v3 ADF) and remote links.
 
+An issue may belong to a Jira Service Management project (`add_issue(..., service_desk=True)`):
+its comments are public (customer-visible) unless posted with the `sd.public.comment` property
+saying `{"internal": true}`.
+
 Once `send_webhooks` is called, it also fires an admin webhook's signed events, for issues that
 carry a session id: when such an issue is created, and when the session field is set.
 
-This module holds the issue store and the routes. Request bodies of the two write operations are
-checked by jira_validation.py (against Atlassian's published schemas, among others); answers are
-rendered in Jira's shape by jira_answers.py; ADF handling is in jira_adf.py; webhook bodies and
-signatures are in jira_webhooks.py.
+This module holds the issue store and the routes, but for the remote-link routes (upsert,
+list, get, delete), in jira_links.py. Request bodies of the two write operations are checked by
+jira_validation.py (against Atlassian's published schemas, among others); answers are rendered in
+Jira's shape by jira_answers.py; ADF handling is in jira_adf.py; webhook bodies and signatures
+are in jira_webhooks.py.
 """
 
 from __future__ import annotations
@@ -24,10 +29,10 @@ from sandbox.doubles.auth import basic_auth, bearer_token
 from sandbox.doubles.base import Double
 from sandbox.doubles.jira_adf import adf_link
 from sandbox.doubles.jira_answers import NOT_FOUND_ISSUE, error
+from sandbox.doubles.jira_links import RemoteLinkRoutes
 from sandbox.doubles.jira_validation import (
     SCHEMAS,
     comment_body_error,
-    link_object_error,
     schema_error,
     validate,
     visibility_error,
@@ -42,9 +47,25 @@ __all__ = ["JiraDouble", "adf_link"]
 ISSUE_KEY = re.compile(r"[A-Z][A-Z0-9]+-\d+")
 _API = r"/rest/api/(?P<v>2|3|latest)"
 _ISSUE = _API + r"/issue/(?P<key>[^/]+)"
+# The comment property by which Jira Service Management keeps a comment from the customer.
+SD_PUBLIC_COMMENT = "sd.public.comment"
 
 
-class JiraDouble(Double):
+def is_internal(properties: Any) -> bool:
+    """Whether a comment's `properties` make it internal on a service desk issue: an entry
+    `{"key": "sd.public.comment", "value": {"internal": true}}` (a JSON true, not "true")."""
+    if not isinstance(properties, list):
+        return False
+    return any(
+        isinstance(entry, dict)
+        and entry.get("key") == SD_PUBLIC_COMMENT
+        and isinstance(entry.get("value"), dict)
+        and entry["value"].get("internal") is True
+        for entry in properties
+    )
+
+
+class JiraDouble(RemoteLinkRoutes, Double):
     EDGE_HEADERS = answers.EDGE_HEADERS
 
     def __init__(
@@ -93,7 +114,9 @@ class JiraDouble(Double):
         self.route("POST", _ISSUE + r"/comment", self._add_comment)
         self.route("GET", _ISSUE + r"/remotelink", self._list_links)
         self.route("POST", _ISSUE + r"/remotelink", self._upsert_link)
+        self.route("DELETE", _ISSUE + r"/remotelink", self._delete_link_by_global_id)
         self.route("GET", _ISSUE + r"/remotelink/(?P<link>\d+)", self._get_link)
+        self.route("DELETE", _ISSUE + r"/remotelink/(?P<link>\d+)", self._delete_link)
 
     @property
     def cloud(self) -> bool:
@@ -114,10 +137,17 @@ class JiraDouble(Double):
         self.webhook = AdminWebhook(url, secret, session_field)
 
     def add_issue(
-        self, key: str, summary: str = "Sandbox issue", fields: dict[str, Any] | None = None
+        self,
+        key: str,
+        summary: str = "Sandbox issue",
+        fields: dict[str, Any] | None = None,
+        *,
+        service_desk: bool = False,
     ) -> dict[str, Any]:
         """Create (or replace) an issue. `fields` are custom fields ({"customfield_10042":
-        "<session id>"}); the webhook's session field fires jira:issue_created."""
+        "<session id>"}); the webhook's session field fires jira:issue_created. A
+        `service_desk` issue is in a Jira Service Management project (`projectTypeKey`
+        "service_desk", else "software"): its comments reach the customer unless internal."""
         if not ISSUE_KEY.fullmatch(key):
             raise ValueError(f"not an issue key: {key!r}")
         with self._state:
@@ -128,6 +158,7 @@ class JiraDouble(Double):
                 "status": "To Do",
                 "created": answers.timestamp(datetime.now(timezone.utc)),
                 "custom_fields": dict(fields or {}),
+                "service_desk": service_desk,
                 "comments": [],
                 "remote_links": [],
             }
@@ -293,6 +324,10 @@ class JiraDouble(Double):
                 "api_version": version,
                 "created": now,
                 "updated": now,
+                # Hidden from the customer; only a service desk issue has customers, so a
+                # software issue's comment is never internal, whatever its properties say.
+                "internal": bool(issue.get("service_desk"))
+                and is_internal(payload.get("properties")),
             }
             if visibility is not None:
                 comment["visibility"] = dict(visibility)
@@ -322,85 +357,6 @@ class JiraDouble(Double):
                 200,
                 {"startAt": start, "maxResults": size, "total": len(comments), "comments": page},
             )
-
-    def _upsert_link(self, request: Request) -> Response:
-        denied = self._guard(request)
-        if denied:
-            return denied
-        payload = request.json
-        if not isinstance(payload, dict):
-            return answers.not_an_object()
-        violation = self._check_schema("RemoteIssueLinkRequest", request)
-        if violation:
-            return violation
-        obj = payload.get("object")
-        problem = link_object_error(obj)
-        if problem:
-            return problem
-        version = self._version(request)
-        with self._state:
-            issue = self._find(request)
-            if issue is None:
-                return error(404, [NOT_FOUND_ISSUE])
-            global_id = payload.get("globalId")
-            existing = next(
-                (
-                    link
-                    for link in issue["remote_links"]
-                    if global_id is not None and link["globalId"] == global_id
-                ),
-                None,
-            )
-            fields = {
-                # Upsert semantics: whatever the update leaves out becomes null.
-                "globalId": global_id,
-                "application": copy.deepcopy(payload.get("application")),
-                "relationship": payload.get("relationship"),
-                "object": copy.deepcopy(obj),
-            }
-            if existing is not None:
-                existing.update(fields)
-                status, link = 200, existing
-            else:
-                link = {"id": self._next_link_id, **fields}
-                self._next_link_id += 1
-                issue["remote_links"].append(link)
-                status = 201
-            self_url = answers.link_self(self.url, issue, link, version)
-            return json_response(status, {"id": link["id"], "self": self_url})
-
-    def _list_links(self, request: Request) -> Response:
-        denied = self._guard(request)
-        if denied:
-            return denied
-        wanted = request.query.get("globalId")
-        with self._state:
-            issue = self._find(request)
-            if issue is None:
-                return error(404, [NOT_FOUND_ISSUE])
-            links = [
-                answers.link_json(self.url, issue, link, self._version(request))
-                for link in issue["remote_links"]
-                if wanted is None or link["globalId"] == wanted
-            ]
-        if wanted is not None:
-            # With ?globalId= Jira answers with the single link, not a list.
-            return json_response(200, links[0]) if links else error(404, ["No link found."])
-        return json_response(200, links)
-
-    def _get_link(self, request: Request) -> Response:
-        denied = self._guard(request)
-        if denied:
-            return denied
-        with self._state:
-            issue = self._find(request)
-            if issue is None:
-                return error(404, [NOT_FOUND_ISSUE])
-            for link in issue["remote_links"]:
-                if str(link["id"]) == request.params["link"]:
-                    link_json = answers.link_json(self.url, issue, link, self._version(request))
-                    return json_response(200, link_json)
-        return error(404, ["No link found."])
 
     # ----------------------------------------------------------------- internals
 

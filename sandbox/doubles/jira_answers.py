@@ -125,7 +125,11 @@ def issue_json(base_url: str, issue: dict[str, Any], version: str) -> dict[str, 
         "fields": {
             "summary": issue["summary"],
             "status": {"name": issue["status"]},
-            "project": {"key": issue["key"].split("-")[0]},
+            # projectTypeKey: "software", "service_desk", "business" or "product_discovery".
+            "project": {
+                "key": issue["key"].split("-")[0],
+                "projectTypeKey": "service_desk" if issue.get("service_desk") else "software",
+            },
             "issuetype": {"name": "Bug"},
             "created": issue["created"],
             **copy.deepcopy(issue.get("custom_fields", {})),
@@ -150,7 +154,8 @@ def comment_json(
         "updateAuthor": user_json(base_url, email),
         "created": comment["created"],
         "updated": comment["updated"],
-        "jsdPublic": True,
+        # False only for an internal comment on a service desk issue.
+        "jsdPublic": not comment.get("internal", False),
     }
     if "visibility" in comment:
         data["visibility"] = dict(comment["visibility"])

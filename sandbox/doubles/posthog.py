@@ -1,8 +1,11 @@
 """A fake PostHog: the session-recording sharing API, its public replay pages and its traps.
 
 Imitates `posthog/api/sharing.py` as described in docs/notes (external-apis.md): the same
-token on re-enable, a new token after disable, a useless fresh token from GET on a never-shared
-recording, and the duplicate-config race that expires one of two concurrent tokens.
+token on enabling again, a new token (or, with `reenable="same_token"`, the old one back) on
+re-enabling after a disable, token rotation by `POST .../sharing/refresh/` with a grace period
+for the old token, a useless fresh token from GET on a never-shared recording, and the
+duplicate-config race that expires one of two concurrent tokens. The sharing state itself is in
+posthog_sharing.py.
 
 Also serves a recording's metadata (`GET .../session_recordings/{id}`, see
 posthog_recordings.py), including the ingestion delay before a new recording can be found.
@@ -13,10 +16,8 @@ from __future__ import annotations
 import copy
 import html
 import re
-import secrets
 import threading
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sandbox.doubles.auth import bearer_token
@@ -27,6 +28,14 @@ from sandbox.doubles.posthog_recordings import (
     RecordingStore,
     new_recording,
     recording_json,
+)
+from sandbox.doubles.posthog_sharing import (
+    Share,
+    SharingStore,
+    check_reenable,
+    config_json,
+    iso_now,
+    unsaved_config_json,
 )
 from sandbox.doubles.recording import RecordedRequest
 
@@ -42,34 +51,16 @@ DEFAULT_API_KEYS: dict[str, set[str]] = {
 # `/api/environments/{id}/...` is PostHog's deprecated alias of `/api/projects/{id}/...`.
 _PROJECT = r"/api/(?:projects|environments)/(?P<pid>[^/]+)"
 _SHARING = _PROJECT + r"/session_recordings/(?P<sid>[^/]+)/sharing/?"
+_REFRESH = _PROJECT + r"/session_recordings/(?P<sid>[^/]+)/sharing/refresh/?"
 _RECORDING = _PROJECT + r"/session_recordings/(?P<sid>[^/]+)/?"
 _RECORDING_RE = re.compile(_RECORDING)
+_SHARING_RE = re.compile(_SHARING)
+_REFRESH_RE = re.compile(_REFRESH)
 
 
 def _error(status: int, type_: str, code: str, detail: str, attr: str | None = None) -> Response:
     # DRF exception shape used by every PostHog API error.
     return json_response(status, {"type": type_, "code": code, "detail": detail, "attr": attr})
-
-
-def _iso_now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-@dataclass
-class _Share:
-    """The current sharing configuration of one recording."""
-
-    token: str
-    enabled: bool
-    created_at: str
-
-
-@dataclass
-class _Token:
-    """Every token ever handed out as enabled, so dead links can be told from unknown ones."""
-
-    session_id: str
-    live: bool
 
 
 class PostHogDouble(Double):
@@ -93,6 +84,8 @@ class PostHogDouble(Double):
         api_keys: dict[str, set[str]] | None = None,
         race_window: float = 0.0,
         all_recordings_exist: bool = True,
+        reenable: str = "new_token",
+        refresh_grace_seconds: float = 300.0,
         port: int = 0,
     ) -> None:
         super().__init__(port=port)
@@ -104,21 +97,33 @@ class PostHogDouble(Double):
         #: Whether an unknown (never added, not removed) session has a recording: one is
         #: synthesized with the `add_recording` defaults on its first GET, then kept.
         self.all_recordings_exist = all_recordings_exist
+        self.reenable = reenable
+        #: How long a token rotated out by `POST .../sharing/refresh/` keeps working, if its
+        #: config was enabled (PostHog's SHARING_TOKEN_GRACE_PERIOD_SECONDS).
+        self.refresh_grace_seconds = refresh_grace_seconds
         self.throttle_seconds = 1
         self._state = threading.Lock()
-        self._shares: dict[str, _Share] = {}
-        self._tokens: dict[str, _Token] = {}
-        # Tokens created for a session whose enabling PATCH is still inside `race_window`.
-        self._racing: dict[str, list[str]] = {}
+        self._sharing = SharingStore()
         self._recordings = RecordingStore()
 
         self.route("PATCH", _SHARING, self._patch_sharing)
         self.route("GET", _SHARING, self._get_sharing)
+        self.route("POST", _REFRESH, self._refresh_sharing)
         self.route("GET", _RECORDING, self._get_recording)
         self.route("GET", _PROJECT + "/?", self._get_project)
         self.route("GET", r"/(?:embedded|shared)/(?P<token>[^/]+)/?", self._public_page)
 
     # ----------------------------------------------------------------- test helpers
+
+    @property
+    def reenable(self) -> str:
+        """What enabling a disabled share does: `"new_token"` (current PostHog: a new token,
+        the old one stays dead) or `"same_token"` (older PostHog: the old token works again)."""
+        return self._reenable
+
+    @reenable.setter
+    def reenable(self, mode: str) -> None:
+        self._reenable = check_reenable(mode)
 
     @property
     def api_key(self) -> str:
@@ -171,39 +176,44 @@ class PostHogDouble(Double):
         return reads
 
     def is_live(self, token: str) -> bool:
-        """Whether /shared/{token} would show the replay right now."""
+        """Whether /shared/{token} would show the replay right now (a token rotated out by a
+        refresh is live until its grace period ends)."""
         with self._state:
-            info = self._tokens.get(token)
-            return info is not None and info.live
+            return self._sharing.serving(token)
 
     def session_for(self, token: str) -> str | None:
         """The session a token was issued for (live or dead), or None if never issued."""
         with self._state:
-            info = self._tokens.get(token)
+            info = self._sharing.tokens.get(token)
             return info.session_id if info else None
 
     def share_config(self, session_id: str) -> dict[str, Any] | None:
+        """The session's current config as the API renders it, or None if it has none."""
         with self._state:
-            share = self._shares.get(session_id)
-            return self._config_json(share) if share else None
+            share = self._sharing.shares.get(session_id)
+            return config_json(share) if share else None
+
+    def sharing_calls(self, session_id: str | None = None) -> list[RecordedRequest]:
+        """The sharing writes received (`PATCH .../sharing` and `POST .../sharing/refresh/`,
+        faulted ones included), optionally only those for `session_id`."""
+        writes = []
+        for request in self.calls():
+            if request.method == "PATCH":
+                match = _SHARING_RE.fullmatch(request.path)
+            elif request.method == "POST":
+                match = _REFRESH_RE.fullmatch(request.path)
+            else:
+                continue
+            if match and (session_id is None or match["sid"] == session_id):
+                writes.append(request)
+        return writes
 
     def snapshot(self) -> dict[str, Any]:
         """Plain data for the console: every recording's sharing state, and the recordings."""
         with self._state:
             return {
                 "project_id": self.project_id,
-                "shares": [
-                    {
-                        "session_id": sid,
-                        "access_token": share.token,
-                        "enabled": share.enabled,
-                        "live": self._tokens[share.token].live,
-                        "share_url": f"{self.url}/shared/{share.token}",
-                        "created_at": share.created_at,
-                    }
-                    for sid, share in self._shares.items()
-                ],
-                "dead_tokens": sorted(t for t, info in self._tokens.items() if not info.live),
+                **self._sharing.summaries(self.url),
                 "recordings": self._recordings.summaries(),
             }
 
@@ -292,62 +302,56 @@ class PostHogDouble(Double):
         if enabled:
             return json_response(200, self._enable(sid))
         with self._state:
-            share = self._shares.get(sid)
-            if share is None:
-                # Disabling a never-shared recording still creates a (disabled) config.
-                share = self._shares[sid] = _Share(
-                    self._new_token(sid, live=False), False, _iso_now()
-                )
-            share.enabled = False
-            self._tokens[share.token].live = False
-            return json_response(200, self._config_json(share))
+            return json_response(200, config_json(self._sharing.disable(sid)))
 
     def _enable(self, sid: str) -> dict[str, Any]:
+        sharing = self._sharing
         with self._state:
-            share = self._shares.get(sid)
+            share = sharing.shares.get(sid)
             if share is not None and share.enabled:
-                return self._config_json(share)  # idempotent: same token
-            token = self._new_token(sid, live=self.race_window <= 0)
+                return config_json(share)  # idempotent: same token
+            if share is not None and self.reenable == "same_token":
+                return config_json(sharing.reenable(share))
             if self.race_window <= 0:
-                share = self._shares[sid] = _Share(token, True, _iso_now())
-                return self._config_json(share)
+                return config_json(sharing.new_share(sid, enabled=True))
             # Race mode: nothing is visible to other requests until the window ends, so an
             # overlapping PATCH also sees "not shared" and creates its own token, as two
             # concurrent PostHog workers both insert a SharingConfiguration.
-            racing = self._racing.setdefault(sid, [])
+            token = sharing.new_token(sid, live=False)
+            racing = sharing.racing.setdefault(sid, [])
             racing.append(token)
             first = racing[0] == token
         self._sleep(self.race_window)
         with self._state:
-            created = _iso_now()
+            created = iso_now()
             if first:
                 # PostHog collapses the duplicates and keeps the first; later ones expire.
-                self._shares[sid] = _Share(token, True, created)
-                self._tokens[token].live = True
-                self._racing.pop(sid, None)
+                sharing.shares[sid] = Share(token, True, created)
+                sharing.tokens[token].live = True
+                sharing.racing.pop(sid, None)
             # The loser's response still says enabled: that is the trap.
-            return self._config_json(_Share(token, True, created))
+            return config_json(Share(token, True, created))
+
+    def _refresh_sharing(self, request: Request) -> Response:
+        """`POST .../sharing/refresh/`: a new token; the old one serves `refresh_grace_seconds`
+        more if its config was enabled, else it stays dead. The body is not read."""
+        denied = self._authorize(request, "sharing_configuration:write")
+        if denied:
+            return denied
+        with self._state:
+            share = self._sharing.rotate(request.params["sid"], self.refresh_grace_seconds)
+            return json_response(200, config_json(share))
 
     def _get_sharing(self, request: Request) -> Response:
         denied = self._authorize(request, "sharing_configuration:read")
         if denied:
             return denied
         with self._state:
-            share = self._shares.get(request.params["sid"])
+            share = self._sharing.shares.get(request.params["sid"])
             if share is not None:
-                return json_response(200, self._config_json(share))
+                return json_response(200, config_json(share))
         # Never shared: PostHog answers with an unsaved config and a token that works nowhere.
-        return json_response(
-            200,
-            {
-                "created_at": None,
-                "enabled": False,
-                "access_token": secrets.token_urlsafe(16),
-                "password_required": False,
-                "settings": {},
-                "share_passwords": [],
-            },
-        )
+        return json_response(200, unsaved_config_json())
 
     def _get_recording(self, request: Request) -> Response:
         denied = self._authorize(request, "session_recording:read")
@@ -370,8 +374,8 @@ class PostHogDouble(Double):
     def _public_page(self, request: Request) -> Response:
         token = request.params["token"]
         with self._state:
-            info = self._tokens.get(token)
-            session_id = info.session_id if info and info.live else None
+            info = self._sharing.tokens.get(token)
+            session_id = info.session_id if info and self._sharing.serving(token) else None
         if session_id is None:
             return html_response(
                 404,
@@ -385,21 +389,3 @@ class PostHogDouble(Double):
             f'<h1>Session replay</h1><p>Recording <code id="session-id">{sid}</code></p>'
             '<div class="player">[sandbox player]</div></body></html>',
         )
-
-    # ----------------------------------------------------------------- internals
-
-    def _new_token(self, sid: str, *, live: bool) -> str:
-        token = secrets.token_urlsafe(16)
-        self._tokens[token] = _Token(session_id=sid, live=live)
-        return token
-
-    @staticmethod
-    def _config_json(share: _Share) -> dict[str, Any]:
-        return {
-            "created_at": share.created_at,
-            "enabled": share.enabled,
-            "access_token": share.token,
-            "password_required": False,
-            "settings": {},
-            "share_passwords": [],
-        }

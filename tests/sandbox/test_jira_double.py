@@ -274,3 +274,156 @@ def test_jira_through_the_jira_library(jira: JiraDouble) -> None:
     # add_remote_link asks for application links first (and caches the answer).
     assert len(jira.calls("GET", r"/rest/applinks/latest/listApplicationlinks")) == 1
     assert jira.schema_violations == [] and jira.handler_errors == []
+
+
+# ----------------------------------------------------------------- deleting remote links
+
+
+def add_link(jira: JiraDouble, global_id: str, url: str, key: str = "BUG-1") -> int:
+    response = jira_session(jira).post(
+        f"{jira.url}/rest/api/2/issue/{key}/remotelink",
+        json={"globalId": global_id, "object": {"url": url, "title": "Session replay"}},
+    )
+    assert response.status_code in (200, 201)
+    link_id: int = response.json()["id"]
+    return link_id
+
+
+NOT_FOUND_ISSUE = {
+    "errorMessages": ["Issue does not exist or you do not have permission to see it."],
+    "errors": {},
+}
+NO_LINK = {"errorMessages": ["No link found."], "errors": {}}
+
+
+@pytest.mark.parametrize("version", ["2", "3"])
+def test_jira_remote_link_delete_by_global_id(jira: JiraDouble, version: str) -> None:
+    session = jira_session(jira)
+    url = f"{jira.url}/rest/api/{version}/issue/BUG-1/remotelink"
+    # Reserved characters in the globalId travel url-encoded (requests encodes params).
+    global_id = "system=https://ph.test/replay&id=sess-1 x"
+    add_link(jira, global_id, "https://ph.test/shared/t1")
+    add_link(jira, "posthog-replay:other", "https://ph.test/shared/t2")
+    deleted = session.delete(url, params={"globalId": global_id})
+    assert deleted.status_code == 204 and deleted.content == b""
+    assert "%3D" in deleted.request.url and "%26" in deleted.request.url  # type: ignore[operator]
+    assert [link["globalId"] for link in session.get(url).json()] == ["posthog-replay:other"]
+    assert session.get(url, params={"globalId": global_id}).status_code == 404
+    # Not idempotent: Jira answers 404 for a globalId it has no link for.
+    again = session.delete(url, params={"globalId": global_id})
+    assert again.status_code == 404 and again.json() == NO_LINK
+    missing_issue = session.delete(
+        f"{jira.url}/rest/api/{version}/issue/BUG-404/remotelink", params={"globalId": "g"}
+    )
+    assert missing_issue.status_code == 404 and missing_issue.json() == NOT_FOUND_ISSUE
+    no_global_id = session.delete(url)
+    assert no_global_id.status_code == 400 and no_global_id.json()["errorMessages"]
+    assert len(jira.issue("BUG-1")["remote_links"]) == 1  # type: ignore[index]
+    unauthenticated = requests.delete(url, params={"globalId": "posthog-replay:other"}, timeout=2)
+    assert unauthenticated.status_code == 401
+    assert len(jira.calls("DELETE", r"/remotelink$")) == 5
+    assert jira.handler_errors == []
+
+
+def test_jira_remote_link_delete_by_id(jira: JiraDouble, jira_dc: JiraDouble) -> None:
+    session = jira_session(jira)
+    jira.add_issue("BUG-2")
+    first = add_link(jira, "g1", "https://ph.test/shared/t1")
+    second = add_link(jira, "g2", "https://ph.test/shared/t2")
+    elsewhere = add_link(jira, "g3", "https://ph.test/shared/t3", key="BUG-2")
+    url = f"{jira.url}/rest/api/3/issue/BUG-1/remotelink"
+    assert session.delete(f"{url}/{first}").status_code == 204
+    assert [link["id"] for link in session.get(url).json()] == [second]
+    gone = session.delete(f"{url}/{first}")
+    assert gone.status_code == 404 and gone.json() == NO_LINK
+    # A link of another issue: 400, and it stays.
+    foreign = session.delete(f"{url}/{elsewhere}")
+    assert foreign.status_code == 400 and foreign.json()["errorMessages"]
+    assert len(jira.issue("BUG-2")["remote_links"]) == 1  # type: ignore[index]
+    unknown_issue = session.delete(f"{jira.url}/rest/api/3/issue/BUG-404/remotelink/{second}")
+    assert unknown_issue.status_code == 404 and unknown_issue.json() == NOT_FOUND_ISSUE
+    # Data Center: v2 only.
+    dc_link = add_link(jira_dc, "g", "https://ph.test/shared/dc")
+    dc = jira_session(jira_dc)
+    dc_v3 = f"{jira_dc.url}/rest/api/3/issue/BUG-1/remotelink/{dc_link}"
+    assert dc.delete(dc_v3).status_code == 404
+    dc_v2 = f"{jira_dc.url}/rest/api/2/issue/BUG-1/remotelink/{dc_link}"
+    assert dc.delete(dc_v2).status_code == 204
+    assert jira_dc.issue("BUG-1")["remote_links"] == []  # type: ignore[index]
+
+
+def test_jira_remote_link_delete_through_the_jira_library(jira: JiraDouble) -> None:
+    from jira import JIRA
+
+    client = JIRA(
+        server=jira.url, basic_auth=(jira.email, jira.api_token), max_retries=0, timeout=5
+    )
+    client.add_remote_link(
+        "BUG-1", {"url": "https://ph.test/shared/t", "title": "Replay"}, globalId="g"
+    )
+    [link] = client.remote_links("BUG-1")
+    link.delete()
+    assert client.remote_links("BUG-1") == []
+
+
+# ----------------------------------------------------------------- Jira Service Management
+
+INTERNAL = [{"key": "sd.public.comment", "value": {"internal": True}}]
+
+
+def test_jira_service_desk_issue_exposes_its_project_type(jira: JiraDouble) -> None:
+    jira.add_issue("HELP-7", summary="Cannot pay", service_desk=True)
+    session = jira_session(jira)
+    for version in ("2", "3"):
+        desk = session.get(f"{jira.url}/rest/api/{version}/issue/HELP-7").json()
+        assert desk["fields"]["project"] == {"key": "HELP", "projectTypeKey": "service_desk"}
+        software = session.get(f"{jira.url}/rest/api/{version}/issue/BUG-1").json()
+        assert software["fields"]["project"] == {"key": "BUG", "projectTypeKey": "software"}
+    assert jira.issue("HELP-7")["service_desk"] is True  # type: ignore[index]
+    assert jira.issue("BUG-1")["service_desk"] is False  # type: ignore[index]
+
+
+def test_jira_service_desk_comment_is_public_unless_marked_internal(jira: JiraDouble) -> None:
+    jira.add_issue("HELP-8", service_desk=True)
+    session = jira_session(jira)
+    v2 = f"{jira.url}/rest/api/2/issue/HELP-8/comment"
+    v3 = f"{jira.url}/rest/api/3/issue/HELP-8/comment"
+    public = session.post(v2, json={"body": "[Watch replay|https://ph.test/shared/t]"})
+    assert public.status_code == 201 and public.json()["jsdPublic"] is True
+    internal = session.post(v3, json={"body": ADF, "properties": INTERNAL})
+    assert internal.status_code == 201 and internal.json()["jsdPublic"] is False
+    # Only a JSON true makes it internal.
+    as_string = [{"key": "sd.public.comment", "value": {"internal": "true"}}]
+    loose = session.post(v2, json={"body": "x", "properties": as_string})
+    assert loose.status_code == 201 and loose.json()["jsdPublic"] is True
+    explicit_public = [{"key": "sd.public.comment", "value": {"internal": False}}]
+    assert session.post(v2, json={"body": "y", "properties": explicit_public}).status_code == 201
+    stored = jira.issue("HELP-8")["comments"]  # type: ignore[index]
+    assert [c["internal"] for c in stored] == [False, True, False, False]
+    assert stored[1]["properties"] == INTERNAL
+    listed = session.get(v2).json()["comments"]
+    assert [c["jsdPublic"] for c in listed] == [True, False, True, True]
+    assert jira.schema_violations == []
+
+
+def test_jira_software_issue_comments_are_never_internal(jira: JiraDouble) -> None:
+    session = jira_session(jira)
+    url = f"{jira.url}/rest/api/2/issue/BUG-1/comment"
+    response = session.post(url, json={"body": "x", "properties": INTERNAL})
+    assert response.status_code == 201 and response.json()["jsdPublic"] is True
+    [stored] = jira.issue("BUG-1")["comments"]  # type: ignore[index]
+    assert stored["internal"] is False and stored["properties"] == INTERNAL
+
+
+def test_jira_comment_properties_are_schema_checked(jira: JiraDouble) -> None:
+    jira.add_issue("HELP-9", service_desk=True)
+    url = f"{jira.url}/rest/api/2/issue/HELP-9/comment"
+    not_a_list = jira_session(jira).post(url, json={"body": "x", "properties": {"internal": True}})
+    assert not_a_list.status_code == 400
+    assert jira.schema_violations[0]["operation"] == "Comment"
+    extra_field = [{"key": "sd.public.comment", "value": {"internal": True}, "scope": "x"}]
+    assert (
+        jira_session(jira).post(url, json={"body": "x", "properties": extra_field}).status_code
+        == 400
+    )
+    assert jira.issue("HELP-9")["comments"] == []  # type: ignore[index]

@@ -425,3 +425,175 @@ def test_posthog_recording_reads_are_counted_and_faulted(posthog: PostHogDouble)
     assert read.fault == "5xx" and read.status == 503
     assert session.get(recording_url(posthog, "c")).status_code == 200
     assert len(posthog.recording_reads("c")) == 2
+
+
+# ----------------------------------------------------------------- revoking a shared link
+
+
+def refresh_url(double: PostHogDouble, sid: str, slash: bool = True) -> str:
+    return share_url(double, sid) + ("/refresh/" if slash else "/refresh")
+
+
+def page_status(double: PostHogDouble, token: str, kind: str = "embedded") -> int:
+    return requests.get(f"{double.url}/{kind}/{token}", timeout=2).status_code
+
+
+def enable(double: PostHogDouble, sid: str, enabled: bool = True) -> dict[str, Any]:
+    response = ph_session().patch(share_url(double, sid), json={"enabled": enabled})
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    assert body["enabled"] is enabled
+    return body
+
+
+def test_posthog_reenable_mode_is_checked() -> None:
+    assert PostHogDouble().reenable == "new_token"
+    with pytest.raises(ValueError, match="reenable"):
+        PostHogDouble(reenable="old_token")
+    double = PostHogDouble(reenable="same_token")
+    assert double.reenable == "same_token"
+    with pytest.raises(ValueError):
+        double.reenable = "sometimes"
+    assert double.reenable == "same_token"
+
+
+@pytest.mark.parametrize("mode", ["new_token", "same_token"])
+def test_posthog_disable_kills_the_embed_link_at_once(mode: str) -> None:
+    with PostHogDouble(reenable=mode) as posthog:
+        token = enable(posthog, "rev-1")["access_token"]
+        assert page_status(posthog, token) == 200 and page_status(posthog, token, "shared") == 200
+        enable(posthog, "rev-1", enabled=False)
+        assert page_status(posthog, token) == 404 and page_status(posthog, token, "shared") == 404
+        assert not posthog.is_live(token) and posthog.session_for(token) == "rev-1"
+        assert token in posthog.snapshot()["dead_tokens"]
+
+
+def test_posthog_same_token_mode_brings_the_old_token_back() -> None:
+    with PostHogDouble(reenable="same_token") as posthog:
+        token = enable(posthog, "rev-2")["access_token"]
+        enable(posthog, "rev-2", enabled=False)
+        assert page_status(posthog, token) == 404
+        again = enable(posthog, "rev-2")
+        assert again["access_token"] == token
+        assert page_status(posthog, token) == 200 and posthog.is_live(token)
+
+
+def test_posthog_new_token_mode_issues_a_new_token_on_reenable(posthog: PostHogDouble) -> None:
+    assert posthog.reenable == "new_token"
+    token = enable(posthog, "rev-3")["access_token"]
+    enable(posthog, "rev-3", enabled=False)
+    renewed = enable(posthog, "rev-3")["access_token"]
+    assert renewed != token
+    assert page_status(posthog, token) == 404 and not posthog.is_live(token)
+    assert page_status(posthog, renewed) == 200 and posthog.is_live(renewed)
+    # Switching the mode later applies to the next re-enable.
+    posthog.reenable = "same_token"
+    enable(posthog, "rev-3", enabled=False)
+    assert enable(posthog, "rev-3")["access_token"] == renewed
+
+
+def test_posthog_disable_refresh_reenable_revokes_for_good() -> None:
+    with PostHogDouble(reenable="same_token") as posthog:
+        session = ph_session()
+        original = enable(posthog, "rev-4")["access_token"]
+        enable(posthog, "rev-4", enabled=False)
+        refreshed = session.post(refresh_url(posthog, "rev-4"))
+        assert refreshed.status_code == 200
+        body = refreshed.json()
+        assert set(body) == {
+            "created_at",
+            "enabled",
+            "access_token",
+            "password_required",
+            "settings",
+            "share_passwords",
+        }
+        assert body["enabled"] is False and body["access_token"] != original
+        assert body["created_at"].endswith("Z")
+        # Disabled before the refresh: no grace period for the original.
+        assert page_status(posthog, original) == 404 and not posthog.is_live(original)
+        assert page_status(posthog, body["access_token"]) == 404
+        assert posthog.share_config("rev-4") == body
+        again = enable(posthog, "rev-4")
+        assert again["access_token"] == body["access_token"] != original
+        assert page_status(posthog, again["access_token"]) == 200
+        assert page_status(posthog, original) == 404 and not posthog.is_live(original)
+        [patch_on, patch_off, refresh, patch_again] = posthog.sharing_calls("rev-4")
+        assert [c.method for c in (patch_on, patch_off, refresh, patch_again)] == [
+            "PATCH",
+            "PATCH",
+            "POST",
+            "PATCH",
+        ]
+        assert refresh.path.endswith("/sharing/refresh/") and refresh.status == 200
+        assert posthog.sharing_calls("other") == []
+
+
+def test_posthog_refresh_of_an_enabled_share_keeps_the_old_token_for_the_grace_period() -> None:
+    with PostHogDouble(refresh_grace_seconds=0.3) as posthog:
+        old = enable(posthog, "rev-5")["access_token"]
+        started = time.monotonic()
+        response = ph_session().post(refresh_url(posthog, "rev-5", slash=False))
+        assert response.status_code == 200
+        new = response.json()
+        assert new["enabled"] is True and new["access_token"] != old
+        # Inside the grace period both tokens work.
+        early = [page_status(posthog, old), page_status(posthog, old, "shared")]
+        alive = posthog.is_live(old)
+        assert time.monotonic() - started < 0.3, "too slow a machine for this test"
+        assert early == [200, 200] and alive
+        assert old in posthog.snapshot()["grace_tokens"]
+        assert page_status(posthog, new["access_token"]) == 200
+        # Enabling again is idempotent on the new config.
+        assert enable(posthog, "rev-5")["access_token"] == new["access_token"]
+        time.sleep(max(0.0, started + 0.3 - time.monotonic()) + 0.05)
+        assert page_status(posthog, old) == 404 and not posthog.is_live(old)
+        assert page_status(posthog, new["access_token"]) == 200
+        assert posthog.session_for(old) == "rev-5"
+        assert posthog.snapshot()["grace_tokens"] == []
+
+
+def test_posthog_disable_ends_the_grace_period_of_a_refreshed_token() -> None:
+    with PostHogDouble() as posthog:
+        assert posthog.refresh_grace_seconds == 300.0
+        old = enable(posthog, "rev-6")["access_token"]
+        new = ph_session().post(refresh_url(posthog, "rev-6")).json()["access_token"]
+        assert page_status(posthog, old) == 200
+        enable(posthog, "rev-6", enabled=False)
+        assert page_status(posthog, old) == 404 and page_status(posthog, new) == 404
+        assert not posthog.is_live(old) and not posthog.is_live(new)
+
+
+def test_posthog_refresh_of_a_never_shared_session_makes_a_disabled_config(
+    posthog: PostHogDouble,
+) -> None:
+    response = ph_session().post(refresh_url(posthog, "rev-7"))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["enabled"] is False and body["created_at"].endswith("Z")
+    assert not posthog.is_live(body["access_token"])
+    assert page_status(posthog, body["access_token"]) == 404
+    # Saved: GET answers the same config (a never-shared one would get a fresh token).
+    assert ph_session().get(share_url(posthog, "rev-7")).json() == body
+
+
+def test_posthog_refresh_needs_the_write_scope(posthog: PostHogDouble) -> None:
+    token = enable(posthog, "rev-8")["access_token"]
+    denied = ph_session("phx_read_only").post(refresh_url(posthog, "rev-8"))
+    assert denied.status_code == 403
+    assert denied.json() == {
+        "type": "authentication_error",
+        "code": "permission_denied",
+        "detail": "API key missing required scope 'sharing_configuration:write'",
+        "attr": None,
+    }
+    assert requests.post(refresh_url(posthog, "rev-8"), timeout=2).status_code == 401
+    other_project = ph_session().post(
+        f"{posthog.url}/api/projects/2/session_recordings/rev-8/sharing/refresh/"
+    )
+    assert other_project.status_code == 404 and other_project.json() == NOT_FOUND
+    wrong_method = ph_session().get(refresh_url(posthog, "rev-8"))
+    assert wrong_method.status_code == 405
+    # Nothing was rotated.
+    assert posthog.share_config("rev-8")["access_token"] == token  # type: ignore[index]
+    assert page_status(posthog, token) == 200 and posthog.handler_errors == []

@@ -7,6 +7,7 @@ text nodes for Jira v3 (Atlassian Document Format).
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from urllib.parse import quote, urlsplit
 from integrations.jira import JiraComment, JiraRemoteLink
 from integrations.zendesk import ZendeskNote
 from worker.attach.events import BugReport
+from worker.attach.links import Link
 from worker.attach.recording import RecordingFacts, StartPoint, minutes_seconds
 
 LINK_TEXT = "Watch the session replay"
@@ -24,6 +26,7 @@ HEADING = "PostHog session replay"
 WARNING = "Anyone who has this link can watch the recording."
 SIGNATURE = "Posted by replay-attach."
 MISSING_HEADING = "No PostHog session replay"
+REVOKED_HEADING = "PostHog session replay link revoked"
 MISSING_REASONS = (
     "No link was posted. Usual reasons: recording is switched off or sampled out for this "
     "user or page, an ad or tracking blocker stopped it, the session was shorter than the "
@@ -286,3 +289,46 @@ def jira_remote_link(event: BugReport, link: str, *, project_id: int) -> JiraRem
         title=f"Session replay {event.session_id}",
         summary=summary,
     )
+
+
+def revoke_marker(token: str) -> str:
+    """The text that identifies our "link revoked" note in a ticket, in every format: a
+    reference made of hex digits only (nothing any format escapes), never the token itself."""
+    return "ref " + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def _revoked_text(link: Link, reason: str) -> str:
+    revoked = link.revoked_at if link.revoked_at is not None else link.shared_at
+    return (
+        f"The session replay link posted on this ticket (session {link.session_id}, shared "
+        f"{_utc(datetime.fromtimestamp(link.shared_at, timezone.utc))}) was revoked on "
+        f"{_utc(datetime.fromtimestamp(revoked, timezone.utc))}: {reason}. It no longer opens "
+        "the recording."
+    )
+
+
+def zendesk_revoked_note(link: Link, reason: str, *, public: bool) -> ZendeskNote:
+    text, ref = _revoked_text(link, reason), f"{SIGNATURE} ({revoke_marker(link.token)})"
+    html_body = f"<p><strong>{REVOKED_HEADING}</strong></p>\n<p>{_html(text)}</p>\n<p>{ref}</p>"
+    plain = f"{REVOKED_HEADING}\n{_plain(text)}\n{ref}"
+    return ZendeskNote(html_body=html_body, plain_body=plain, public=public)
+
+
+def jira_revoked_comment(
+    link: Link, reason: str, *, api_version: int, visibility: dict[str, str] | None
+) -> JiraComment:
+    text, ref = _revoked_text(link, reason), f"{SIGNATURE} ({revoke_marker(link.token)})"
+    body: str | dict[str, Any]
+    if api_version == 3:
+        body = {
+            "type": "doc",
+            "version": 1,
+            "content": [
+                {"type": "paragraph", "content": [_text(REVOKED_HEADING, {"type": "strong"})]},
+                {"type": "paragraph", "content": [_text(text)]},
+                {"type": "paragraph", "content": [_text(ref, {"type": "em"})]},
+            ],
+        }
+    else:
+        body = f"*{REVOKED_HEADING}*\n{wiki_text(text)}\n_{wiki_text(ref)}_"
+    return JiraComment(body=body, visibility=visibility)

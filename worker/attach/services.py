@@ -12,6 +12,7 @@ from integrations.jira import JiraIssues
 from integrations.posthog import PostHogSharing
 from integrations.zendesk import ZendeskTickets
 from worker.attach.ledger import Ledger
+from worker.attach.links import Links
 from worker.config import Config
 
 #: Makes the request budget of one system (its name, its requests per minute), or None.
@@ -25,6 +26,7 @@ class Services:
     config: Config
     posthog: PostHogSharing
     ledger: Ledger
+    links: Links
     zendesk: ZendeskTickets | None = None
     jira: JiraIssues | None = None
 
@@ -74,6 +76,7 @@ def build_services(
         config=config,
         posthog=posthog,
         ledger=Ledger(client, config.posthog.project_id),
+        links=Links(client),
         zendesk=zendesk,
         jira=jira,
     )

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from integrations.errors import PermanentFailure, RetryLater
-from integrations.posthog import embed_link
+from integrations.posthog import embed_link, token_of
 from worker.attach.events import BugReport
 from worker.attach.leases import LockBusy
 from worker.attach.ledger import Attachment, Ledger, StepState
@@ -83,6 +83,9 @@ def _attach(
 ) -> AttachResult:
     record = attachment.record
     link = record.get("link")
+    if link and services.links.is_revoked(event.session_id, token_of(link)):
+        # Revoked since it was posted: this report gets a new link and a new note.
+        record, link = {}, None
     if link and all(Ledger.state(record, step.name) is StepState.DONE for step in steps):
         attachment.save({}, finished=True)
         return AttachResult(link=link, already_attached=True)
@@ -108,10 +111,17 @@ def _attach(
         start = start_point(event, facts)
         token = attachment.mint(lambda: services.posthog.share_recording(event.session_id))
         link = embed_link(services.config.posthog.host, token, start.seconds if start else None)
+        # Known before any ticket shows it: no link can escape its end.
+        if not services.links.shared(event.session_id, token, event.target, link):
+            raise PermanentFailure(
+                "PostHog",
+                f"PostHog shared session {event.session_id} again under its revoked link: this "
+                "PostHog cannot rotate tokens (sharing/refresh/); revoke it again after upgrading",
+            )
         unsaved["link"], unsaved["recording"] = link, facts.to_ledger()
         replay = Replay(link, facts, start)
     result = AttachResult(link=link)
-    _write_steps(event, steps, attachment, replay, unsaved, result)
+    _write_steps(event, steps, record, attachment, replay, unsaved, result)
     return result
 
 
@@ -141,7 +151,7 @@ def _no_recording(
         )
     result = AttachResult(link=None, no_recording=True)
     steps = plan_missing_steps(event, services, looked_until)
-    _write_steps(event, steps, attachment, Replay(link=""), {}, result)
+    _write_steps(event, steps, attachment.record, attachment, Replay(link=""), {}, result)
     result.already_attached = not result.written
     return result
 
@@ -149,13 +159,13 @@ def _no_recording(
 def _write_steps(
     event: BugReport,
     steps: list[Step],
+    record: dict[str, str],
     attachment: Attachment,
     replay: Replay,
     unsaved: dict[str, str],
     result: AttachResult,
 ) -> None:
     """Write each step not done yet, keeping the ledger's marks; the last save ends the attempt."""
-    record = attachment.record
     for step in steps:
         state = Ledger.state(record, step.name)
         if state is StepState.DONE:

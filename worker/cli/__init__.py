@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from worker.cli import enqueue, failed, run, serve, status
+from worker.cli import enqueue, failed, revoke, run, serve, status
 from worker.config import CONFIG_ENV
 
 
@@ -42,6 +42,7 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 main.add_command(enqueue.enqueue)
 main.add_command(failed.failed)
 main.add_command(status.status)
+main.add_command(revoke.revoke)
 main.add_command(status.check)
 main.add_command(run.worker)
 main.add_command(serve.serve)

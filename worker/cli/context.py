@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, NoReturn
 
 import click
 
+from worker.attach.events import JIRA_ISSUE_PATTERN, SESSION_ID_PATTERN
 from worker.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:
@@ -63,3 +65,25 @@ def failed_jobs_of(ctx: click.Context) -> FailedJobs:
 def when(ts: float) -> str:
     """A unix time as a support engineer reads it, in UTC."""
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def selected_target(zendesk_ticket: int | None, jira_issue: str | None) -> str | None:
+    """The ticket given by --zendesk-ticket or --jira-issue, as the ledger names it."""
+    if zendesk_ticket is not None and jira_issue is not None:
+        die("invalid selection: give at most one of --zendesk-ticket and --jira-issue")
+    if zendesk_ticket is not None:
+        if zendesk_ticket <= 0:
+            die("invalid selection: zendesk_ticket: must be a positive integer")
+        return f"zendesk:{zendesk_ticket}"
+    if jira_issue is not None:
+        if not re.match(JIRA_ISSUE_PATTERN, jira_issue.upper()):
+            die("invalid selection: jira_issue: must be a Jira issue key such as BUG-42")
+        return f"jira:{jira_issue.upper()}"
+    return None
+
+
+def checked_session(session_id: str | None) -> str | None:
+    """--session-id, refused (exit 2) unless it is a valid session id."""
+    if session_id is not None and not re.match(SESSION_ID_PATTERN, session_id):
+        die("invalid selection: session_id: must be 1-200 letters, digits, '-' or '_'")
+    return session_id

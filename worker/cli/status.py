@@ -2,38 +2,34 @@
 
 from __future__ import annotations
 
-import re
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from worker.attach.events import JIRA_ISSUE_PATTERN, SESSION_ID_PATTERN
-from worker.cli.context import config_of, die, failed_jobs_of, redis_of, when
+from worker.cli.context import (
+    checked_session,
+    config_of,
+    failed_jobs_of,
+    redis_of,
+    selected_target,
+    when,
+)
 from worker.config import Config
 
-
-def _selected_target(zendesk_ticket: int | None, jira_issue: str | None) -> str | None:
-    if zendesk_ticket is not None and jira_issue is not None:
-        die("invalid selection: give at most one of --zendesk-ticket and --jira-issue")
-    if zendesk_ticket is not None:
-        if zendesk_ticket <= 0:
-            die("invalid selection: zendesk_ticket: must be a positive integer")
-        return f"zendesk:{zendesk_ticket}"
-    if jira_issue is not None:
-        if not re.match(JIRA_ISSUE_PATTERN, jira_issue.upper()):
-            die("invalid selection: jira_issue: must be a Jira issue key such as BUG-42")
-        return f"jira:{jira_issue.upper()}"
-    return None
+if TYPE_CHECKING:
+    from worker.attach.links import Links
 
 
 def _show_attachments(ctx: click.Context, session_id: str | None, target: str | None) -> None:
     """What landed for a session and/or a ticket, and any failed job for them."""
     from worker.attach.ledger import Ledger
+    from worker.attach.links import Links
     from worker.jobs.status import attachments
 
-    if session_id is not None and not re.match(SESSION_ID_PATTERN, session_id):
-        die("invalid selection: session_id: must be 1-200 letters, digits, '-' or '_'")
+    checked_session(session_id)
     ledger = Ledger(redis_of(ctx), config_of(ctx).posthog.project_id)
+    links = Links(redis_of(ctx))
     found = attachments(ledger, failed_jobs_of(ctx), session_id, target)
     if not found.landed and not found.failed:
         click.echo("nothing recorded for that selection")
@@ -41,10 +37,23 @@ def _show_attachments(ctx: click.Context, session_id: str | None, target: str | 
         click.echo(f"session {found_session} on {found_target}:")
         for key, value in sorted(record.items()):
             click.echo(f"  {key}: {_shown(key, value)}")
+        if "link" in record:
+            click.echo(f"  link state: {_link_state(links, found_session)}")
     for job in found.failed:
         click.echo(
             f"failed job {job.job_id} (session {job.session_id} on {job.target}): {job.reason}"
         )
+
+
+def _link_state(links: Links, session_id: str) -> str:
+    """Whether the session's public link still opens the recording, and since or until when."""
+    link = links.get(session_id)
+    if link is None:
+        return "unknown (shared before links were recorded)"
+    if link.revoked:
+        at = when(link.revoked_at) if link.revoked_at else "?"
+        return f"revoked at {at}: {link.revoked_reason} ({link.revoked_by})"
+    return f"active, shared at {when(link.shared_at)}"
 
 
 def _shown(key: str, value: str) -> str:
@@ -93,7 +102,7 @@ def status(
       replay-attach status --session-id 0192c0de-aaaa --jira-issue BUG-42
     """
     if session_id is not None or zendesk_ticket is not None or jira_issue is not None:
-        _show_attachments(ctx, session_id, _selected_target(zendesk_ticket, jira_issue))
+        _show_attachments(ctx, session_id, selected_target(zendesk_ticket, jira_issue))
         return
     from worker.jobs.status import queue_figures
 

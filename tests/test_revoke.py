@@ -1,0 +1,205 @@
+"""``replay-attach revoke``: links dead at PostHog on every version, a trace on each ticket once,
+resumable, and a re-enqueued report getting a fresh link."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+import requests
+
+from sandbox.app import Sandbox
+from tests.conftest import RunningWorker, config_data
+from tests.scenarios import embed_token, jira_issue, notes_on, run_cli, wait_for
+from worker import keys
+from worker.app import App
+from worker.attach.rendering import revoke_marker
+from worker.jobs.producer import enqueue_bug_report
+
+REVOKED = "PostHog session replay link revoked"
+
+
+def attach(app: App, box: Sandbox, run_worker: Callable[..., RunningWorker], **event: Any) -> None:
+    enqueue_bug_report(event, queue=app.queue)
+    with run_worker(app) as worker:
+        worker.drain()
+    assert app.failed.all() == []
+
+
+def live(box: Sandbox, token: str) -> bool:
+    return requests.get(f"{box.posthog.url}/embedded/{token}", timeout=5).status_code == 200
+
+
+def revoked_notes(box: Sandbox, ticket: int) -> list[dict[str, Any]]:
+    return [n for n in notes_on(box, ticket) if REVOKED in n["body"]]
+
+
+@pytest.mark.parametrize("reenable", ["new_token", "same_token"])
+def test_revoke_a_zendesk_tickets_link_on_both_posthog_behaviours(
+    sandbox: Sandbox,
+    make_app: Callable[..., App],
+    run_worker: Callable[..., RunningWorker],
+    cli_env: dict[str, str],
+    reenable: str,
+) -> None:
+    sandbox.posthog.reenable = reenable
+    app = make_app(config_data(sandbox))
+    attach(app, sandbox, run_worker, session_id="s-rev", zendesk_ticket=101)
+    token = embed_token(notes_on(sandbox, 101)[0]["html_body"])
+    assert live(sandbox, token)
+
+    result = run_cli(cli_env, "revoke", "--zendesk-ticket", "101", "--reason", "ticket solved")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "revoked: session s-rev, link dead; told zendesk:101"
+    assert not live(sandbox, token)
+    (note,) = revoked_notes(sandbox, 101)
+    assert note["public"] is False and "ticket solved" in note["body"]
+    assert revoke_marker(token) in note["body"] and token not in note["body"]
+    status = run_cli(cli_env, "status", "--zendesk-ticket", "101").stdout
+    assert "link state: revoked at " in status and "ticket solved" in status
+
+    again = run_cli(cli_env, "revoke", "--session-id", "s-rev")
+    assert (
+        again.returncode == 0
+        and again.stdout.strip() == "already revoked: session s-rev on zendesk:101"
+    )
+    assert len(revoked_notes(sandbox, 101)) == 1
+
+    # A re-enqueued report gets a new link (a new token, not the revoked one back) and a new note.
+    attach(app, sandbox, run_worker, session_id="s-rev", zendesk_ticket=101)
+    fresh = [n for n in notes_on(sandbox, 101) if "Watch the session replay" in n["body"]]
+    assert len(fresh) == 2
+    new_token = embed_token(fresh[-1]["html_body"])
+    assert new_token != token and live(sandbox, new_token) and not live(sandbox, token)
+    status = run_cli(cli_env, "status", "--zendesk-ticket", "101").stdout
+    assert "link state: active" in status
+
+
+def test_revoking_one_tickets_link_tells_every_ticket_that_held_it(
+    sandbox: Sandbox,
+    make_app: Callable[..., App],
+    run_worker: Callable[..., RunningWorker],
+    cli_env: dict[str, str],
+) -> None:
+    app = make_app(config_data(sandbox))
+    attach(app, sandbox, run_worker, session_id="shared", zendesk_ticket=102)
+    attach(app, sandbox, run_worker, session_id="shared", jira_issue="BUG-1")
+    assert len(jira_issue(sandbox, "BUG-1")["remote_links"]) == 1
+    result = run_cli(cli_env, "revoke", "--jira-issue", "bug-1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "told jira:BUG-1, zendesk:102" in result.stdout
+    issue = jira_issue(sandbox, "BUG-1")
+    assert issue["remote_links"] == []  # removed by its globalId
+    assert sum(REVOKED in json.dumps(c["body"]) for c in issue["comments"]) == 1
+    assert len(revoked_notes(sandbox, 102)) == 1
+
+
+def test_older_than_selects_by_age_and_dry_run_changes_nothing(
+    sandbox: Sandbox,
+    make_app: Callable[..., App],
+    run_worker: Callable[..., RunningWorker],
+    cli_env: dict[str, str],
+    redis_client: redis.Redis,
+) -> None:
+    app = make_app(config_data(sandbox))
+    attach(app, sandbox, run_worker, session_id="old-one", zendesk_ticket=103)
+    attach(app, sandbox, run_worker, session_id="new-one", zendesk_ticket=104)
+    # The first was shared three days ago.
+    redis_client.zadd(keys.LINKS_BY_TIME_KEY, {"old-one": time.time() - 3 * 86400})
+    dry = run_cli(cli_env, "revoke", "--older-than", "2.5", "--dry-run")
+    assert dry.returncode == 0
+    assert dry.stdout.startswith("would revoke: session old-one, shared ")
+    assert "new-one" not in dry.stdout
+    old_token = embed_token(notes_on(sandbox, 103)[0]["html_body"])
+    assert live(sandbox, old_token) and revoked_notes(sandbox, 103) == []
+    assert sandbox.posthog.sharing_calls("old-one")[-1].method == "PATCH"  # only the share
+    done = run_cli(cli_env, "revoke", "--older-than", "2.5")
+    assert done.stdout.strip() == "revoked: session old-one, link dead; told zendesk:103"
+    assert not live(sandbox, old_token)
+    assert live(sandbox, embed_token(notes_on(sandbox, 104)[0]["html_body"]))
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        ((), "give exactly one of"),
+        (("--session-id", "a", "--zendesk-ticket", "1"), "give exactly one of"),
+        (("--session-id", "no/slash"), "session_id: must be"),
+        (("--jira-issue", "not a key"), "jira_issue: must be a Jira issue key"),
+        (("--older-than", "-1"), "-1"),
+        (("--session-id", "a", "--reason", "  "), "--reason: must not be empty"),
+    ],
+)
+def test_a_bad_selection_exits_2_and_names_it(
+    cli_env: dict[str, str], args: tuple[str, ...], problem: str
+) -> None:
+    result = run_cli(cli_env, "revoke", *args)
+    assert result.returncode == 2 and problem in result.stderr
+
+
+def test_nothing_recorded_is_said(cli_env: dict[str, str]) -> None:
+    result = run_cli(cli_env, "revoke", "--session-id", "never-shared")
+    assert result.returncode == 0 and result.stdout.strip() == "no link recorded for that selection"
+
+
+def test_a_note_whose_answer_was_lost_is_not_posted_again_when_the_revoke_is_resumed(
+    sandbox: Sandbox,
+    make_app: Callable[..., App],
+    run_worker: Callable[..., RunningWorker],
+    cli_env: dict[str, str],
+) -> None:
+    app = make_app(config_data(sandbox))
+    attach(app, sandbox, run_worker, session_id="lost", zendesk_ticket=101)
+    sandbox.zendesk.fail_next("lost_response", method="PUT", path_regex=r"/tickets/101\.json$")
+    first = run_cli(cli_env, "revoke", "--session-id", "lost")
+    assert first.returncode == 1 and "FAILED: session lost on zendesk:101" in first.stdout
+    assert "run again to finish" in first.stdout
+    assert len(revoked_notes(sandbox, 101)) == 1  # applied, never answered
+    second = run_cli(cli_env, "revoke", "--session-id", "lost")
+    assert second.returncode == 0, second.stdout
+    assert len(revoked_notes(sandbox, 101)) == 1  # found on the ticket, not written again
+
+
+def test_a_revoke_killed_mid_way_is_finished_by_the_next_run_with_one_note_each(
+    sandbox: Sandbox,
+    make_app: Callable[..., App],
+    run_worker: Callable[..., RunningWorker],
+    cli_env: dict[str, str],
+) -> None:
+    app = make_app(config_data(sandbox))
+    attach(app, sandbox, run_worker, session_id="killed", zendesk_ticket=101)
+    attach(app, sandbox, run_worker, session_id="killed", zendesk_ticket=102)
+    token = embed_token(notes_on(sandbox, 101)[0]["html_body"])
+    sandbox.zendesk.latency = 2.0  # the first note is in flight when the process is killed
+    notes = r"/tickets/10[12]\.json$"
+    before = len(sandbox.zendesk.calls("PUT", notes))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker", "revoke", "--session-id", "killed"],
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: len(sandbox.zendesk.calls("PUT", notes)) > before, 30, "a note")
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+    assert not live(sandbox, token)  # PostHog's part was done before the notes
+    sandbox.zendesk.latency = 0.0
+    time.sleep(2.5)  # the killed request's answer is discarded; the double applied it
+    # The revoke lock lapses with its lease: the next run goes on.
+    wait_for(
+        lambda: run_cli(cli_env, "revoke", "--session-id", "killed").returncode == 0,
+        30,
+        "the next run to finish the revocation",
+    )
+    assert len(revoked_notes(sandbox, 101)) == 1 and len(revoked_notes(sandbox, 102)) == 1

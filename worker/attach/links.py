@@ -1,0 +1,197 @@
+"""The public links replay-attach has made, kept until each one ends.
+
+A link is the session's shared recording: one token, posted on one or more
+tickets. It is recorded here as soon as it is minted, before any ticket shows
+it, so that no link can be on a ticket without being known here: revoking
+(``worker.attach.revoke``) finds every link by session, by ticket or by age.
+A revoked link's record stays ``LINK_RETENTION_SECONDS`` more, so that
+``status`` can say when and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import redis
+
+from worker import keys
+from worker.attach.leases import Lease, LockBusy, lease_ms, leases
+
+#: How long a revoked link's record is kept, for ``status``.
+LINK_RETENTION_SECONDS = 90 * 24 * 3600
+
+ACTIVE = "active"
+REVOKED = "revoked"
+
+# KEYS: the link's hash, the by-time index, the ticket's set, the prefix of ticket
+# sets. ARGV: session, token, target, link, now. Returns 0, writing nothing, for
+# the token of a revoked link (PostHog brought it back), else 1. A token other than
+# the recorded one is a new link: the old record (its tickets and traces) is replaced.
+_SHARED = """
+local current = redis.call("hget", KEYS[1], "token")
+if current == ARGV[2] and redis.call("hget", KEYS[1], "state") == "revoked" then
+  return 0
+end
+if current and current ~= ARGV[2] then
+  local old = redis.call("hkeys", KEYS[1])
+  for _, name in ipairs(old) do
+    if string.sub(name, 1, 7) == "ticket:" then
+      redis.call("srem", KEYS[4] .. string.sub(name, 8), ARGV[1])
+    end
+  end
+  redis.call("del", KEYS[1])
+end
+if redis.call("hsetnx", KEYS[1], "token", ARGV[2]) == 1 then
+  redis.call("hset", KEYS[1], "shared_at", ARGV[5], "state", "active")
+  redis.call("zadd", KEYS[2], ARGV[5], ARGV[1])
+end
+redis.call("hset", KEYS[1], "ticket:" .. ARGV[3], ARGV[4])
+redis.call("persist", KEYS[1])
+redis.call("sadd", KEYS[3], ARGV[1])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Link:
+    """One session's public link, as recorded."""
+
+    session_id: str
+    token: str
+    shared_at: float
+    state: str
+    #: Each ticket holding it, and the link as posted there (``?t=`` may differ).
+    tickets: dict[str, str] = field(default_factory=dict)
+    #: Each ticket's revocation note: ``pending:<time>`` or ``done:<time>``.
+    traces: dict[str, str] = field(default_factory=dict)
+    unshared: bool = False
+    revoked_at: float | None = None
+    revoked_reason: str | None = None
+    revoked_by: str | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.state == REVOKED
+
+
+def _link(session_id: str, raw: dict[bytes, bytes]) -> Link | None:
+    record = {k.decode(): v.decode() for k, v in raw.items()}
+    if "token" not in record:
+        return None
+    revoked_at = record.get("revoked_at")
+    return Link(
+        session_id=session_id,
+        token=record["token"],
+        shared_at=float(record.get("shared_at", 0)),
+        state=record.get("state", ACTIVE),
+        tickets={k[7:]: v for k, v in record.items() if k.startswith("ticket:")},
+        traces={k[6:]: v for k, v in record.items() if k.startswith("trace:")},
+        unshared="unshared" in record,
+        revoked_at=float(revoked_at) if revoked_at else None,
+        revoked_reason=record.get("revoked_reason"),
+        revoked_by=record.get("revoked_by"),
+    )
+
+
+class Links:
+    """The registry of links, in Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+        self._shared = client.register_script(_SHARED)
+
+    @staticmethod
+    def key(session_id: str) -> str:
+        return keys.LINK_KEY.format(session=session_id)
+
+    def shared(self, session_id: str, token: str, target: str, link: str) -> bool:
+        """Record that ``link`` (of ``token``) is about to be posted on ``target``.
+
+        False, recording nothing, when ``token`` is a revoked link's: it must not be posted.
+        """
+        return bool(
+            self._shared(
+                keys=[
+                    self.key(session_id),
+                    keys.LINKS_BY_TIME_KEY,
+                    keys.LINKS_OF_TICKET_KEY.format(target=target),
+                    keys.LINKS_OF_TICKET_KEY.format(target=""),
+                ],
+                args=[session_id, token, target, link, f"{time.time():.3f}"],
+            )
+        )
+
+    def get(self, session_id: str) -> Link | None:
+        raw: dict[bytes, bytes] = self._redis.hgetall(self.key(session_id))  # type: ignore[assignment]
+        return _link(session_id, raw)
+
+    def is_revoked(self, session_id: str, token: str) -> bool:
+        """Whether ``token`` is a revoked link of the session (a re-share needs a new one)."""
+        found = self._redis.hmget(self.key(session_id), "token", "state")
+        current, state = (v.decode() if v is not None else None for v in found)  # type: ignore[union-attr]
+        return current == token and state == REVOKED
+
+    def sessions(
+        self,
+        *,
+        session_id: str | None = None,
+        target: str | None = None,
+        older_than_seconds: float | None = None,
+    ) -> list[str]:
+        """The sessions with a recorded link matching the selection, oldest first."""
+        if session_id is not None:
+            return [session_id] if self._redis.exists(self.key(session_id)) else []
+        if target is not None:
+            members = self._redis.smembers(keys.LINKS_OF_TICKET_KEY.format(target=target))
+            found = sorted(m.decode() for m in members)  # type: ignore[union-attr]
+            scores = [self._redis.zscore(keys.LINKS_BY_TIME_KEY, s) or 0.0 for s in found]
+            return [s for _, s in sorted(zip(scores, found, strict=True))]
+        upper = "+inf" if older_than_seconds is None else time.time() - older_than_seconds
+        raw = self._redis.zrangebyscore(keys.LINKS_BY_TIME_KEY, "-inf", upper)
+        return [m.decode() for m in raw]  # type: ignore[union-attr]
+
+    def mark(self, session_id: str, name: str, value: str) -> None:
+        self._redis.hset(self.key(session_id), name, value)
+
+    def mark_revoked(self, session_id: str, at: float, reason: str, by: str) -> None:
+        """The link is dead: record when, why and by what (the first revocation's, kept)."""
+        pipe = self._redis.pipeline(transaction=True)
+        key = self.key(session_id)
+        pipe.hset(key, "state", REVOKED)
+        pipe.hsetnx(key, "revoked_at", f"{at:.3f}")
+        pipe.hsetnx(key, "revoked_reason", reason)
+        pipe.hsetnx(key, "revoked_by", by)
+        pipe.execute()
+
+    def forget_later(self, link: Link) -> None:
+        """A revoked link's record expires after ``LINK_RETENTION_SECONDS``."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.expire(self.key(link.session_id), LINK_RETENTION_SECONDS)
+        pipe.zrem(keys.LINKS_BY_TIME_KEY, link.session_id)
+        for target in link.tickets:
+            pipe.srem(keys.LINKS_OF_TICKET_KEY.format(target=target), link.session_id)
+        pipe.execute()
+
+    @contextlib.contextmanager
+    def revoking(self, session_id: str) -> Iterator[None]:
+        """One revocation of a session at a time, as a lease; raises ``LockBusy``."""
+        lease = Lease(
+            self._redis, keys.REVOKE_LOCK_KEY.format(session=session_id), uuid.uuid4().hex
+        )
+        if not self._redis.set(lease.name, lease.token, nx=True, px=lease_ms()):
+            raise LockBusy(lease.name)
+        leases.hold(lease)
+        try:
+            yield
+        finally:
+            leases.drop(lease)
+            self._redis.eval(
+                "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end",
+                1,
+                lease.name,
+                lease.token,
+            )
