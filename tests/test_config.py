@@ -246,3 +246,34 @@ def test_a_redis_url_never_shows_in_the_configurations_repr() -> None:
     url = "redis://:s3cr3t@redis.internal:6379/0"
     config = load_config(DEFAULT_CONFIG_PATH, env={**BASE_ENV, "REDIS_URL": url})
     assert "s3cr3t" not in repr(config) and "s3cr3t" not in str(config.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("env", "ttl", "after_solved"),
+    [
+        ({}, 90.0, 7.0),
+        ({"REPLAY_ATTACH_LINK_TTL_DAYS": "0.5"}, 0.5, 7.0),
+        # ${NAME-default}: set but empty turns it off, as in a shell.
+        ({"REPLAY_ATTACH_LINK_TTL_DAYS": ""}, None, 7.0),
+        ({"REPLAY_ATTACH_REVOKE_AFTER_SOLVED_DAYS": "never"}, 90.0, None),
+        ({"REPLAY_ATTACH_REVOKE_AFTER_SOLVED_DAYS": "0"}, 90.0, 0.0),
+    ],
+)
+def test_links_end_after_their_time_to_live_and_solved_delay_unless_turned_off(
+    env: dict[str, str], ttl: float | None, after_solved: float | None
+) -> None:
+    base = {"POSTHOG_PROJECT_ID": "1", "POSTHOG_PERSONAL_API_KEY": "phx_x"}
+    privacy = load_config(DEFAULT_CONFIG_PATH, env={**base, **env}).privacy
+    assert (privacy.link_ttl_days, privacy.revoke_after_solved_days) == (ttl, after_solved)
+
+
+def test_a_negative_time_to_live_is_refused_naming_its_variable() -> None:
+    base = {"POSTHOG_PROJECT_ID": "1", "POSTHOG_PERSONAL_API_KEY": "phx_x"}
+    with pytest.raises(ConfigError, match=r"privacy.link_ttl_days \(from \$\{REPLAY_ATTACH_LINK"):
+        load_config(DEFAULT_CONFIG_PATH, env={**base, "REPLAY_ATTACH_LINK_TTL_DAYS": "-3"})
+
+
+def test_a_recording_wait_longer_than_the_retry_horizon_is_refused() -> None:
+    base = {"POSTHOG_PROJECT_ID": "1", "POSTHOG_PERSONAL_API_KEY": "phx_x"}
+    with pytest.raises(ConfigError, match="recording_wait_minutes must be shorter"):
+        load_config(DEFAULT_CONFIG_PATH, env={**base, "POSTHOG_RECORDING_WAIT_MINUTES": "1500"})

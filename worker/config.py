@@ -1,4 +1,8 @@
-"""Configuration: ``config.yaml`` with ``${NAME}`` / ``${NAME:-default}`` references.
+"""Configuration: ``config.yaml`` with ``${NAME}``, ``${NAME:-default}`` and ``${NAME-default}``.
+
+As in a shell, ``${NAME:-default}`` takes the default when ``NAME`` is unset or
+empty, ``${NAME-default}`` only when it is unset: an empty ``NAME`` then turns
+the setting off (a time to live of "never", say).
 
 ``load_config()`` reads the file named by ``REPLAY_ATTACH_CONFIG`` (default: the
 ``config.yaml`` next to the project), substitutes environment variables,
@@ -37,7 +41,7 @@ CONFIG_ENV = "REPLAY_ATTACH_CONFIG"
 #: The shipped, commented default configuration.
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 
-_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?)-([^}]*))?\}")
 
 
 class ConfigError(Exception):
@@ -374,6 +378,29 @@ class IntakeConfig(_Section):
         return self
 
 
+def _never(value: object) -> object:
+    # "never" (or "none") reads better than an empty value in a file.
+    if isinstance(value, str) and value.strip().lower() in ("never", "none"):
+        return None
+    return value
+
+
+class PrivacyConfig(_Section):
+    """When shared links end: anyone holding one can watch the recording."""
+
+    #: Links older than this are revoked by the worker fleet; None: never.
+    link_ttl_days: float | None = Field(default=90.0, gt=0)
+    #: A solved or closed ticket's links are revoked this long after; 0: at once; None: never.
+    revoke_after_solved_days: float | None = Field(default=7.0, ge=0)
+    #: How often one worker process of the fleet looks for links due to end.
+    check_every_seconds: float = Field(default=30.0, ge=0.2, le=600)
+
+    @field_validator("link_ttl_days", "revoke_after_solved_days", mode="before")
+    @classmethod
+    def _off(cls, value: object) -> object:
+        return _never(value)
+
+
 class Config(_Section):
     broker: BrokerConfig = BrokerConfig()
     posthog: PostHogConfig
@@ -385,6 +412,7 @@ class Config(_Section):
     failed: FailedConfig = FailedConfig()
     worker: WorkerConfig = WorkerConfig()
     intake: IntakeConfig = IntakeConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
 
     @model_validator(mode="after")
     def _wait_within_horizon(self) -> Config:
@@ -413,8 +441,10 @@ def _substitute(
         origins[".".join(path)] = ", ".join(names)
 
     def replace(match: re.Match[str]) -> str:
-        value = env.get(match.group(1), "")
-        return value if value != "" else (match.group(2) or "")
+        value = env.get(match.group(1))
+        if match.group(2) == "" and match.group(3) is not None:  # ${NAME-default}
+            return match.group(3) if value is None else value
+        return value if value else (match.group(3) or "")
 
     result = _REFERENCE.sub(replace, node)
     return None if result.strip() == "" else result

@@ -71,6 +71,14 @@ LINKS_BY_TIME_KEY = REDIS_PREFIX + ":links:by-time"
 #: Set ``{prefix}:links:ticket:{target}`` of the sessions whose link a ticket holds.
 LINKS_OF_TICKET_KEY = REDIS_PREFIX + ":links:ticket:{target}"
 
+#: Sorted set of solved or closed tickets (member: target), scored by when their links
+#: are due to end (``privacy.revoke_after_solved_days`` after); a reopened ticket leaves it.
+#: Written by the intake's webhook doors, read by the worker fleet's sweep.
+SOLVED_TICKETS_KEY = REDIS_PREFIX + ":links:solved"
+
+#: Lock ``{prefix}:lock:sweep``: one worker process of the fleet sweeps at a time.
+SWEEP_LOCK_KEY = REDIS_PREFIX + ":lock:sweep"
+
 #: Lock ``{prefix}:lock:revoke:{session}``: one revocation of a session at a time.
 REVOKE_LOCK_KEY = REDIS_PREFIX + ":lock:revoke:{session}"
 

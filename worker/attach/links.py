@@ -140,7 +140,7 @@ class Links:
         *,
         session_id: str | None = None,
         target: str | None = None,
-        older_than_seconds: float | None = None,
+        shared_before: float | None = None,
     ) -> list[str]:
         """The sessions with a recorded link matching the selection, oldest first."""
         if session_id is not None:
@@ -150,9 +150,27 @@ class Links:
             found = sorted(m.decode() for m in members)  # type: ignore[union-attr]
             scores = [self._redis.zscore(keys.LINKS_BY_TIME_KEY, s) or 0.0 for s in found]
             return [s for _, s in sorted(zip(scores, found, strict=True))]
-        upper = "+inf" if older_than_seconds is None else time.time() - older_than_seconds
+        upper = "+inf" if shared_before is None else shared_before
         raw = self._redis.zrangebyscore(keys.LINKS_BY_TIME_KEY, "-inf", upper)
         return [m.decode() for m in raw]  # type: ignore[union-attr]
+
+    def solved(self, target: str, ends_at: float) -> None:
+        """The ticket was solved or closed: its links end at ``ends_at`` (its first solve's)."""
+        self._redis.zadd(keys.SOLVED_TICKETS_KEY, {target: ends_at}, nx=True)
+
+    def reopened(self, target: str) -> None:
+        """The ticket is open again: its links no longer end for being solved."""
+        self._redis.zrem(keys.SOLVED_TICKETS_KEY, target)
+
+    def solved_due(self, now: float) -> list[str]:
+        """Solved tickets whose links are due to end."""
+        raw = self._redis.zrangebyscore(keys.SOLVED_TICKETS_KEY, "-inf", now)
+        return [m.decode() for m in raw]  # type: ignore[union-attr]
+
+    def ends_for_solved(self, target: str) -> float | None:
+        """When the solved ticket's links end, if it is solved."""
+        score = self._redis.zscore(keys.SOLVED_TICKETS_KEY, target)
+        return None if score is None else float(score)
 
     def mark(self, session_id: str, name: str, value: str) -> None:
         self._redis.hset(self.key(session_id), name, value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import socket
 import sys
+import time
 from typing import TYPE_CHECKING
 
 import click
@@ -64,8 +65,8 @@ def revoke(
     from worker.attach.links import Links
 
     links = Links(redis_of(ctx))
-    older = None if older_than_days is None else older_than_days * 86400
-    sessions = links.sessions(session_id=session_id, target=target, older_than_seconds=older)
+    before = None if older_than_days is None else time.time() - older_than_days * 86400
+    sessions = links.sessions(session_id=session_id, target=target, shared_before=before)
     if not sessions:
         click.echo("no link recorded for that selection")
         return

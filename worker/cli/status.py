@@ -38,22 +38,33 @@ def _show_attachments(ctx: click.Context, session_id: str | None, target: str | 
         for key, value in sorted(record.items()):
             click.echo(f"  {key}: {_shown(key, value)}")
         if "link" in record:
-            click.echo(f"  link state: {_link_state(links, found_session)}")
+            state = _link_state(links, found_session, found_target, config_of(ctx))
+            click.echo(f"  link state: {state}")
     for job in found.failed:
         click.echo(
             f"failed job {job.job_id} (session {job.session_id} on {job.target}): {job.reason}"
         )
 
 
-def _link_state(links: Links, session_id: str) -> str:
+def _link_state(links: Links, session_id: str, target: str, config: Config) -> str:
     """Whether the session's public link still opens the recording, and since or until when."""
     link = links.get(session_id)
     if link is None:
         return "unknown (shared before links were recorded)"
     if link.revoked:
-        at = when(link.revoked_at) if link.revoked_at else "?"
-        return f"revoked at {at}: {link.revoked_reason} ({link.revoked_by})"
-    return f"active, shared at {when(link.shared_at)}"
+        revoked = when(link.revoked_at) if link.revoked_at else "?"
+        return f"revoked at {revoked}: {link.revoked_reason} ({link.revoked_by})"
+    ends: list[tuple[float, str]] = []
+    if config.privacy.link_ttl_days is not None:
+        ends.append((link.shared_at + config.privacy.link_ttl_days * 86400, "time to live"))
+    solved = links.ends_for_solved(target)
+    if solved is not None:
+        ends.append((solved, "ticket solved"))
+    state = f"active, shared at {when(link.shared_at)}"
+    if ends:
+        end, why = min(ends)
+        state += f", ends at {when(end)} ({why})"
+    return state
 
 
 def _shown(key: str, value: str) -> str:

@@ -31,6 +31,19 @@ _ZENDESK_KEYS = {"ticket_id": "zendesk_ticket"}
 _ZENDESK_STATUS = "status"
 
 
+#: Zendesk's statuses (``{{ticket.status}}`` renders them capitalised) and what they mean here.
+_ZENDESK_SOLVED = frozenset({"solved", "closed"})
+_ZENDESK_OPEN = frozenset({"new", "open", "pending", "hold", "on-hold"})
+
+
+@dataclass(frozen=True)
+class TicketStatus:
+    """A ticket solved (its links end after ``privacy.revoke_after_solved_days``) or reopened."""
+
+    target: str
+    solved: bool
+
+
 @dataclass(frozen=True)
 class Ignored:
     """A delivery that carries nothing to enqueue: answered 200 so the sender does not resend."""
@@ -115,14 +128,29 @@ def _bug_report(item: Any, posthog_host: str) -> BugReport:
     return parse_event(event)
 
 
-def read_zendesk(data: Any, posthog_host: str) -> BugReport | Ignored:
-    """A Zendesk trigger's body: ``ticket_id``, ``session_id``, ``status``, and event fields."""
+def read_zendesk(data: Any, posthog_host: str) -> tuple[BugReport | Ignored, TicketStatus | None]:
+    """A Zendesk trigger's body: ``ticket_id``, ``session_id``, ``status``, and event fields.
+
+    A solved or closed ticket gets no replay: its status is all that is read.
+    """
     event = {_ZENDESK_KEYS.get(key, key): value for key, value in _object(data, "the body").items()}
-    event.pop(_ZENDESK_STATUS, None)  # read by the links' end (solved tickets), not here
+    status = event.pop(_ZENDESK_STATUS, None)
     event = _from_template(event)
     if isinstance(event.get("zendesk_ticket"), str):
         raise InvalidEvent('ticket_id: must be a Zendesk ticket id such as "123"')
-    return _with_session(event, posthog_host)
+    state = _zendesk_status(status, event.get("zendesk_ticket"))
+    if state is not None and state.solved:
+        return Ignored("the ticket is solved or closed: no replay is attached to it"), state
+    return _with_session(event, posthog_host), state
+
+
+def _zendesk_status(status: Any, ticket: Any) -> TicketStatus | None:
+    if not isinstance(status, str) or not status.strip() or not isinstance(ticket, int):
+        return None
+    name = status.strip().lower()
+    if name not in _ZENDESK_SOLVED | _ZENDESK_OPEN:
+        raise InvalidEvent(f"status: {status!r} is not a Zendesk ticket status")
+    return TicketStatus(f"zendesk:{ticket}", name in _ZENDESK_SOLVED)
 
 
 def read_posthog(data: Any, posthog_host: str) -> BugReport | Ignored:
@@ -148,8 +176,25 @@ def _changed(data: Mapping[str, Any], field: str) -> bool:
     )
 
 
-def read_jira(data: Any, session_field: str, posthog_host: str) -> BugReport | Ignored:
-    """A Jira webhook: ``jira:issue_created``, or ``jira:issue_updated`` setting the session field.
+def _resolution(payload: Mapping[str, Any], issue: Mapping[str, Any]) -> TicketStatus | None:
+    """An update that sets the resolution solves the issue; one that clears it reopens it."""
+    changelog = payload.get("changelog")
+    items = changelog.get("items") if isinstance(changelog, Mapping) else None
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, Mapping) and "resolution" in (item.get("fieldId"), item.get("field")):
+            key = issue.get("key")
+            if isinstance(key, str) and key:
+                return TicketStatus(
+                    f"jira:{key.strip().upper()}", bool(item.get("to") or item.get("toString"))
+                )
+    return None
+
+
+def read_jira(
+    data: Any, session_field: str, posthog_host: str
+) -> tuple[BugReport | Ignored, TicketStatus | None]:
+    """A Jira webhook: ``jira:issue_created``, or ``jira:issue_updated`` setting the session field
+    (or the resolution, which solves or reopens the issue).
 
     Jira Automation's "Send web request" with the issue data sends the same
     ``issue`` without ``webhookEvent``: that counts as a creation.
@@ -157,11 +202,18 @@ def read_jira(data: Any, session_field: str, posthog_host: str) -> BugReport | I
     payload = _object(data, "the body")
     kind = payload.get("webhookEvent", "jira:issue_created")
     if kind not in ("jira:issue_created", "jira:issue_updated"):
-        return Ignored(f"{kind} is not an issue creation or update")
+        return Ignored(f"{kind} is not an issue creation or update"), None
     issue = _object(payload.get("issue"), "issue")
     fields = _object(issue.get("fields") or {}, "issue.fields")
+    state = _resolution(payload, issue) if kind == "jira:issue_updated" else None
     if kind == "jira:issue_updated" and not _changed(payload, session_field):
-        return Ignored(f"the update did not change {session_field}")
+        return Ignored(f"the update did not change {session_field}"), state
+    return _jira_report(issue, fields, session_field, posthog_host), state
+
+
+def _jira_report(
+    issue: Mapping[str, Any], fields: Mapping[str, Any], session_field: str, posthog_host: str
+) -> BugReport | Ignored:
     session = _field_value(fields.get(session_field))
     if not session:
         return Ignored(f"the issue has no session id in {session_field}")

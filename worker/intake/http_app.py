@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -83,6 +84,8 @@ class Accepted:
     #: What identifies a resend of this delivery (None: nothing does).
     identity: str | None
     body: bytes
+    #: A ticket solved or reopened, as the delivery tells.
+    status: doors.TicketStatus | None = None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -173,10 +176,36 @@ class Intake:
 
         return answer
 
+    async def _record_status(self, door: str, status: doors.TicketStatus) -> str | None:
+        """Note a ticket solved (its links end later) or reopened; what to tell the sender."""
+        assert self._client is not None
+        after = self.config.privacy.revoke_after_solved_days
+        if after is None:
+            return None
+        try:
+            if status.solved:
+                ends = time.time() + after * 86400
+                await self._client.zadd(keys.SOLVED_TICKETS_KEY, {status.target: ends}, nx=True)
+                at = datetime.fromtimestamp(ends, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+                told = f"{status.target} solved: its replay links end at {at}"
+            else:
+                await self._client.zrem(keys.SOLVED_TICKETS_KEY, status.target)
+                told = f"{status.target} open: its replay links stay"
+        except (aioredis.RedisError, OSError) as exc:
+            raise RedisUnavailable(type(exc).__name__) from None
+        log.info("%s: %s", door, told)
+        return told
+
     async def _enqueue(self, door: str, accepted: Accepted) -> Response:
+        told = None
+        if accepted.status is not None:
+            told = await self._record_status(door, accepted.status)
         if isinstance(accepted.reports, doors.Ignored):
             log.info("%s: ignored, %s", door, accepted.reports.reason)
-            return JSONResponse({"ignored": accepted.reports.reason}, status_code=200)
+            answer = {"ignored": accepted.reports.reason}
+            if told:
+                answer["ticket"] = told
+            return JSONResponse(answer, status_code=200)
         assert self._writer is not None
         if self.config.posthog.require_distinct_id:
             for number, report in enumerate(accepted.reports, start=1):
@@ -198,7 +227,10 @@ class Intake:
             ", ".join(written.job_ids),
         )
         headers = {"Idempotent-Replayed": "true"} if written.duplicate else None
-        return JSONResponse({"job_ids": written.job_ids}, status_code=202, headers=headers)
+        body: dict[str, object] = {"job_ids": written.job_ids}
+        if told:
+            body["ticket"] = told
+        return JSONResponse(body, status_code=202, headers=headers)
 
     @property
     def _host(self) -> str:
@@ -230,11 +262,11 @@ class Intake:
         if not signatures.zendesk_signature_ok(secret, body, request.headers, now, tolerance):
             raise UNAUTHORIZED
         _require_json(request)
-        report = doors.read_zendesk(doors.parse_json(body), self._host)
+        report, status = doors.read_zendesk(doors.parse_json(body), self._host)
         identity = request.headers.get("x-zendesk-webhook-invocation-id") or request.headers.get(
             "x-zendesk-webhook-signature"
         )
-        return Accepted(_listed(report), identity, body)
+        return Accepted(_listed(report), identity, body, status)
 
     async def _jira(self, request: Request) -> Accepted:
         intake = self.config.intake
@@ -250,13 +282,13 @@ class Intake:
         ):
             raise UNAUTHORIZED
         _require_json(request)
-        report = doors.read_jira(doors.parse_json(body), field, self._host)
+        report, status = doors.read_jira(doors.parse_json(body), field, self._host)
         identity = (
             request.headers.get("x-atlassian-webhook-identifier")
             or request.headers.get("x-hub-signature")
             or body_digest(body)
         )
-        return Accepted(_listed(report), identity, body)
+        return Accepted(_listed(report), identity, body, status)
 
     async def _posthog(self, request: Request) -> Accepted:
         intake = self.config.intake

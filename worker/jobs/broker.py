@@ -9,12 +9,14 @@ from worker.config import Config
 from worker.jobs import retry_policy
 from worker.jobs.dramatiq_compat import ReplayAttachBroker
 from worker.jobs.failed import FailedJobs, RecordDeadLetters
+from worker.jobs.link_sweep import LinkSweep
 from worker.jobs.scheduler import RetryScheduler
 
 
 def build_broker(config: Config, client: redis.Redis, failed: FailedJobs) -> ReplayAttachBroker:
     middleware = [
         RetryScheduler(config.broker.queue),
+        LinkSweep(config, client),
         TimeLimit(time_limit=int(config.worker.job_time_limit_seconds * 1000)),
         ShutdownNotifications(),
         CurrentMessage(),
