@@ -121,6 +121,8 @@ class JiraIssues:
                 throttle=throttle,
             )
         self.api_version = api_version
+        #: Project key -> whether it is a service desk project (it does not change).
+        self._service_desk: dict[str, bool] = {}
         self._jira = JIRA(
             server=url,
             options={"rest_api_version": str(api_version)},
@@ -216,11 +218,37 @@ class JiraIssues:
 
         self._call(issue, "remove a remote link", delete, is_write=True, repeatable=True)
 
+    def is_service_desk(self, issue: str) -> bool:
+        """Whether the issue is in a Jira Service Management project (asked once per project)."""
+        project = issue.rpartition("-")[0]
+        known = self._service_desk.get(project)
+        if known is not None:
+            return known
+        url = f"{self._api.base_url}/issue/{quote(issue, safe='')}?fields=project"
+
+        def read() -> bool:
+            response = self._api.send("GET", url)
+            if not is_success(response):
+                raise ErrorStatus(response)
+            fields = response.json().get("fields") or {}
+            kind = (fields.get("project") or {}).get("projectTypeKey")
+            return bool(kind == "service_desk")
+
+        found = self._call(issue, "read the issue", read, is_write=False, repeatable=True)
+        self._service_desk[project] = found
+        return found
+
     def add_comment(self, issue: str, comment: JiraComment) -> None:
-        """Add a comment. Not safe to repeat."""
+        """Add a comment. Not safe to repeat.
+
+        On a service desk issue, a comment added through the API may be shown to the
+        customer: it is marked internal, for agents only.
+        """
         payload: dict[str, Any] = {"body": comment.body}
         if comment.visibility:
             payload["visibility"] = comment.visibility
+        if self.is_service_desk(issue):
+            payload["properties"] = [{"key": "sd.public.comment", "value": {"internal": True}}]
         self._call(
             issue,
             "add a comment",

@@ -111,9 +111,14 @@ class PostHogSharing:
         personal_api_key: str,
         timeouts: Timeouts,
         throttle: Throttle | None = None,
+        share_settings: dict[str, bool] | None = None,
     ) -> None:
         self.host = host.rstrip("/")
         self.project_id = project_id
+        #: The enabling PATCH's body, with how the shared page shows the recording.
+        self._share: dict[str, Any] = {"enabled": True}
+        if share_settings:
+            self._share["settings"] = dict(share_settings)
         self._api = JsonApi(
             self.host,
             timeouts,
@@ -195,7 +200,7 @@ class PostHogSharing:
 
         def attempt() -> str:
             try:
-                response = self._api.send("PATCH", self._sharing_url(session_id), {"enabled": True})
+                response = self._api.send("PATCH", self._sharing_url(session_id), self._share)
             except requests.RequestException as exc:
                 # The PATCH is idempotent, so "maybe applied" does not matter here.
                 raise transport_failure(

@@ -118,8 +118,12 @@ def test_jira_cloud_v3_posts_an_adf_comment_and_an_upserting_remote_link(
     paths = [(r.method, r.path) for r in sandbox.jira.calls()]
     assert paths == [
         ("POST", "/rest/api/3/issue/BUG-1/remotelink"),
+        # Is it a service desk issue (its comments could be shown to the customer)?
+        # Asked once per project and worker thread.
+        ("GET", "/rest/api/3/issue/BUG-1"),
         ("POST", "/rest/api/3/issue/BUG-1/comment"),
     ]
+    assert "properties" not in sandbox.jira.calls("POST", r"/comment$")[0].json
     expected = base64.b64encode(f"{sandbox.jira.email}:{sandbox.jira.api_token}".encode()).decode()
     assert all(r.headers["Authorization"] == f"Basic {expected}" for r in sandbox.jira.calls())
 
@@ -143,6 +147,7 @@ def test_jira_v2_posts_wiki_markup_with_escaped_description(
     assert "Reporter's description:\n\\{noformat\\}\\[evil\\|http\\://x\\]" in comment["body"]
     assert [r.path for r in sandbox.jira.calls()] == [
         "/rest/api/2/issue/BUG-2/remotelink",
+        "/rest/api/2/issue/BUG-2",
         "/rest/api/2/issue/BUG-2/comment",
     ]
 

@@ -128,6 +128,17 @@ def _refuse_clear_text(section: str, key: str, url: str | None, allowed: bool) -
         )
 
 
+#: The keys of PostHog's sharing ``settings`` (it drops any other).
+SHARE_SETTINGS = (
+    "whitelabel",
+    "noHeader",
+    "showInspector",
+    "legend",
+    "detailed",
+    "hideExtraDetails",
+)
+
+
 class PostHogConfig(_Section):
     host: str = "https://us.posthog.com"
     project_id: int = Field(gt=0)
@@ -141,6 +152,18 @@ class PostHogConfig(_Section):
     on_missing_recording: Literal["note", "fail"] = "note"
     #: Refuse events without the reporter's ``distinct_id`` (intakes open to the public).
     require_distinct_id: bool = False
+    #: How the shared page shows the recording (PostHog's sharing ``settings``).
+    share_settings: dict[str, bool] = Field(default_factory=dict)
+
+    @field_validator("share_settings")
+    @classmethod
+    def _known_settings(cls, value: dict[str, bool]) -> dict[str, bool]:
+        unknown = sorted(set(value) - set(SHARE_SETTINGS))
+        if unknown:
+            raise ValueError(
+                f"has unknown keys {', '.join(unknown)}; PostHog knows {', '.join(SHARE_SETTINGS)}"
+            )
+        return value
 
     @field_validator("host")
     @classmethod
@@ -213,7 +236,9 @@ class JiraConfig(_Section):
     #: 3 (Cloud, Atlassian Document Format comments) or 2 (Cloud or Data Center,
     #: wiki markup). Default: 3 with email + token, 2 with a personal access token.
     api_version: Literal[2, 3] | None = None
-    remote_link: bool = True
+    #: A remote link is seen by everyone who can see the issue. Unset: on, unless
+    #: ``comment_visibility`` restricts the comment (then only when set to true).
+    remote_link: bool | None = None
     comment: bool = True
     comment_visibility: JiraVisibility | None = None
     #: Allows an ``http://`` url other than a loopback address (credentials in clear text).
@@ -252,10 +277,16 @@ class JiraConfig(_Section):
             )
         if self.personal_access_token is not None and self.api_version == 3:
             raise ValueError("api_version 3 is Cloud only; Data Center tokens use api_version 2")
-        if not (self.remote_link or self.comment) and self.url is not None:
+        if not (self.effective_remote_link or self.comment) and self.url is not None:
             raise ValueError("has both remote_link and comment off: nothing would be posted")
         _refuse_clear_text("jira", "url", self.url, self.allow_insecure_http)
         return self
+
+    @property
+    def effective_remote_link(self) -> bool:
+        if self.remote_link is not None:
+            return self.remote_link
+        return self.comment_visibility is None
 
     @property
     def effective_api_version(self) -> Literal[2, 3]:
@@ -385,6 +416,15 @@ def _never(value: object) -> object:
     return value
 
 
+class NotesConfig(_Section):
+    """What of the reporter's own input goes onto tickets."""
+
+    #: The reporter's words in the note or comment.
+    include_description: bool = True
+    #: The page the reporter was on, in the note or comment.
+    include_page_url: bool = True
+
+
 class PrivacyConfig(_Section):
     """When shared links end: anyone holding one can watch the recording."""
 
@@ -413,6 +453,7 @@ class Config(_Section):
     worker: WorkerConfig = WorkerConfig()
     intake: IntakeConfig = IntakeConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    notes: NotesConfig = NotesConfig()
 
     @model_validator(mode="after")
     def _wait_within_horizon(self) -> Config:

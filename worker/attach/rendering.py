@@ -280,7 +280,8 @@ def jira_missing_comment(
 
 
 def jira_remote_link(event: BugReport, link: str, *, project_id: int) -> JiraRemoteLink:
-    summary = event.description[:250] if event.description else f"PostHog project {project_id}"
+    # Seen by everyone who can see the issue: never the reporter's words.
+    summary = f"PostHog project {project_id}"
     return JiraRemoteLink(
         # Jira upserts remote links by globalId on an issue: the same session
         # always maps to the same link.

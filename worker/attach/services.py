@@ -47,6 +47,7 @@ def build_services(
         config.posthog.personal_api_key.get_secret_value(),
         timeouts,
         budget("PostHog", limits.posthog_per_minute),
+        share_settings=config.posthog.share_settings,
     )
     zendesk = None
     zc = config.zendesk

@@ -39,8 +39,23 @@ class Step:
         return self.already_there is None
 
 
+def shown_on_ticket(event: BugReport, services: Services) -> BugReport:
+    """The event as tickets show it: without the reporter's words or page when told so."""
+    notes = services.config.notes
+    hidden = {
+        name: None
+        for name, shown in (
+            ("description", notes.include_description),
+            ("page_url", notes.include_page_url),
+        )
+        if not shown
+    }
+    return event.model_copy(update=hidden) if hidden else event
+
+
 def plan_steps(event: BugReport, services: Services) -> list[Step]:
     """The steps of this event's job; raises ``NotConfigured`` for a disabled system."""
+    event = shown_on_ticket(event, services)
     if event.zendesk_ticket is not None:
         return _zendesk_steps(event, event.zendesk_ticket, services)
     assert event.jira_issue is not None
@@ -49,6 +64,7 @@ def plan_steps(event: BugReport, services: Services) -> list[Step]:
 
 def plan_missing_steps(event: BugReport, services: Services, looked_until: datetime) -> list[Step]:
     """What a ticket gets when PostHog has no recording of the session: a note saying so."""
+    event = shown_on_ticket(event, services)
     posthog = services.config.posthog
     page = rendering.posthog_session_page(posthog.host, posthog.project_id, event.session_id)
     marker = rendering.missing_marker(page)
@@ -133,7 +149,7 @@ def _jira_steps(event: BugReport, issue: str, services: Services) -> list[Step]:
     jira = _jira(services)
     config = services.config
     steps = []
-    if config.jira.remote_link:
+    if config.jira.effective_remote_link:
         project_id = config.posthog.project_id
         steps.append(
             Step(

@@ -100,11 +100,12 @@ def _shown(key: str, value: str) -> str:
 def status(
     ctx: click.Context, session_id: str | None, zendesk_ticket: int | None, jira_issue: str | None
 ) -> None:
-    """Queue depth, jobs in flight, scheduled retries, failed jobs; or attachments.
+    """Queue depth, jobs in flight, retries, failed jobs, links; or what landed.
 
     Also names the redis-server that answers (its version and executable).
     With --session-id and/or a ticket: what has landed for them (link, note,
-    tag, remote link, comment, each pending or done) and their failed jobs.
+    tag, remote link, comment, each pending or done), each link's state
+    (active and when it ends, or revoked when and why) and their failed jobs.
 
     \b
     Examples:
@@ -123,6 +124,8 @@ def status(
     click.echo(f"in flight: {figures.in_flight}")
     click.echo(f"scheduled retries: {figures.scheduled_retries}")
     click.echo(f"failed: {figures.failed}")
+    click.echo(f"links: {figures.active_links} active")
+    click.echo(f"solved tickets whose links are waiting to end: {figures.solved_tickets}")
     where = "embedded" if config.broker.redis_url is None else "REDIS_URL"
     click.echo(f"redis: {where}, {figures.server}")
 

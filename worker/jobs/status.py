@@ -19,6 +19,9 @@ class QueueFigures:
     in_flight: int
     scheduled_retries: int
     failed: int
+    #: Public links not revoked, and solved tickets whose links are waiting to end.
+    active_links: int
+    solved_tickets: int
     #: The redis-server answering: its version and, when it says, its executable.
     server: str
 
@@ -37,6 +40,8 @@ def queue_figures(client: redis.Redis, queue_name: str, failed: FailedJobs) -> Q
         in_flight=in_flight,
         scheduled_retries=scheduled_count(client) + int(client.hlen(delayed)),
         failed=failed.count(),
+        active_links=int(client.zcard(keys.LINKS_BY_TIME_KEY)),
+        solved_tickets=int(client.zcard(keys.SOLVED_TICKETS_KEY)),
         server=server,
     )
 
