@@ -192,4 +192,4 @@ def endpoint(path: str) -> str:
     path = re.sub(r"/session_recordings/[^/]+(/|$)", r"/session_recordings/{id}\1", path)
     path = re.sub(r"/tickets/\d+", "/tickets/{id}", path)
     path = re.sub(r"/projects/\d+/", "/projects/{id}/", path)
-    return re.sub(r"/issue/[^/]+/", "/issue/{key}/", path)
+    return re.sub(r"/issue/[^/]+(/|$)", r"/issue/{key}\1", path)
