@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,10 +38,18 @@ def redis_url() -> Iterator[str]:
         yield embedded
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def worker_env(box: Sandbox, url: str, zendesk_budget: int | None = None) -> dict[str, str]:
     """The environment that points the shipped config.yaml at the sandbox."""
     env = {**os.environ, **box.env(), "REDIS_URL": url}
     env.pop("REPLAY_ATTACH_CONFIG", None)
+    # Off unless a section measures it: fleets in turn must not compete for one port.
+    env.setdefault("REPLAY_ATTACH_METRICS_PORT", "0")
     if zendesk_budget:
         env["ZENDESK_REQUESTS_PER_MINUTE"] = str(zendesk_budget)
     return env

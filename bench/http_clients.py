@@ -120,7 +120,7 @@ def clients(env: dict[str, str]) -> dict[str, Callable[[], int]]:
         response.content  # noqa: B018  # read whole, so the connection is reused
         return response.status_code
 
-    api = JsonApi(base, (3, 10), auth=auth)
+    api = JsonApi(base, (3, 10), auth=auth, system="Zendesk")
 
     def with_json_api() -> int:
         return api.send("PUT", base + path, NOTE).status_code

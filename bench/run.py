@@ -25,6 +25,7 @@ from typing import Any
 import psutil
 import redis
 from fleet import (
+    free_port,
     redis_url,
     worker_env,
 )
@@ -42,7 +43,7 @@ from sandbox.app import Sandbox
 from worker.app import create_app
 from worker.config import DEFAULT_CONFIG_PATH, load_config
 
-SECTIONS = ("throughput", "jira", "memory", "enqueue", "latency", "budget", "startup")
+SECTIONS = ("throughput", "jira", "memory", "enqueue", "latency", "budget", "startup", "metrics")
 
 
 def print_throughput_row(label: str, results: list[dict[str, Any]], note: str = "") -> None:
@@ -265,6 +266,25 @@ def main() -> None:
                     f"; baseline {before * 1000:.0f} ms (now {now / before:.2f}x the baseline's)"
                 )
             print(line)
+        if "metrics" in only:
+            print(
+                "\n8. Worker CPU per job with metrics on (--metrics-port, every process's "
+                "counters in files, summed at each scrape) and off, 2x8, in turn"
+            )
+            on: list[dict[str, Any]] = []
+            off: list[dict[str, Any]] = []
+            for _ in range(runs):
+                for into, port in ((on, str(free_port())), (off, "0")):
+                    env = {**config, "REPLAY_ATTACH_METRICS_PORT": port}
+                    into.append(
+                        throughput_run(box, client, env, app, 2, 8, jobs, args.latency, True)
+                    )
+            on_ms = statistics.median(r["cpu_ms_per_job"] for r in on)
+            off_ms = statistics.median(r["cpu_ms_per_job"] for r in off)
+            print(
+                f"   on {on_ms:.2f} ms, off {off_ms:.2f} ms: {on_ms / off_ms:.2f}x "
+                "(bound 1.10x: at most 10% more)"
+            )
         app.broker.close()
 
 

@@ -9,6 +9,7 @@ the transport (``integrations.retries``), and failures are classified in
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, cast
@@ -22,6 +23,7 @@ from requests.utils import get_encoding_from_headers, select_proxy
 from urllib3 import HTTPConnectionPool, Timeout
 from urllib3.exceptions import HTTPError
 
+from integrations import metrics
 from integrations.deadlines import Watch, deadlines
 
 USER_AGENT = "replay-attach/0.1 (+https://github.com/replay-attach/replay-attach)"
@@ -36,25 +38,41 @@ Throttle = Callable[[], None]
 
 
 class _BudgetedAdapter(HTTPAdapter):
-    """An adapter that asks the request budget before anything is sent."""
+    """An adapter that asks the request budget before anything is sent, and counts requests."""
 
-    def __init__(self, throttle: Throttle | None, **kwargs: Any) -> None:
+    def __init__(self, throttle: Throttle | None, system: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._throttle = throttle
+        self._system = system
 
     def send(
         self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
     ) -> requests.Response:
         if self._throttle is not None:
             self._throttle()
-        return super().send(request, *args, **kwargs)
+        started = time.perf_counter()
+        try:
+            response = super().send(request, *args, **kwargs)
+        except requests.RequestException:
+            metrics.observe(self._system, str(request.method), None, time.perf_counter() - started)
+            raise
+        metrics.observe(
+            self._system, str(request.method), response.status_code, time.perf_counter() - started
+        )
+        return response
 
 
 def mount_adapter(
-    session: requests.Session, throttle: Throttle | None = None, pool_size: int = 16
+    session: requests.Session,
+    throttle: Throttle | None = None,
+    pool_size: int = 16,
+    *,
+    system: str,
 ) -> None:
     """No transport retries at all; the request budget checked before each request."""
-    adapter = _BudgetedAdapter(throttle, max_retries=0, pool_connections=4, pool_maxsize=pool_size)
+    adapter = _BudgetedAdapter(
+        throttle, system, max_retries=0, pool_connections=4, pool_maxsize=pool_size
+    )
     session.mount("https://", adapter)
     session.mount("http://", adapter)
 
@@ -91,10 +109,14 @@ def refuse_redirects(session: requests.Session) -> None:
 
 
 def configure_session(
-    session: requests.Session, throttle: Throttle | None = None, pool_size: int = 16
+    session: requests.Session,
+    throttle: Throttle | None = None,
+    pool_size: int = 16,
+    *,
+    system: str,
 ) -> requests.Session:
     """Keep-alive, no transport retries, no redirects, no per-request environment scan."""
-    mount_adapter(session, throttle, pool_size)
+    mount_adapter(session, throttle, pool_size, system=system)
     refuse_redirects(session)
     session.headers["User-Agent"] = USER_AGENT
     # requests re-reads the proxy environment variables on every request.
@@ -175,9 +197,12 @@ class JsonApi:
         headers: Mapping[str, str] | None = None,
         auth: AuthBase | None = None,
         throttle: Throttle | None = None,
+        system: str,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._throttle = throttle
+        #: The vendor's name in the request metrics (``integrations.metrics``).
+        self._system = system
         # requests validates the headers here (a line break in a value is refused).
         template = requests.Request(
             "GET", self.base_url + "/", headers=dict(headers or {}), auth=auth
@@ -234,6 +259,7 @@ class JsonApi:
         if self._throttle is not None:
             self._throttle()
         watched = deadlines.start(self._watch, self._deadline_seconds)
+        started = time.perf_counter()
         try:
             answer = self._pool.urlopen(
                 method,
@@ -246,6 +272,7 @@ class JsonApi:
                 timeout=self._timeout,
             )
         except (HTTPError, OSError) as exc:
+            metrics.observe(self._system, method, None, time.perf_counter() - started)
             if self._watch.expired:
                 raise requests.ReadTimeout(
                     f"no complete answer within {self._deadline_seconds:g} s"
@@ -254,6 +281,7 @@ class JsonApi:
             raise  # send() raises; this only satisfies the type checker
         finally:
             deadlines.end(watched)
+        metrics.observe(self._system, method, answer.status, time.perf_counter() - started)
         response = requests.Response()
         response.status_code = answer.status
         response.reason = answer.reason or ""

@@ -110,6 +110,7 @@ class JiraIssues:
                 timeouts,
                 headers={"Authorization": f"Bearer {personal_access_token}"},
                 throttle=throttle,
+                system=SYSTEM,
             )
         else:
             assert email is not None and api_token is not None
@@ -119,6 +120,7 @@ class JiraIssues:
                 timeouts,
                 auth=HTTPBasicAuth(email, api_token),
                 throttle=throttle,
+                system=SYSTEM,
             )
         self.api_version = api_version
         #: Project key -> whether it is a service desk project (it does not change).
@@ -133,7 +135,7 @@ class JiraIssues:
         )
         # Never sleep inside the library, whatever the server says.
         self._jira._session.max_retry_delay = 0
-        mount_adapter(self._jira._session, throttle)
+        mount_adapter(self._jira._session, throttle, system=SYSTEM)
         refuse_redirects(self._jira._session)
         if not urllib.request.getproxies():
             self._jira._session.trust_env = False  # see integrations.http.configure_session

@@ -124,9 +124,10 @@ class PostHogSharing:
             timeouts,
             headers={"Authorization": f"Bearer {personal_api_key}"},
             throttle=throttle,
+            system=SYSTEM,
         )
         # The public replay pages need no key, and are sent none.
-        self._public = JsonApi(self.host, timeouts, headers={})
+        self._public = JsonApi(self.host, timeouts, headers={}, system=SYSTEM)
 
     def _sharing_url(self, session_id: str) -> str:
         return (

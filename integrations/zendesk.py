@@ -77,7 +77,7 @@ class _RebasedSession(requests.Session):
         super().__init__()
         parts = urlsplit(base_url)
         self._scheme, self._netloc = parts.scheme, parts.netloc
-        configure_session(self, throttle)
+        configure_session(self, throttle, system=SYSTEM)
 
     def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
@@ -127,6 +127,7 @@ class ZendeskTickets:
             timeouts,
             auth=HTTPBasicAuth(f"{email}/token", api_token),
             throttle=throttle,
+            system=SYSTEM,
         )
         self._session = _RebasedSession(url, throttle)
         self._client = Zenpy(

@@ -24,6 +24,10 @@ from worker.config import Config, load_config
 
 TEST_DB = 15
 
+# Worker processes the tests start serve no metrics unless a test asks (they would all
+# want port 9191); their environments are copied from this one.
+os.environ.setdefault("REPLAY_ATTACH_METRICS_PORT", "0")
+
 
 def _real_redis_url() -> str | None:
     url = os.environ.get("REPLAY_ATTACH_TEST_REDIS_URL") or os.environ.get("REDIS_URL")

@@ -43,7 +43,7 @@ def test_an_answer_dripped_slower_than_the_deadline_fails_as_a_read_timeout() ->
     """The read timeout (1 s) bounds each wait for data; the request as a whole gets the
     connect and read timeouts together (1.5 s), however the server drips its answer."""
     server = DrippingServer(pause=0.2)  # the whole answer would take about 25 s
-    api = JsonApi(server.url, (0.5, 1.0))
+    api = JsonApi(server.url, (0.5, 1.0), system="Test")
     started = time.monotonic()
     try:
         with pytest.raises(requests.ReadTimeout, match=r"no complete answer within 1\.5 s"):

@@ -43,7 +43,9 @@ def things() -> Iterator[Things]:
 
 
 def test_json_body_headers_and_credentials(things: Things) -> None:
-    api = JsonApi(things.url, (2, 2), auth=HTTPBasicAuth("agent@example.com/token", "s3cret"))
+    api = JsonApi(
+        things.url, (2, 2), auth=HTTPBasicAuth("agent@example.com/token", "s3cret"), system="Test"
+    )
     response = api.send("PUT", f"{things.url}/api/v2/tickets/7.json", {"ticket": {"n": 1}})
     assert is_success(response)
     assert response.json() == {"path": "/api/v2/tickets/7.json", "json": {"ticket": {"n": 1}}}
@@ -56,7 +58,7 @@ def test_json_body_headers_and_credentials(things: Things) -> None:
 
 
 def test_connections_are_kept_alive_across_requests(things: Things) -> None:
-    api = JsonApi(things.url, (2, 2))
+    api = JsonApi(things.url, (2, 2), system="Test")
     for _ in range(5):
         assert api.send("GET", f"{things.url}/x").status_code == 200
     assert len({call.client_port for call in things.calls()}) == 1
@@ -67,7 +69,7 @@ def test_the_environment_proxy_is_used(things: Things, monkeypatch: pytest.Monke
     monkeypatch.setenv("HTTP_PROXY", things.url)
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    api = JsonApi("http://vendor.invalid", (2, 2))
+    api = JsonApi("http://vendor.invalid", (2, 2), system="Test")
     monkeypatch.delenv("HTTP_PROXY")  # not looked at again
     response = api.send("GET", "http://vendor.invalid/api/v2/users/me.json")
     assert response.status_code == 200
@@ -78,7 +80,7 @@ def test_the_environment_proxy_is_used(things: Things, monkeypatch: pytest.Monke
 
 def test_a_redirect_is_returned_not_followed(things: Things) -> None:
     things.fail_next("redirect")
-    api = JsonApi(things.url, (2, 2))
+    api = JsonApi(things.url, (2, 2), system="Test")
     response = api.send("PUT", f"{things.url}/api/v2/tickets/7.json", {"ticket": {}})
     assert response.status_code == 301 and not is_success(response)
     assert response.headers["Location"].startswith("https://")
@@ -109,7 +111,7 @@ def test_http_proxy_credentials_go_to_the_proxy(
 ) -> None:
     _no_proxy_settings(monkeypatch)
     monkeypatch.setenv("HTTP_PROXY", things.url.replace("http://", "http://proxy%40user:p%3Ass@"))
-    api = JsonApi("http://vendor.invalid", (2, 2))
+    api = JsonApi("http://vendor.invalid", (2, 2), system="Test")
     assert api.send("GET", "http://vendor.invalid/x").status_code == 200
     (call,) = things.calls()
     assert call.headers["Proxy-Authorization"] == "Basic cHJveHlAdXNlcjpwOnNz"  # proxy@user:p:ss
@@ -119,7 +121,7 @@ def test_no_proxy_is_honoured(things: Things, monkeypatch: pytest.MonkeyPatch) -
     _no_proxy_settings(monkeypatch)
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    api = JsonApi(things.url, (2, 2))
+    api = JsonApi(things.url, (2, 2), system="Test")
     assert api.send("GET", f"{things.url}/direct").status_code == 200
     (call,) = things.calls()
     assert call.path == "/direct"
@@ -130,7 +132,7 @@ def test_a_proxy_that_refuses_the_connection_is_known_never_sent(
 ) -> None:
     _no_proxy_settings(monkeypatch)
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{_closed_port()}")
-    api = JsonApi("http://vendor.invalid", (2, 2))
+    api = JsonApi("http://vendor.invalid", (2, 2), system="Test")
     with pytest.raises(requests.ConnectionError) as raised:
         api.send("PUT", "http://vendor.invalid/x", {"n": 1})
     failure = transport_failure("Zendesk", "add a note", raised.value, is_write=True)
@@ -146,7 +148,7 @@ def test_the_request_budget_is_asked_before_every_request(things: Things) -> Non
             raise RetryLater("Zendesk", "request budget used up")
 
     budget: Throttle = throttle
-    api = JsonApi(things.url, (2, 2), throttle=budget)
+    api = JsonApi(things.url, (2, 2), throttle=budget, system="Test")
     assert api.send("PUT", f"{things.url}/a", {"n": 1}).status_code == 200
     assert api.send("GET", f"{things.url}/b").status_code == 200
     with pytest.raises(RetryLater, match="budget"):
@@ -160,7 +162,7 @@ def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(things: T
     """requests checks the fixed headers (credentials included) when the client is built."""
     for value in ("1\r\nX-Injected: 1", "1\nX-Injected: 1", "Bearer phx_key\r\n"):
         with pytest.raises(requests.exceptions.InvalidHeader, match="return character"):
-            JsonApi(things.url, (2, 2), headers={"Authorization": value})
+            JsonApi(things.url, (2, 2), headers={"Authorization": value}, system="Test")
     assert things.calls() == [] and things.close_idle_connections() == 0
 
 
@@ -178,7 +180,7 @@ def _wait_until_readable(api: JsonApi) -> None:
 def test_a_connection_the_server_closed_while_idle_is_replaced_before_writing(
     things: Things,
 ) -> None:
-    api = JsonApi(things.url, (2, 2))
+    api = JsonApi(things.url, (2, 2), system="Test")
     assert api.send("PUT", f"{things.url}/a", {"n": 1}).status_code == 200
     assert things.close_idle_connections() == 1
     _wait_until_readable(api)
@@ -192,7 +194,7 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_before_writing(
 @pytest.mark.parametrize("reused", [False, True], ids=["new connection", "reused connection"])
 def test_a_write_whose_answer_is_lost_is_never_resent(things: Things, reused: bool) -> None:
     """libcurl resends a request when a reused connection dies unanswered; this must not."""
-    api = JsonApi(things.url, (2, 2))
+    api = JsonApi(things.url, (2, 2), system="Test")
     if reused:
         assert api.send("GET", f"{things.url}/warm-up").status_code == 200
     things.fail_next("lost_response")
@@ -213,7 +215,7 @@ def _closed_port() -> int:
 
 def test_a_refused_connection_is_known_never_sent() -> None:
     port = _closed_port()
-    api = JsonApi(f"http://127.0.0.1:{port}", (2, 2))
+    api = JsonApi(f"http://127.0.0.1:{port}", (2, 2), system="Test")
     with pytest.raises(requests.ConnectionError) as raised:
         api.send("PUT", f"http://127.0.0.1:{port}/x", {"n": 1})
     failure = transport_failure("Jira", "add a comment", raised.value, is_write=True)
@@ -232,7 +234,7 @@ def test_a_connect_timeout_is_known_never_sent() -> None:
             sock.connect_ex(("127.0.0.1", port))
             filling.append(sock)
         time.sleep(0.1)
-        api = JsonApi(f"http://127.0.0.1:{port}", (0.3, 2))
+        api = JsonApi(f"http://127.0.0.1:{port}", (0.3, 2), system="Test")
         with pytest.raises(requests.ConnectTimeout) as raised:
             api.send("PUT", f"http://127.0.0.1:{port}/x", {"n": 1})
     finally:
@@ -247,7 +249,7 @@ def test_a_connect_timeout_is_known_never_sent() -> None:
 def test_a_slow_answer_is_a_read_timeout(things: Things) -> None:
     things.slow_seconds = 2.0
     things.fail_next("slow")
-    api = JsonApi(things.url, (2, 0.3))
+    api = JsonApi(things.url, (2, 0.3), system="Test")
     with pytest.raises(requests.ReadTimeout) as raised:
         api.send("PUT", f"{things.url}/x", {"n": 1})
     failure = transport_failure("Zendesk", "add a note", raised.value, is_write=True)
@@ -281,7 +283,7 @@ def trusted_ca(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.mark.usefixtures("trusted_ca")
 def test_https_is_verified_against_the_configured_ca_bundle(tls_things: Things) -> None:
-    api = JsonApi(tls_things.url, (2, 2))
+    api = JsonApi(tls_things.url, (2, 2), system="Test")
     assert api.send("PUT", f"{tls_things.url}/x", {"n": 1}).json()["json"] == {"n": 1}
 
 
@@ -291,7 +293,9 @@ def test_an_untrusted_certificate_is_refused_before_anything_is_sent(
     _no_proxy_settings(monkeypatch)
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    api = JsonApi(tls_things.url, (2, 2))  # certifi's bundle does not know the test CA
+    api = JsonApi(
+        tls_things.url, (2, 2), system="Test"
+    )  # certifi's bundle does not know the test CA
     with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED") as raised:
         api.send("PUT", f"{tls_things.url}/x", {"n": 1})
     assert tls_things.calls() == []
@@ -307,7 +311,7 @@ def test_a_certificate_for_another_host_is_refused(ca: trustme.CA) -> None:
     ca.issue_cert("elsewhere.test").configure_cert(context)
     double.tls_context = context
     with double:
-        api = JsonApi(double.url, (2, 2))
+        api = JsonApi(double.url, (2, 2), system="Test")
         with pytest.raises(requests.exceptions.SSLError, match="match") as raised:
             api.send("PUT", f"{double.url}/x", {"n": 1})
         assert double.calls() == []
@@ -360,7 +364,9 @@ def test_https_goes_through_the_proxy_in_a_tunnel(
     try:
         monkeypatch.setenv("HTTPS_PROXY", proxy.url.replace("http://", "http://agent:pw@"))
         vendor = tls_things.url.replace("127.0.0.1", "vendor.test")
-        api = JsonApi(vendor, (2, 2), auth=HTTPBasicAuth("a@example.com/token", "s3cret"))
+        api = JsonApi(
+            vendor, (2, 2), auth=HTTPBasicAuth("a@example.com/token", "s3cret"), system="Test"
+        )
         for n in range(3):
             assert api.send("PUT", f"{vendor}/x", {"n": n}).status_code == 200
     finally:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from worker.app import create_app
 from worker.config import load_config
+from worker.metrics import close_inherited_server
 
+close_inherited_server()
 app = create_app(load_config())
 broker = app.broker

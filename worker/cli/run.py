@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
 
 import click
 
@@ -22,30 +26,84 @@ from worker.cli.context import config_of, die
     type=click.IntRange(1, 256),
     help="Threads per process (default: worker.threads).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=9191,
+    show_default=True,
+    envvar="REPLAY_ATTACH_METRICS_PORT",
+    help="Serve /metrics (Prometheus, every process together) and /healthz here; 0: off.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="REPLAY_ATTACH_METRICS_HOST",
+    help="Address of the metrics port (0.0.0.0 for a Prometheus on another host).",
+)
 @click.pass_context
-def worker(ctx: click.Context, processes: int | None, threads: int | None) -> None:
+def worker(
+    ctx: click.Context,
+    processes: int | None,
+    threads: int | None,
+    metrics_port: int,
+    metrics_host: str,
+) -> None:
     """Consume bug reports until SIGTERM or SIGINT (in-flight jobs finish first).
+
+    /healthz on the metrics port answers 200 while every worker process is alive
+    and Redis answers, 503 otherwise.
 
     \b
     Example:
-      replay-attach worker --processes 2 --threads 8
+      replay-attach worker --processes 2 --threads 8 --metrics-port 9191
     """
     config = config_of(ctx)
-    from worker.jobs.dramatiq_compat import run_worker_processes
-    from worker.jobs.redis_connection import resolve_redis_url
+    with metrics_directory(metrics_port):
+        from worker.jobs.dramatiq_compat import run_worker_processes
+        from worker.jobs.redis_connection import redis_client, resolve_redis_url
 
-    # Start (or join) the embedded Redis here, before forking, so that its
-    # lifetime spans every worker process.
-    resolve_redis_url(config)
-    http = config.http
-    code = run_worker_processes(
-        "worker.worker_process:broker",
-        processes=processes or config.worker.processes,
-        threads=threads or config.worker.threads,
-        # In-flight jobs get the time of three requests to finish.
-        shutdown_timeout_ms=int((http.connect_timeout_seconds + http.read_timeout_seconds) * 3000),
-    )
+        # Start (or join) the embedded Redis here, before forking, so that its
+        # lifetime spans every worker process.
+        url = resolve_redis_url(config)
+        count = processes or config.worker.processes
+        if metrics_port:
+            from worker.metrics import serve_worker_metrics
+
+            try:
+                serve_worker_metrics(
+                    metrics_host, metrics_port, redis_client(url), config.broker.queue, count
+                )
+            except OSError as exc:
+                die(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror}")
+        http = config.http
+        code = run_worker_processes(
+            "worker.worker_process:broker",
+            processes=count,
+            threads=threads or config.worker.threads,
+            # In-flight jobs get the time of three requests to finish.
+            shutdown_timeout_ms=int(
+                (http.connect_timeout_seconds + http.read_timeout_seconds) * 3000
+            ),
+        )
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def metrics_directory(port: int) -> Iterator[None]:
+    """Where every process of the command writes its counters, summed at each scrape.
+
+    Set before any process imports prometheus_client (it reads the variable then).
+    """
+    if not port:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="replay-attach-metrics-") as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        try:
+            yield
+        finally:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 
 @click.command()

@@ -35,7 +35,8 @@ def serve(ctx: click.Context, host: str, port: int, processes: int) -> None:
       POST /webhooks/zendesk  signed with ZENDESK_WEBHOOK_SECRET
       POST /webhooks/jira     signed with JIRA_WEBHOOK_SECRET (field JIRA_SESSION_FIELD)
       POST /webhooks/posthog  signed with POSTHOG_WEBHOOK_SECRET, or an intake token
-    Also GET /healthz, GET /readyz (Redis answers) and GET /openapi.json.
+    Also GET /healthz, GET /readyz (Redis answers), GET /metrics (Prometheus) and
+    GET /openapi.json.
     A 202 answer means the report is in Redis; 503 means "send again later".
 
     \b
@@ -43,7 +44,7 @@ def serve(ctx: click.Context, host: str, port: int, processes: int) -> None:
       REPLAY_ATTACH_INTAKE_TOKENS=... replay-attach serve --port 8080
     """
     config = config_of(ctx)
-    from worker.intake.http_app import doors_on
+    from worker.intake.doors import doors_on
     from worker.intake.server import run_intake_server
     from worker.jobs.redis_connection import resolve_redis_url
 
@@ -58,4 +59,8 @@ def serve(ctx: click.Context, host: str, port: int, processes: int) -> None:
     # that its lifetime spans all of them.
     resolve_redis_url(config)
     click.echo(f"replay-attach serve on http://{host}:{port}, doors: {', '.join(on)}", err=True)
-    run_intake_server(host, port, processes)
+    from worker.cli.run import metrics_directory
+
+    # Every server process counts its deliveries; /metrics serves their sum.
+    with metrics_directory(port):
+        run_intake_server(host, port, processes)

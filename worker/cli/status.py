@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 from typing import TYPE_CHECKING
 
@@ -96,9 +98,14 @@ def _shown(key: str, value: str) -> str:
 @click.option("--session-id", help="Show what landed for this session (on every ticket)...")
 @click.option("--zendesk-ticket", type=int, help="...or on this Zendesk ticket...")
 @click.option("--jira-issue", help="...or on this Jira issue (combine with --session-id).")
+@click.option("--json", "as_json", is_flag=True, help="Print it as one JSON object.")
 @click.pass_context
 def status(
-    ctx: click.Context, session_id: str | None, zendesk_ticket: int | None, jira_issue: str | None
+    ctx: click.Context,
+    session_id: str | None,
+    zendesk_ticket: int | None,
+    jira_issue: str | None,
+    as_json: bool,
 ) -> None:
     """Queue depth, jobs in flight, retries, failed jobs, links; or what landed.
 
@@ -112,22 +119,63 @@ def status(
       replay-attach status
       replay-attach status --zendesk-ticket 123
       replay-attach status --session-id 0192c0de-aaaa --jira-issue BUG-42
+      replay-attach status --json
     """
     if session_id is not None or zendesk_ticket is not None or jira_issue is not None:
-        _show_attachments(ctx, session_id, selected_target(zendesk_ticket, jira_issue))
+        target = selected_target(zendesk_ticket, jira_issue)
+        if as_json:
+            click.echo(json.dumps(_attachments_json(ctx, session_id, target), sort_keys=True))
+        else:
+            _show_attachments(ctx, session_id, target)
         return
     from worker.jobs.status import queue_figures
 
     config = config_of(ctx)
     figures = queue_figures(redis_of(ctx), config.broker.queue, failed_jobs_of(ctx))
+    where = "embedded" if config.broker.redis_url is None else "REDIS_URL"
+    if as_json:
+        data = dataclasses.asdict(figures) | {"redis": where}
+        click.echo(json.dumps(data, sort_keys=True))
+        return
     click.echo(f"queued: {figures.queued}")
     click.echo(f"in flight: {figures.in_flight}")
     click.echo(f"scheduled retries: {figures.scheduled_retries}")
     click.echo(f"failed: {figures.failed}")
     click.echo(f"links: {figures.active_links} active")
     click.echo(f"solved tickets whose links are waiting to end: {figures.solved_tickets}")
-    where = "embedded" if config.broker.redis_url is None else "REDIS_URL"
     click.echo(f"redis: {where}, {figures.server}")
+
+
+def _attachments_json(
+    ctx: click.Context, session_id: str | None, target: str | None
+) -> dict[str, object]:
+    """What ``status`` shows for a selection, as data."""
+    from worker.attach.ledger import Ledger
+    from worker.attach.links import Links
+    from worker.jobs.status import attachments
+
+    checked_session(session_id)
+    links = Links(redis_of(ctx))
+    found = attachments(
+        Ledger(redis_of(ctx), config_of(ctx).posthog.project_id),
+        failed_jobs_of(ctx),
+        session_id,
+        target,
+    )
+    return {
+        "attachments": [
+            {
+                "target": found_target,
+                "session_id": found_session,
+                "steps": {k: _shown(k, v) for k, v in sorted(record.items())},
+                "link_state": _link_state(links, found_session, found_target, config_of(ctx))
+                if "link" in record
+                else None,
+            }
+            for found_target, found_session, record in found.landed
+        ],
+        "failed": [dataclasses.asdict(job) for job in found.failed],
+    }
 
 
 @click.command()
@@ -171,7 +219,7 @@ def check(ctx: click.Context) -> None:
 
 def _check_doors(config: Config) -> bool:
     """Which doors of ``serve`` are on; a door on for a system that is off is a failure."""
-    from worker.intake.http_app import doors_on
+    from worker.intake.doors import doors_on
 
     ok = True
     for path, on in doors_on(config).items():

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from worker.attach.events import BugReport, InvalidEvent, parse_event
+from worker.config import Config
 
 #: The most events one ``POST /v1/bug-reports`` may carry.
 MAX_BATCH_EVENTS = 1000
@@ -222,3 +223,14 @@ def _jira_report(
     if not issue.get("key"):
         raise InvalidEvent("issue.key: is required")
     return _with_session({"session_id": session, "jira_issue": issue["key"]}, posthog_host)
+
+
+def doors_on(config: Config) -> dict[str, bool]:
+    """Each door's path, and whether its secret is configured."""
+    intake = config.intake
+    return {
+        "/v1/bug-reports": bool(intake.tokens),
+        "/webhooks/zendesk": intake.zendesk_webhook_secret is not None,
+        "/webhooks/jira": intake.jira_webhook_secret is not None,
+        "/webhooks/posthog": intake.posthog_webhook_secret is not None or bool(intake.tokens),
+    }

@@ -17,8 +17,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import redis
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -36,7 +38,8 @@ from worker.intake.deliveries import (
 )
 from worker.intake.openapi import openapi_document
 from worker.jobs.producer import encode_report
-from worker.jobs.redis_connection import resolve_redis_url
+from worker.jobs.redis_connection import redis_client, resolve_redis_url
+from worker.metrics import INTAKE_DELIVERIES, exposition
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +66,6 @@ class Refused(Exception):
 
 UNAUTHORIZED = Refused(401, "missing or invalid credentials")
 DOOR_OFF = Refused(404, "not found")
-
-
-def doors_on(config: Config) -> dict[str, bool]:
-    """Each door's path, and whether its secret is configured."""
-    intake = config.intake
-    return {
-        "/v1/bug-reports": bool(intake.tokens),
-        "/webhooks/zendesk": intake.zendesk_webhook_secret is not None,
-        "/webhooks/jira": intake.jira_webhook_secret is not None,
-        "/webhooks/posthog": intake.posthog_webhook_secret is not None or bool(intake.tokens),
-    }
 
 
 @dataclass(frozen=True)
@@ -116,6 +108,7 @@ class Intake:
         self._redis_url = redis_url
         self._writer: DeliveryWriter | None = None
         self._client: aioredis.Redis | None = None
+        self._figures: redis.Redis | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -129,6 +122,8 @@ class Intake:
             socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
             health_check_interval=30,
         )
+        # The figures /metrics reads (queue depth, links...), on a client of their own.
+        self._figures = redis_client(url)
         queue_key, messages_key = keys.queue_keys(self.config.broker.queue)
         ttl = int(self.config.intake.deduplicate_hours * 3600)
         self._writer = DeliveryWriter(self._client, queue_key, messages_key, ttl)
@@ -136,6 +131,7 @@ class Intake:
             yield
         finally:
             await self._client.aclose()
+            self._figures.close()
 
     def application(self) -> Starlette:
         routes = [
@@ -146,6 +142,7 @@ class Intake:
             Route("/healthz", self._healthz, methods=["GET"]),
             Route("/readyz", self._readyz, methods=["GET"]),
             Route("/openapi.json", self._openapi, methods=["GET"]),
+            Route("/metrics", self._metrics, methods=["GET"]),
         ]
         return Starlette(routes=routes, lifespan=self.lifespan)
 
@@ -172,6 +169,7 @@ class Intake:
                 )
             if response.status_code >= 400:
                 log.info("%s: answered %d", door, response.status_code)
+            INTAKE_DELIVERIES.labels(door, str(response.status_code)).inc()
             return response
 
         return answer
@@ -327,6 +325,11 @@ class Intake:
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         return JSONResponse({"status": "ready"})
+
+    async def _metrics(self, request: Request) -> Response:
+        # Reading Redis's figures is a few quick blocking commands: off the event loop.
+        text = await run_in_threadpool(exposition, self._figures, self.config.broker.queue)
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def _openapi(self, request: Request) -> Response:
         return JSONResponse(openapi_document())

@@ -26,6 +26,7 @@ from worker.attach.leases import LockBusy
 from worker.attach.revoke import revoke_link
 from worker.attach.services import Services, build_services
 from worker.config import Config
+from worker.metrics import JOBS, system_of
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,11 @@ def sweep(services: Services, now: float | None = None) -> int:
     revoked, failed = 0, False
     for session, reason, by in due:
         try:
-            if revoke_link(session, reason, by, services) is not None:
+            done = revoke_link(session, reason, by, services)
+            if done is not None:
                 revoked += 1
+                for target in done.told:
+                    JOBS.labels(system_of(target), "revoked").inc()
         except LockBusy:
             failed = True  # another process is on it; seen again at the next sweep
         except IntegrationError as exc:

@@ -34,6 +34,7 @@ from worker.jobs import retry_policy
 from worker.jobs.failed import FailedJob, FailedJobs, session_of
 from worker.jobs.scheduler import schedule_retry
 from worker.jobs.thread_services import ThreadServices
+from worker.metrics import JOBS, system_of
 
 log = logging.getLogger(__name__)
 
@@ -100,61 +101,74 @@ class JobRunner:
         except InvalidEvent as exc:
             log.warning("job %s: invalid event: %s", message.message_id, exc)
             self._fail(message, raw, None, f"invalid event: {exc}", attempt, first_at)
+            JOBS.labels("unknown", "failed").inc()
             return
+        outcome = self._attach(message, event, raw, attempt, first_at)
+        JOBS.labels(system_of(event.target), outcome).inc()
 
+    def _attach(
+        self,
+        message: dramatiq.Message[Any],
+        event: BugReport,
+        raw: Any,
+        attempt: int,
+        first_at: float,
+    ) -> str:
+        """Attach; the job's outcome: attached, already_attached, no_recording, retry, failed."""
         services = self._services.get()
         try:
             result = attach_replay(event, services, first_at)
         except RetryLater as exc:
-            self._retry_or_fail(
+            return self._retry_or_fail(
                 message, event, exc.reason, exc.retry_after, attempt, first_at, exc.retry_by
             )
         except PermanentFailure as exc:
             log.warning("job %s: %s", message.message_id, exc.reason)
             self._fail(message, raw, event, exc.reason, attempt, first_at, failure=exc)
+            return "failed"
         except REDIS_UNAVAILABLE as exc:
             # Our own state store, not a vendor: an outage is transient, not a bug.
             log.warning("job %s: Redis unavailable: %s", message.message_id, exc)
-            self._retry_or_fail(message, event, "Redis was unavailable", None, attempt, first_at)
+            return self._retry_or_fail(
+                message, event, "Redis was unavailable", None, attempt, first_at
+            )
         except TimeLimitExceeded:
             limit = self._config.worker.job_time_limit_seconds
             reason = f"the job ran longer than worker.job_time_limit_seconds ({limit:g} s)"
             log.warning("job %s: %s", message.message_id, reason)
-            self._retry_or_fail(message, event, reason, None, attempt, first_at)
+            return self._retry_or_fail(message, event, reason, None, attempt, first_at)
         except Shutdown:
             # The worker is stopping with this job in flight: it goes back on the queue.
             reason = "the worker stopped during the job"
-            self._retry_or_fail(message, event, reason, None, attempt, first_at)
+            return self._retry_or_fail(message, event, reason, None, attempt, first_at)
         except Exception as exc:  # a bug or an unforeseen answer: retry a few times
             log.exception("job %s: unexpected error", message.message_id)
             reason = f"unexpected error: {type(exc).__name__}"
             if attempt >= retry_policy.MAX_ATTEMPTS_ON_UNEXPECTED_ERROR:
                 self._fail(message, raw, event, reason, attempt, first_at)
-            else:
-                self._retry_or_fail(message, event, reason, None, attempt, first_at)
-        else:
-            if result.no_recording:
-                log.info(
-                    "job %s: PostHog has no recording of %s; %s",
-                    message.message_id,
-                    event.session_id,
-                    f"told {event.target_label}" if result.written else "already said so",
-                )
-            elif result.already_attached:
-                log.info(
-                    "job %s: %s already on %s",
-                    message.message_id,
-                    event.session_id,
-                    event.target_label,
-                )
-            else:
-                log.info(
-                    "job %s: attached %s to %s (%s)",
-                    message.message_id,
-                    event.session_id,
-                    event.target_label,
-                    ", ".join(result.written) or "nothing new",
-                )
+                return "failed"
+            return self._retry_or_fail(message, event, reason, None, attempt, first_at)
+        if result.no_recording:
+            log.info(
+                "job %s: PostHog has no recording of %s; %s",
+                message.message_id,
+                event.session_id,
+                f"told {event.target_label}" if result.written else "already said so",
+            )
+            return "no_recording"
+        if result.already_attached:
+            log.info(
+                "job %s: %s already on %s", message.message_id, event.session_id, event.target_label
+            )
+            return "already_attached"
+        log.info(
+            "job %s: attached %s to %s (%s)",
+            message.message_id,
+            event.session_id,
+            event.target_label,
+            ", ".join(result.written) or "nothing new",
+        )
+        return "attached"
 
     def _retry_or_fail(
         self,
@@ -165,7 +179,8 @@ class JobRunner:
         attempt: int,
         first_at: float,
         retry_by: float | None = None,
-    ) -> None:
+    ) -> str:
+        """Schedule the job's next attempt, or fail it when it is given up; which it was."""
         policy = self._config.retry
         delay = retry_policy.retry_delay_seconds(attempt, retry_after, policy)
         if retry_by is not None:
@@ -173,7 +188,7 @@ class JobRunner:
         give_up = retry_policy.why_give_up(attempt, first_at, time.time() + delay, policy)
         if give_up is not None:
             self._fail(message, message.args[0], event, f"{give_up}: {reason}", attempt, first_at)
-            return
+            return "failed"
         log.info(
             "job %s: attempt %d failed (%s); retrying in %.1f s",
             message.message_id,
@@ -188,6 +203,7 @@ class JobRunner:
             }
         )
         _patiently("schedule a retry", lambda: schedule_retry(self._broker, retry, delay))
+        return "retry"
 
     def _fail(
         self,

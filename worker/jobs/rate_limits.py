@@ -20,6 +20,7 @@ from dramatiq.rate_limits.backends import RedisBackend
 from integrations.errors import RetryLater
 from integrations.http import Throttle
 from worker import keys
+from worker.metrics import BUDGET_WAITS
 
 #: The longest a request waits in process for a permit.
 MAX_WAIT_SECONDS = 2.0
@@ -41,10 +42,14 @@ def make_throttle(client: redis.Redis, system: str, per_minute: int | None) -> T
 
     def take_permit() -> None:
         deadline = time.monotonic() + MAX_WAIT_SECONDS
+        waited = False
         while True:
             with limiter.acquire(raise_on_failure=False) as acquired:
                 if acquired:
                     return
+            if not waited:
+                waited = True
+                BUDGET_WAITS.labels(system.lower()).inc()
             if time.monotonic() >= deadline:
                 raise RetryLater(
                     system,

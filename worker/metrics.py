@@ -1,0 +1,193 @@
+"""What the product counts, and the Redis figures read when Prometheus scrapes.
+
+Counters are ``prometheus_client``'s: in ``replay-attach worker`` and ``serve``
+every process writes them to ``PROMETHEUS_MULTIPROC_DIR`` (a directory the
+command makes for its processes), and ``/metrics`` serves their sum. The
+figures kept in Redis (queue depth, the oldest waiting job's age, scheduled
+retries, failed jobs, links) are read at each scrape, cheaply: a few O(1)
+commands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import redis
+from dramatiq import Message
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from worker import keys
+
+log = logging.getLogger(__name__)
+
+#: The environment variable prometheus_client's multiprocess mode reads.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+JOBS = Counter(
+    "replay_attach_jobs",
+    "Jobs by outcome: attached, already_attached, no_recording, retry, failed, revoked.",
+    ["system", "outcome"],
+)
+BUDGET_WAITS = Counter(
+    "replay_attach_rate_budget_waits",
+    "Requests that waited for a permit of a request budget (rate_limits).",
+    ["system"],
+)
+INTAKE_DELIVERIES = Counter(
+    "replay_attach_intake_deliveries",
+    "Deliveries to replay-attach serve, by door and answer.",
+    ["door", "status"],
+)
+
+
+def system_of(target: str) -> str:
+    """``zendesk:123`` -> ``zendesk``."""
+    return target.partition(":")[0] or "unknown"
+
+
+class RedisFigures(Collector):
+    """The queue's and the links' figures, read from Redis when scraped."""
+
+    def __init__(self, client: redis.Redis, queue_name: str) -> None:
+        self._client = client
+        self._queue_key, self._messages_key = keys.queue_keys(queue_name)
+
+    def collect(self) -> Iterator[Metric]:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.llen(self._queue_key)
+        pipe.lindex(self._queue_key, 0)
+        pipe.zcard(keys.SCHEDULED_KEY)
+        pipe.zcard(keys.FAILED_INDEX_KEY)
+        pipe.zcard(keys.LINKS_BY_TIME_KEY)
+        pipe.zcard(keys.SOLVED_TICKETS_KEY)
+        queued, oldest_id, scheduled, failed, links, solved = pipe.execute()
+        age = 0.0
+        if oldest_id is not None:
+            data = self._client.hget(self._messages_key, oldest_id)
+            if data is not None:
+                sent_ms = Message.decode(data).message_timestamp  # type: ignore[arg-type]
+                age = max(0.0, time.time() - sent_ms / 1000)
+        yield _gauge("replay_attach_queue_depth", "Jobs waiting on the queue.", queued)
+        yield _gauge(
+            "replay_attach_oldest_waiting_job_age_seconds",
+            "How long the job at the head of the queue has waited (0: none waits).",
+            age,
+        )
+        yield _gauge(
+            "replay_attach_scheduled_retries", "Jobs waiting in Redis for their retry.", scheduled
+        )
+        yield _gauge("replay_attach_failed_jobs", "Failed jobs kept (failed list).", failed)
+        yield _gauge("replay_attach_links_active", "Public links shared and not revoked.", links)
+        yield _gauge(
+            "replay_attach_solved_tickets_waiting",
+            "Solved tickets whose links are waiting to end.",
+            solved,
+        )
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=float(value))
+
+
+def exposition(client: redis.Redis | None, queue_name: str) -> bytes:
+    """The metrics of every process of this command, and Redis's figures, as text."""
+    registry = CollectorRegistry()
+    if os.environ.get(MULTIPROC_ENV):
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        from prometheus_client import REGISTRY
+
+        registry = REGISTRY  # one process: its own counters
+    text = generate_latest(registry)
+    if client is not None:
+        figures = CollectorRegistry()
+        figures.register(RedisFigures(client, queue_name))
+        try:
+            text += generate_latest(figures)
+        except redis.RedisError:
+            pass  # the counters still count; the figures come back with Redis
+    return text
+
+
+#: The metrics server of this command's parent process, and that process's id.
+_parent_server: tuple[int, ThreadingHTTPServer] | None = None
+
+
+def close_inherited_server() -> None:
+    """In a forked worker process: close the parent's listening socket it inherited, so the
+    port closes with the parent (and no scrape waits on a process that never answers)."""
+    if _parent_server is not None and _parent_server[0] != os.getpid():
+        _parent_server[1].socket.close()
+
+
+def worker_health(client: redis.Redis, processes: int) -> tuple[bool, dict[str, object]]:
+    """Whether this worker's processes are all alive and Redis answers."""
+    alive = len(multiprocessing.active_children())
+    try:
+        redis_ok = bool(client.ping())
+    except redis.RedisError:
+        redis_ok = False
+    healthy = alive >= processes and redis_ok
+    return healthy, {"processes": alive, "expected": processes, "redis": redis_ok}
+
+
+def serve_worker_metrics(
+    host: str, port: int, client: redis.Redis, queue_name: str, processes: int
+) -> ThreadingHTTPServer:
+    """``/metrics`` and ``/healthz`` of a ``replay-attach worker``, from a thread of its parent."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            try:
+                self._get()
+            except Exception:  # a failed scrape must say so, not drop the connection
+                log.exception("could not answer %s", self.path)
+                self._answer(500, b"internal error\n", "text/plain")
+
+        def _get(self) -> None:
+            healthy, detail = worker_health(client, processes)
+            if self.path == "/metrics":
+                body = (
+                    exposition(client, queue_name)
+                    + (
+                        "# HELP replay_attach_worker_healthy 1 while every worker process of this "
+                        "host is alive and Redis answers.\n"
+                        "# TYPE replay_attach_worker_healthy gauge\n"
+                        f"replay_attach_worker_healthy {int(healthy)}\n"
+                    ).encode()
+                )
+                self._answer(200, body, "text/plain; version=0.0.4; charset=utf-8")
+            elif self.path == "/healthz":
+                detail["status"] = "ok" if healthy else "unhealthy"
+                self._answer(
+                    200 if healthy else 503, json.dumps(detail).encode(), "application/json"
+                )
+            else:
+                self._answer(404, b"not found\n", "text/plain")
+
+        def _answer(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # scrapes every 15 s would drown the worker's own lines
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    global _parent_server
+    _parent_server = (os.getpid(), server)
+    threading.Thread(target=server.serve_forever, name="replay-attach metrics", daemon=True).start()
+    return server
