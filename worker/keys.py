@@ -82,6 +82,9 @@ SWEEP_LOCK_KEY = REDIS_PREFIX + ":lock:sweep"
 #: Lock ``{prefix}:lock:revoke:{session}``: one revocation of a session at a time.
 REVOKE_LOCK_KEY = REDIS_PREFIX + ":lock:revoke:{session}"
 
+#: The message option naming the intake delivery that enqueued a job.
+OPTION_DELIVERY_ID = "replay_attach_delivery_id"
+
 #: Prefix of dramatiq's own keys (RedisBroker's default namespace).
 DRAMATIQ_NAMESPACE = "dramatiq"
 

@@ -22,8 +22,16 @@ from worker.config import CONFIG_ENV
     type=click.Path(dir_okay=False, path_type=Path),
     help=f"Configuration file (default: ${CONFIG_ENV} or the shipped config.yaml).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    envvar="REPLAY_ATTACH_LOG_FORMAT",
+    default="text",
+    show_default=True,
+    help="text: readable lines; json: one JSON object per line (every process of the command).",
+)
 @click.pass_context
-def main(ctx: click.Context, config_path: Path | None) -> None:
+def main(ctx: click.Context, config_path: Path | None, log_format: str) -> None:
     """Attach PostHog session replays to Zendesk tickets and Jira issues.
 
     \b
@@ -34,6 +42,11 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
       replay-attach failed list
     """
     ctx.ensure_object(dict)
+    # Exported so that worker and server processes started later log alike.
+    os.environ["REPLAY_ATTACH_LOG_FORMAT"] = log_format
+    from worker.logs import configure_logging
+
+    configure_logging()
     if config_path is not None:
         # Exported so that worker processes forked later read the same file.
         os.environ[CONFIG_ENV] = str(config_path.absolute())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from datetime import datetime, timezone
@@ -23,7 +24,12 @@ EXIT_USAGE = 2
 
 def die(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Say what is wrong on stderr and exit (status 2 for bad input or configuration)."""
-    click.echo(f"replay-attach: {message}", err=True)
+    from worker.logs import log_format
+
+    if log_format() == "json":
+        logging.getLogger("worker.cli").error("replay-attach: %s", message)
+    else:
+        click.echo(f"replay-attach: {message}", err=True)
     sys.exit(code)
 
 

@@ -121,8 +121,12 @@ def demo(keep: bool) -> None:
     Example:
       replay-attach demo --keep
     """
+    import logging
+
     from sandbox.demo import run_demo
 
+    # The demo's own lines tell the story; each job's INFO lines would drown them.
+    logging.getLogger().setLevel(logging.WARNING)
     sys.exit(run_demo(click.echo, keep=keep))
 
 

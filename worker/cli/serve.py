@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from worker.cli.context import config_of, die
@@ -58,7 +60,9 @@ def serve(ctx: click.Context, host: str, port: int, processes: int) -> None:
     # Start (or join) the embedded Redis before the server's processes start, so
     # that its lifetime spans all of them.
     resolve_redis_url(config)
-    click.echo(f"replay-attach serve on http://{host}:{port}, doors: {', '.join(on)}", err=True)
+    logging.getLogger(__name__).info(
+        "replay-attach serve on http://%s:%d, doors: %s", host, port, ", ".join(on)
+    )
     from worker.cli.run import metrics_directory
 
     # Every server process counts its deliveries; /metrics serves their sum.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,6 +40,7 @@ from worker.intake.deliveries import (
 from worker.intake.openapi import openapi_document
 from worker.jobs.producer import encode_report
 from worker.jobs.redis_connection import redis_client, resolve_redis_url
+from worker.logs import job_fields
 from worker.metrics import INTAKE_DELIVERIES, exposition
 
 log = logging.getLogger(__name__)
@@ -153,9 +155,16 @@ class Intake:
     ) -> Callable[[Request], Awaitable[Response]]:
         async def answer(request: Request) -> Response:
             door = request.url.path
+            delivery_id = _delivery_id(request)
+            with job_fields(delivery_id=delivery_id):
+                response = await answer_delivery(request, door, delivery_id)
+                INTAKE_DELIVERIES.labels(door, str(response.status_code)).inc()
+                return response
+
+        async def answer_delivery(request: Request, door: str, delivery_id: str) -> Response:
             try:
                 accepted = await read(request)
-                response = await self._enqueue(door, accepted)
+                response = await self._enqueue(door, accepted, delivery_id)
             except Refused as refused:
                 response = JSONResponse({"error": refused.message}, status_code=refused.status)
             except InvalidEvent as exc:
@@ -169,7 +178,6 @@ class Intake:
                 )
             if response.status_code >= 400:
                 log.info("%s: answered %d", door, response.status_code)
-            INTAKE_DELIVERIES.labels(door, str(response.status_code)).inc()
             return response
 
         return answer
@@ -194,7 +202,7 @@ class Intake:
         log.info("%s: %s", door, told)
         return told
 
-    async def _enqueue(self, door: str, accepted: Accepted) -> Response:
+    async def _enqueue(self, door: str, accepted: Accepted, delivery_id: str) -> Response:
         told = None
         if accepted.status is not None:
             told = await self._record_status(door, accepted.status)
@@ -214,7 +222,7 @@ class Intake:
                     raise InvalidEvent(f"{where}{exc}") from None
         key = None if accepted.identity is None else dedupe_key(door, accepted.identity)
         queue = self.config.broker.queue
-        messages = [encode_report(report, queue) for report in accepted.reports]
+        messages = [encode_report(report, queue, delivery_id) for report in accepted.reports]
         written = await self._writer.write(Delivery(messages, body_digest(accepted.body), key))
         if written.different_body and door == "/v1/bug-reports":
             raise Refused(422, "this Idempotency-Key was already used for another body")
@@ -333,6 +341,20 @@ class Intake:
 
     async def _openapi(self, request: Request) -> Response:
         return JSONResponse(openapi_document())
+
+
+def _delivery_id(request: Request) -> str:
+    """The sender's id of this delivery, kept with the jobs it enqueues; else a new one."""
+    for header in (
+        "webhook-id",
+        "x-atlassian-webhook-identifier",
+        "x-zendesk-webhook-invocation-id",
+        "idempotency-key",
+    ):
+        value = request.headers.get(header, "").strip()
+        if value and len(value) <= 255 and value.isprintable():
+            return value
+    return uuid.uuid4().hex
 
 
 def _listed(report: BugReport | doors.Ignored) -> list[BugReport] | doors.Ignored:

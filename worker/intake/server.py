@@ -14,17 +14,23 @@ from starlette.applications import Starlette
 #: How long requests in flight may take to finish after SIGTERM.
 GRACEFUL_SHUTDOWN_SECONDS = 30
 
-#: The worker's log line shape (dramatiq's), for uvicorn's lines and the intake's alike.
-LOG_FORMAT = "[%(asctime)s] [PID %(process)d] [%(name)s] [%(levelname)s] %(message)s"
-
 
 def _log_config(level: str) -> dict[str, Any]:
-    handler = {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "plain",
+        "stream": "ext://sys.stderr",
+        "filters": ["delivery"],
+    }
     logger = {"handlers": ["stderr"], "level": level.upper(), "propagate": False}
+    # The same lines as every other command's (worker.logs), text or JSON.
+    plain = {"()": "worker.logs.formatter"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": LOG_FORMAT}},
+        "formatters": {"plain": plain},
+        # Each line of a delivery names it (JSON logs: delivery_id).
+        "filters": {"delivery": {"()": "worker.logs.JobFields"}},
         "handlers": {"stderr": handler},
         "loggers": {"uvicorn": logger, "worker": logger},
     }

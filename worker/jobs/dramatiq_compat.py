@@ -175,6 +175,8 @@ def run_worker_processes(
             str(threads),
             "--worker-shutdown-timeout",
             str(shutdown_timeout_ms),
+            # Each process sets up its logging itself (worker.logs): text or JSON.
+            "--skip-logging",
         ]
     )
     return int(dramatiq.cli.main(args))  # type: ignore[no-untyped-call]

@@ -27,6 +27,7 @@ from tenacity import (
 )
 
 from integrations.errors import IntegrationError, PermanentFailure, RetryLater
+from worker import keys
 from worker.attach.events import BugReport, InvalidEvent, parse_event, require_distinct_id
 from worker.attach.use_case import attach_replay
 from worker.config import Config
@@ -34,6 +35,7 @@ from worker.jobs import retry_policy
 from worker.jobs.failed import FailedJob, FailedJobs, session_of
 from worker.jobs.scheduler import schedule_retry
 from worker.jobs.thread_services import ThreadServices
+from worker.logs import job_fields
 from worker.metrics import JOBS, system_of
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 #: Message options replay-attach keeps on a job's messages across its attempts.
 OPTION_ATTEMPTS = "replay_attach_attempts"
 OPTION_FIRST_ATTEMPT_AT = "replay_attach_first_attempt_at"
+#: The intake's delivery that enqueued the job (its logs name it too).
+OPTION_DELIVERY_ID = keys.OPTION_DELIVERY_ID
 
 REDIS_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
@@ -94,17 +98,24 @@ class JobRunner:
         attempt = int(options.get(OPTION_ATTEMPTS, 0)) + 1
         first_at = float(options.get(OPTION_FIRST_ATTEMPT_AT) or time.time())
         raw: Any = message.args[0] if message.args else None
-        try:
-            event = parse_event(_event_argument(message))
-            if self._config.posthog.require_distinct_id:
-                require_distinct_id(event)
-        except InvalidEvent as exc:
-            log.warning("job %s: invalid event: %s", message.message_id, exc)
-            self._fail(message, raw, None, f"invalid event: {exc}", attempt, first_at)
-            JOBS.labels("unknown", "failed").inc()
-            return
-        outcome = self._attach(message, event, raw, attempt, first_at)
-        JOBS.labels(system_of(event.target), outcome).inc()
+        # Every line logged during the job carries its ids (JSON logs: as keys).
+        with job_fields(
+            job_id=message.message_id,
+            attempt=attempt,
+            delivery_id=options.get(OPTION_DELIVERY_ID),
+            session_id=session_of(raw),
+        ) as fields:
+            try:
+                event = parse_event(_event_argument(message))
+                if self._config.posthog.require_distinct_id:
+                    require_distinct_id(event)
+            except InvalidEvent as exc:
+                self._fail(message, raw, None, f"invalid event: {exc}", attempt, first_at)
+                JOBS.labels("unknown", "failed").inc()
+                return
+            fields["target"] = event.target
+            outcome = self._attach(message, event, raw, attempt, first_at)
+            JOBS.labels(system_of(event.target), outcome).inc()
 
     def _attach(
         self,
@@ -123,7 +134,6 @@ class JobRunner:
                 message, event, exc.reason, exc.retry_after, attempt, first_at, exc.retry_by
             )
         except PermanentFailure as exc:
-            log.warning("job %s: %s", message.message_id, exc.reason)
             self._fail(message, raw, event, exc.reason, attempt, first_at, failure=exc)
             return "failed"
         except REDIS_UNAVAILABLE as exc:
@@ -154,11 +164,16 @@ class JobRunner:
                 message.message_id,
                 event.session_id,
                 f"told {event.target_label}" if result.written else "already said so",
+                extra={"outcome": "no_recording"},
             )
             return "no_recording"
         if result.already_attached:
             log.info(
-                "job %s: %s already on %s", message.message_id, event.session_id, event.target_label
+                "job %s: %s already on %s",
+                message.message_id,
+                event.session_id,
+                event.target_label,
+                extra={"outcome": "already_attached"},
             )
             return "already_attached"
         log.info(
@@ -167,6 +182,7 @@ class JobRunner:
             event.session_id,
             event.target_label,
             ", ".join(result.written) or "nothing new",
+            extra={"outcome": "attached"},
         )
         return "attached"
 
@@ -195,6 +211,7 @@ class JobRunner:
             attempt,
             reason,
             delay,
+            extra={"outcome": "retry"},
         )
         retry = message.copy(
             options={
@@ -215,6 +232,7 @@ class JobRunner:
         first_at: float,
         failure: IntegrationError | None = None,
     ) -> None:
+        log.warning("job %s failed: %s", message.message_id, reason, extra={"outcome": "failed"})
         now = time.time()
         job = FailedJob(
             job_id=message.message_id,

@@ -41,25 +41,32 @@ class EncodedMessage(NamedTuple):
     data: bytes
 
 
-def _message(queue_name: str, event: Any, message_id: str | None = None) -> Message[Any]:
+def _message(
+    queue_name: str, event: Any, message_id: str | None = None, delivery_id: str | None = None
+) -> Message[Any]:
     """A message carrying ``event`` as its one argument.
 
     Every enqueued copy has its own Redis id, as with dramatiq's enqueue; the
     message id is the job id.
     """
+    options: dict[str, Any] = {"redis_message_id": str(uuid.uuid4())}
+    if delivery_id is not None:
+        options[keys.OPTION_DELIVERY_ID] = delivery_id
     message: Message[Any] = Message(
         queue_name=queue_name,
         actor_name=keys.ACTOR_NAME,
         args=(event,),
         kwargs={},
-        options={"redis_message_id": str(uuid.uuid4())},
+        options=options,
     )
     return message if message_id is None else message.copy(message_id=message_id)
 
 
-def encode_report(report: BugReport, queue_name: str) -> EncodedMessage:
+def encode_report(
+    report: BugReport, queue_name: str, delivery_id: str | None = None
+) -> EncodedMessage:
     """The message that enqueueing ``report`` writes, for writers of their own (the intake)."""
-    message = _message(queue_name, report.to_message())
+    message = _message(queue_name, report.to_message(), delivery_id=delivery_id)
     return EncodedMessage(
         message.options["redis_message_id"], str(message.message_id), message.encode()
     )
