@@ -6,6 +6,7 @@ starts without the worker, the vendor libraries or the sandbox.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -46,7 +47,8 @@ def main(ctx: click.Context, config_path: Path | None, log_format: str) -> None:
     os.environ["REPLAY_ATTACH_LOG_FORMAT"] = log_format
     from worker.logs import configure_logging
 
-    configure_logging()
+    # Commands a person runs print what matters themselves; worker and serve log INFO.
+    configure_logging(level=logging.WARNING)
     if config_path is not None:
         # Exported so that worker processes forked later read the same file.
         os.environ[CONFIG_ENV] = str(config_path.absolute())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -59,6 +60,7 @@ def worker(
       replay-attach worker --processes 2 --threads 8 --metrics-port 9191
     """
     config = config_of(ctx)
+    logging.getLogger().setLevel(logging.INFO)
     with metrics_directory(metrics_port):
         from worker.jobs.dramatiq_compat import run_worker_processes
         from worker.jobs.redis_connection import redis_client, resolve_redis_url
@@ -121,12 +123,9 @@ def demo(keep: bool) -> None:
     Example:
       replay-attach demo --keep
     """
-    import logging
-
     from sandbox.demo import run_demo
 
-    # The demo's own lines tell the story; each job's INFO lines would drown them.
-    logging.getLogger().setLevel(logging.WARNING)
+    # The demo's own lines tell the story (the commands' logs stay at WARNING).
     sys.exit(run_demo(click.echo, keep=keep))
 
 

@@ -60,6 +60,7 @@ def serve(ctx: click.Context, host: str, port: int, processes: int) -> None:
     # Start (or join) the embedded Redis before the server's processes start, so
     # that its lifetime spans all of them.
     resolve_redis_url(config)
+    logging.getLogger().setLevel(logging.INFO)
     logging.getLogger(__name__).info(
         "replay-attach serve on http://%s:%d, doors: %s", host, port, ", ".join(on)
     )
