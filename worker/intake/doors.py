@@ -33,8 +33,10 @@ _ZENDESK_STATUS = "status"
 
 
 #: Zendesk's statuses (``{{ticket.status}}`` renders them capitalised) and what they mean here.
+#: "new" is a ticket that was never solved: nothing to reopen, so nothing to record.
 _ZENDESK_SOLVED = frozenset({"solved", "closed"})
-_ZENDESK_OPEN = frozenset({"new", "open", "pending", "hold", "on-hold"})
+_ZENDESK_REOPENED = frozenset({"open", "pending", "hold", "on-hold"})
+_ZENDESK_NEW = "new"
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,9 @@ def _zendesk_status(status: Any, ticket: Any) -> TicketStatus | None:
     if not isinstance(status, str) or not status.strip() or not isinstance(ticket, int):
         return None
     name = status.strip().lower()
-    if name not in _ZENDESK_SOLVED | _ZENDESK_OPEN:
+    if name == _ZENDESK_NEW:
+        return None
+    if name not in _ZENDESK_SOLVED | _ZENDESK_REOPENED:
         raise InvalidEvent(f"status: {status!r} is not a Zendesk ticket status")
     return TicketStatus(f"zendesk:{ticket}", name in _ZENDESK_SOLVED)
 
