@@ -166,3 +166,14 @@ def test_a_jira_issue_given_a_resolution_loses_its_link(
             "the resolved issue's link to end",
         )
     assert jira_issue(sandbox, "BUG-2")["remote_links"] == []
+
+
+def test_a_new_ticket_is_enqueued_and_records_no_status(
+    intake: IntakeServer, redis_client: redis.Redis
+) -> None:
+    body = json.dumps({"ticket_id": "104", "session_id": "fresh", "status": "New"}).encode()
+    answer = requests.post(
+        intake.url + "/webhooks/zendesk", data=body, headers=zendesk_headers(body), timeout=10
+    )
+    assert answer.status_code == 202 and "ticket" not in answer.json()
+    assert redis_client.zcard("replay-attach:links:solved") == 0
