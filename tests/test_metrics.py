@@ -148,7 +148,8 @@ def test_counts_are_exact_and_health_turns_when_a_worker_process_dies(
     assert total(samples, "replay_attach_queue_depth") == 0
     assert total(samples, "replay_attach_failed_jobs") == 1
     # The closed ticket's link was minted (and recorded, to end in time) before its note failed.
-    assert total(samples, "replay_attach_links_active") == 5
+    assert total(samples, "replay_attach_links", state="active") == 5
+    assert total(samples, "replay_attach_links", state="revoked") == 0
     assert total(samples, "replay_attach_worker_healthy") == 1
 
     # A worker process killed: /healthz turns (503), or the port goes with its parent.

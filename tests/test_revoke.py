@@ -48,6 +48,7 @@ def test_revoke_a_zendesk_tickets_link_on_both_posthog_behaviours(
     make_app: Callable[..., App],
     run_worker: Callable[..., RunningWorker],
     cli_env: dict[str, str],
+    redis_client: redis.Redis,
     reenable: str,
 ) -> None:
     sandbox.posthog.reenable = reenable
@@ -65,6 +66,7 @@ def test_revoke_a_zendesk_tickets_link_on_both_posthog_behaviours(
     assert revoke_marker(token) in note["body"] and token not in note["body"]
     status = run_cli(cli_env, "status", "--zendesk-ticket", "101").stdout
     assert "link state: revoked at " in status and "ticket solved" in status
+    assert redis_client.zcard(keys.LINKS_REVOKED_KEY) == 1  # the revoked links' gauge
 
     again = run_cli(cli_env, "revoke", "--session-id", "s-rev")
     assert (
@@ -81,6 +83,7 @@ def test_revoke_a_zendesk_tickets_link_on_both_posthog_behaviours(
     assert new_token != token and live(sandbox, new_token) and not live(sandbox, token)
     status = run_cli(cli_env, "status", "--zendesk-ticket", "101").stdout
     assert "link state: active" in status
+    assert redis_client.zcard(keys.LINKS_REVOKED_KEY) == 0  # the session's link is a new one
 
 
 def test_revoking_one_tickets_link_tells_every_ticket_that_held_it(

@@ -68,6 +68,10 @@ LINK_KEY = REDIS_PREFIX + ":link:{session}"
 #: Sorted set of sessions with a link, scored by when it was first shared.
 LINKS_BY_TIME_KEY = REDIS_PREFIX + ":links:by-time"
 
+#: Sorted set of sessions whose link was revoked, scored by when (kept as long as their
+#: records, ``worker.attach.links.LINK_RETENTION_SECONDS``), for the count of revoked links.
+LINKS_REVOKED_KEY = REDIS_PREFIX + ":links:revoked"
+
 #: Set ``{prefix}:links:ticket:{target}`` of the sessions whose link a ticket holds.
 LINKS_OF_TICKET_KEY = REDIS_PREFIX + ":links:ticket:{target}"
 

@@ -69,8 +69,9 @@ class RedisFigures(Collector):
         pipe.zcard(keys.SCHEDULED_KEY)
         pipe.zcard(keys.FAILED_INDEX_KEY)
         pipe.zcard(keys.LINKS_BY_TIME_KEY)
+        pipe.zcard(keys.LINKS_REVOKED_KEY)
         pipe.zcard(keys.SOLVED_TICKETS_KEY)
-        queued, oldest_id, scheduled, failed, links, solved = pipe.execute()
+        queued, oldest_id, scheduled, failed, active, revoked, solved = pipe.execute()
         age = 0.0
         if oldest_id is not None:
             data = self._client.hget(self._messages_key, oldest_id)
@@ -87,7 +88,14 @@ class RedisFigures(Collector):
             "replay_attach_scheduled_retries", "Jobs waiting in Redis for their retry.", scheduled
         )
         yield _gauge("replay_attach_failed_jobs", "Failed jobs kept (failed list).", failed)
-        yield _gauge("replay_attach_links_active", "Public links shared and not revoked.", links)
+        links = GaugeMetricFamily(
+            "replay_attach_links",
+            "Public links by state: active, or revoked (kept 90 days after).",
+            labels=["state"],
+        )
+        links.add_metric(["active"], float(active))
+        links.add_metric(["revoked"], float(revoked))
+        yield links
         yield _gauge(
             "replay_attach_solved_tickets_waiting",
             "Solved tickets whose links are waiting to end.",

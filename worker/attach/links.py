@@ -28,7 +28,7 @@ ACTIVE = "active"
 REVOKED = "revoked"
 
 # KEYS: the link's hash, the by-time index, the ticket's set, the prefix of ticket
-# sets. ARGV: session, token, target, link, now. Returns 0, writing nothing, for
+# sets, the revoked index. ARGV: session, token, target, link, now. Returns 0, writing nothing, for
 # the token of a revoked link (PostHog brought it back), else 1. A token other than
 # the recorded one is a new link: the old record (its tickets and traces) is replaced.
 _SHARED = """
@@ -37,6 +37,7 @@ if current == ARGV[2] and redis.call("hget", KEYS[1], "state") == "revoked" then
   return 0
 end
 if current and current ~= ARGV[2] then
+  redis.call("zrem", KEYS[5], ARGV[1])
   local old = redis.call("hkeys", KEYS[1])
   for _, name in ipairs(old) do
     if string.sub(name, 1, 7) == "ticket:" then
@@ -120,6 +121,7 @@ class Links:
                     keys.LINKS_BY_TIME_KEY,
                     keys.LINKS_OF_TICKET_KEY.format(target=target),
                     keys.LINKS_OF_TICKET_KEY.format(target=""),
+                    keys.LINKS_REVOKED_KEY,
                 ],
                 args=[session_id, token, target, link, f"{time.time():.3f}"],
             )
@@ -187,9 +189,12 @@ class Links:
 
     def forget_later(self, link: Link) -> None:
         """A revoked link's record expires after ``LINK_RETENTION_SECONDS``."""
+        now = time.time()
         pipe = self._redis.pipeline(transaction=True)
         pipe.expire(self.key(link.session_id), LINK_RETENTION_SECONDS)
         pipe.zrem(keys.LINKS_BY_TIME_KEY, link.session_id)
+        pipe.zadd(keys.LINKS_REVOKED_KEY, {link.session_id: link.revoked_at or now})
+        pipe.zremrangebyscore(keys.LINKS_REVOKED_KEY, "-inf", now - LINK_RETENTION_SECONDS)
         for target in link.tickets:
             pipe.srem(keys.LINKS_OF_TICKET_KEY.format(target=target), link.session_id)
         pipe.execute()
