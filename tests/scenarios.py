@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -148,3 +151,25 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+@contextmanager
+def worker_process(
+    env: dict[str, str], log: Path, *options: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``replay-attach worker OPTIONS`` (default ``-p 1 -t 4``) in its own process group,
+    its output in ``log``; SIGTERMed, then SIGKILLed, if still running at the end."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "worker", "worker", *(options or ("-p", "1", "-t", "4"))],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)

@@ -126,6 +126,17 @@ def test_redis_down_is_503_then_every_2xx_attaches_once_it_is_back(
             assert "unavailable" in down.json()["error"]
             readiness = requests.get(server.url + "/readyz", timeout=10)
             assert readiness.status_code == 503
+            # A ticket solved while Redis is away: 503 too, so that Zendesk sends it again.
+            solved = json.dumps(
+                {"ticket_id": "6000", "session_id": "", "status": "solved"}
+            ).encode()
+            answer = requests.post(
+                server.url + "/webhooks/zendesk",
+                solved,
+                headers=zendesk_headers(solved),
+                timeout=30,
+            )
+            assert answer.status_code == 503 and answer.headers["Retry-After"]
             redis_server.start()
             # A sender resends after Retry-After: now it is taken.
             wait_for(lambda: send(6001).status_code == 202, 20, "the intake to accept again")

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from tests.intake_server import (
     intake_config,
     zendesk_headers,
 )
-from tests.scenarios import notes_on, wait_for
+from tests.scenarios import notes_on, wait_for, worker_process
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -53,20 +51,10 @@ def test_a_report_followed_from_its_webhook_to_its_note_by_ids_alone_in_json_log
     for offset, double in enumerate(sandbox.vendors):
         double.seed(7 + offset)
     worker_log = tmp_path / "worker.log"
-    with worker_log.open("wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "worker", "worker", "-p", "1", "-t", "2"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     server = IntakeServer(intake_config(redis_url), tmp_path / "intake")
-    server.env["REPLAY_ATTACH_LOG_FORMAT"] = "json"
-    server.env["REPLAY_ATTACH_CONFIG"] = str(path)
-    try:
-        server.start()
-        delivered = {}
+    server.env |= {"REPLAY_ATTACH_LOG_FORMAT": "json", "REPLAY_ATTACH_CONFIG": str(path)}
+    delivered = {}
+    with worker_process(env, worker_log, "-p", "1", "-t", "2") as worker, server:
         for ticket in (101, 102, 103):
             body = json.dumps({"ticket_id": str(ticket), "session_id": f"follow-{ticket}"}).encode()
             headers = zendesk_headers(body, invocation=f"zd-invocation-{ticket}")
@@ -85,8 +73,6 @@ def test_a_report_followed_from_its_webhook_to_its_note_by_ids_alone_in_json_log
             30,
             "each job's last line",
         )
-    finally:
-        server.stop()
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
     serve_lines = json_lines(server.log_text())
@@ -117,17 +103,8 @@ def test_a_report_followed_from_its_webhook_to_its_note_by_ids_alone_in_json_log
 def test_the_default_stays_readable_text(cli_env: dict[str, str], tmp_path: Path) -> None:
     log = tmp_path / "worker.log"
     env = {k: v for k, v in cli_env.items() if k != "REPLAY_ATTACH_LOG_FORMAT"}
-    with log.open("wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "worker", "worker", "-p", "1", "-t", "1"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    with worker_process(env, log, "-p", "1", "-t", "1") as worker:
         wait_for(lambda: "Worker process is ready" in log.read_text(), 60, "the worker")
-    finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
     lines = [line for line in log.read_text().splitlines() if line.strip()]

@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from tests.scenarios import (
     notes_on,
     sandbox_with,
     wait_for,
+    worker_process,
 )
 from worker.config import Config
 from worker.jobs.producer import enqueue_bug_report
@@ -48,25 +47,6 @@ def write_config(data: dict[str, Any], redis_url: str, directory: Path) -> dict[
     }
     env["REPLAY_ATTACH_CONFIG"] = str(path)
     return env
-
-
-@contextmanager
-def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``replay-attach worker -p 1 -t 4`` in its own process group; killed if still running."""
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "worker", "worker", "-p", "1", "-t", "4"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
 
 
 def stop_gracefully(process: subprocess.Popen[bytes], timeout: float = 60) -> int:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +18,7 @@ import yaml
 from sandbox.app import Sandbox
 from tests.conftest import RunningWorker, config_data
 from tests.intake_server import IntakeServer, intake_config, jira_headers, zendesk_headers
-from tests.scenarios import embed_token, jira_issue, notes_on, wait_for
+from tests.scenarios import embed_token, jira_issue, notes_on, wait_for, worker_process
 from worker.app import App
 from worker.jobs.producer import enqueue_bug_report
 
@@ -66,17 +64,9 @@ def test_the_time_to_live_is_swept_once_by_a_fleet_of_two_processes(
     path.write_text(yaml.safe_dump(data))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "POSTHOG_"))}
     env["REPLAY_ATTACH_CONFIG"] = str(path)
-    fleet = subprocess.Popen(
-        [sys.executable, "-m", "worker", "worker", "-p", "2", "-t", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
+    with worker_process(env, tmp_path / "fleet.log", "-p", "2", "-t", "2") as fleet:
         wait_for(lambda: all(revoked_notes(sandbox, t) for t in tickets), 60, "every link to end")
         time.sleep(1.0)  # more sweeps by both processes: nothing is revoked twice
-    finally:
         fleet.send_signal(signal.SIGTERM)
         fleet.wait(timeout=60)
     for ticket, session in tickets.items():
@@ -177,3 +167,23 @@ def test_a_new_ticket_is_enqueued_and_records_no_status(
     )
     assert answer.status_code == 202 and "ticket" not in answer.json()
     assert redis_client.zcard("replay-attach:links:solved") == 0
+
+
+def test_a_sweep_that_cannot_revoke_tries_again_at_the_next_one(
+    sandbox: Sandbox,
+    make_app: Callable[..., App],
+    run_worker: Callable[..., RunningWorker],
+) -> None:
+    app = make_app(
+        config_data(sandbox, privacy__link_ttl_days=1 * SECONDS, privacy__check_every_seconds=0.3)
+    )
+    # PostHog's token rotation down for the first sweeps (each tries 3 times in process).
+    sandbox.posthog.fail_next("5xx", count=7, method="POST", path_regex=r"/sharing/refresh/?$")
+    enqueue_bug_report(session_id="swept-late", zendesk_ticket=101, queue=app.queue)
+    with run_worker(app) as worker:
+        worker.drain()
+        wait_for(lambda: bool(revoked_notes(sandbox, 101)), 30, "the link to end")
+    rotations = [c for c in sandbox.posthog.sharing_calls("swept-late") if c.method == "POST"]
+    assert [c.status for c in rotations][:7] == [503] * 7 and rotations[-1].status == 200
+    assert len(revoked_notes(sandbox, 101)) == 1 and disables(sandbox, "swept-late") >= 1
+    assert not sandbox.posthog.is_live(token_on(sandbox, 101))

@@ -222,3 +222,15 @@ def test_status_json_is_one_object(cli_env: dict[str, str], redis_client: Any) -
     assert set(data) >= {"in_flight", "scheduled_retries", "active_links", "server"}
     selected = json.loads(run_cli(cli_env, "status", "--json", "--zendesk-ticket", "101").stdout)
     assert selected == {"attachments": [], "failed": []}
+
+
+def test_a_metrics_port_already_taken_is_refused_naming_it(cli_env: dict[str, str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(cli_env, "worker", "-p", "1", "--metrics-port", str(port), timeout=60)
+    assert result.returncode == 2
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr

@@ -17,14 +17,19 @@ import redis
 import requests
 
 from sandbox.app import Sandbox
+from sandbox.doubles.messages import json_response
 from tests.conftest import RunningWorker, config_data
-from tests.scenarios import embed_token, jira_issue, notes_on, run_cli, wait_for
+from tests.scenarios import embed_token, jira_issue, notes_on, refuse, run_cli, wait_for
 from worker import keys
 from worker.app import App
 from worker.attach.rendering import revoke_marker
 from worker.jobs.producer import enqueue_bug_report
 
 REVOKED = "PostHog session replay link revoked"
+#: A PostHog older than sharing/refresh/ (DRF's answer for an unknown route).
+NOT_FOUND = json_response(
+    404, {"type": "invalid_request", "code": "not_found", "detail": "Not found.", "attr": None}
+)
 
 
 def attach(app: App, box: Sandbox, run_worker: Callable[..., RunningWorker], **event: Any) -> None:
@@ -206,3 +211,67 @@ def test_a_revoke_killed_mid_way_is_finished_by_the_next_run_with_one_note_each(
         "the next run to finish the revocation",
     )
     assert len(revoked_notes(sandbox, 101)) == 1 and len(revoked_notes(sandbox, 102)) == 1
+
+
+def test_a_posthog_outage_fails_the_revoke_and_the_next_run_finishes_it(
+    sandbox: Sandbox,
+    make_app: Callable[..., App],
+    run_worker: Callable[..., RunningWorker],
+    cli_env: dict[str, str],
+) -> None:
+    app = make_app(config_data(sandbox))
+    attach(app, sandbox, run_worker, session_id="outage", zendesk_ticket=101)
+    token = embed_token(notes_on(sandbox, 101)[0]["html_body"])
+    sandbox.posthog.fail_next("5xx", count=10, method="PATCH", path_regex=r"/sharing/?$")
+    first = run_cli(cli_env, "revoke", "--session-id", "outage")
+    assert first.returncode == 1
+    assert "FAILED: session outage on zendesk:101: PostHog had a server error (503)" in first.stdout
+    assert live(sandbox, token) and revoked_notes(sandbox, 101) == []  # nothing told yet
+    wait_for(
+        lambda: run_cli(cli_env, "revoke", "--session-id", "outage").returncode == 0,
+        30,
+        "the revoke to go through once PostHog answers",
+    )
+    assert not live(sandbox, token) and len(revoked_notes(sandbox, 101)) == 1
+
+
+def test_a_revoke_already_running_elsewhere_is_said_and_left_to_it(
+    sandbox: Sandbox,
+    make_app: Callable[..., App],
+    run_worker: Callable[..., RunningWorker],
+    cli_env: dict[str, str],
+    redis_client: redis.Redis,
+) -> None:
+    app = make_app(config_data(sandbox))
+    attach(app, sandbox, run_worker, session_id="busy", zendesk_ticket=101)
+    redis_client.set(keys.REVOKE_LOCK_KEY.format(session="busy"), "another-process", px=10_000)
+    result = run_cli(cli_env, "revoke", "--session-id", "busy")
+    assert result.returncode == 1
+    assert "FAILED: session busy: another process is revoking it now" in result.stdout
+    assert revoked_notes(sandbox, 101) == []
+
+
+def test_a_posthog_that_cannot_rotate_tokens_never_gets_the_revoked_link_posted_again(
+    sandbox: Sandbox,
+    make_app: Callable[..., App],
+    run_worker: Callable[..., RunningWorker],
+    cli_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An older PostHog: re-enabling brings the old token back, and there is no refresh/.
+    sandbox.posthog.reenable = "same_token"
+    refuse(monkeypatch, sandbox.posthog, "POST", r"/sharing/refresh/?$", NOT_FOUND)
+    app = make_app(config_data(sandbox))
+    attach(app, sandbox, run_worker, session_id="old-posthog", zendesk_ticket=101)
+    token = embed_token(notes_on(sandbox, 101)[0]["html_body"])
+    result = run_cli(cli_env, "revoke", "--session-id", "old-posthog")
+    assert result.returncode == 0
+    assert "link dead (PostHog could not rotate its token)" in result.stdout
+    assert not live(sandbox, token)
+    # Reported again: PostHog hands the revoked token back; it is not posted.
+    enqueue_bug_report(session_id="old-posthog", zendesk_ticket=101, queue=app.queue)
+    with run_worker(app) as worker:
+        worker.drain()
+    (job,) = app.failed.all()
+    assert "again under its revoked link" in job.reason
+    assert len([n for n in notes_on(sandbox, 101) if "Watch the session replay" in n["body"]]) == 1

@@ -27,6 +27,7 @@ from worker.config import CONFIG_ENV
     "--log-format",
     type=click.Choice(["text", "json"]),
     envvar="REPLAY_ATTACH_LOG_FORMAT",
+    show_envvar=True,
     default="text",
     show_default=True,
     help="text: readable lines; json: one JSON object per line (every process of the command).",

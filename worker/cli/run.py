@@ -33,6 +33,7 @@ from worker.cli.context import config_of, die
     default=9191,
     show_default=True,
     envvar="REPLAY_ATTACH_METRICS_PORT",
+    show_envvar=True,
     help="Serve /metrics (Prometheus, every process together) and /healthz here; 0: off.",
 )
 @click.option(
@@ -40,6 +41,7 @@ from worker.cli.context import config_of, die
     default="127.0.0.1",
     show_default=True,
     envvar="REPLAY_ATTACH_METRICS_HOST",
+    show_envvar=True,
     help="Address of the metrics port (0.0.0.0 for a Prometheus on another host).",
 )
 @click.pass_context
