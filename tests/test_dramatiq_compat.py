@@ -7,6 +7,7 @@ removes or changes one fails here, by name, before it fails in production.
 from __future__ import annotations
 
 import importlib.metadata
+import time
 
 import dramatiq
 import dramatiq.cli
@@ -17,7 +18,9 @@ from dramatiq.errors import ActorNotFound
 from packaging.requirements import Requirement
 
 from worker import keys
+from worker.attach.events import BugReport
 from worker.jobs.dramatiq_compat import ReplayAttachBroker, delay_queue_name, failure_of
+from worker.jobs.producer import encode_report
 
 QUEUE = "compat-check"
 
@@ -130,3 +133,21 @@ def test_a_failed_message_keeps_the_exception_it_failed_with(redis_client: redis
     error = ActorNotFound("elsewhere")
     proxy.stuff_exception(error)
     assert failure_of(proxy) is error, _relied_on("MessageProxy's stuffed exception")
+
+
+def test_a_producers_message_is_one_dramatiq_decodes_and_encodes_to_the_same_bytes() -> None:
+    # Producers write dramatiq's message layout without importing dramatiq.
+    report = BugReport(session_id="compat-session", zendesk_ticket=7)
+    encoded = encode_report(report, QUEUE, delivery_id="delivery-1")
+    message = dramatiq.Message.decode(encoded.data)
+    assert message.encode() == encoded.data, _relied_on("the JSON layout of Message.encode")
+    assert message.queue_name == QUEUE
+    assert message.actor_name == keys.ACTOR_NAME
+    assert message.args == (report.to_message(),)
+    assert message.kwargs == {}
+    assert message.message_id == encoded.job_id
+    assert message.options == {
+        "redis_message_id": encoded.redis_id,
+        keys.OPTION_DELIVERY_ID: "delivery-1",
+    }
+    assert abs(message.message_timestamp - time.time() * 1000) < 60_000

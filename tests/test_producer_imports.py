@@ -1,4 +1,5 @@
-"""A producer loads only what enqueueing needs: not the worker's use case, not the vendor libraries.
+"""A producer loads only what enqueueing needs: not the worker's use case, nor dramatiq,
+nor the vendor libraries.
 
 The import contracts (``lint-imports``) check the static graph; this checks what
 actually lands in ``sys.modules`` when a backend imports the producers' API and
@@ -14,6 +15,7 @@ import sys
 import pytest
 
 HEAVY = (
+    "dramatiq",
     "zenpy",
     "jira",
     "requests",

@@ -8,21 +8,24 @@ The event is validated first (``InvalidEvent`` names the problem) and nothing
 is enqueued when it is invalid. The configuration is read once per process, as
 for the worker (``REPLAY_ATTACH_CONFIG`` / ``config.yaml``).
 
-A producer needs neither the worker's actor nor the vendor clients: it writes
-each message where dramatiq's own enqueue writes it (its data in the queue's
-hash, its id at the end of the queue's list), so importing this module imports
-only the event contract, the configuration, redis and dramatiq's ``Message``.
+A producer needs neither the worker's actor nor the vendor clients, nor
+dramatiq itself: it writes each message as dramatiq's default JSON encoder
+writes a ``dramatiq.Message``, where dramatiq's own enqueue writes it (its data
+in the queue's hash, its id at the end of the queue's list). Importing this
+module imports only the event contract, the configuration and redis;
+``tests/test_dramatiq_compat.py`` checks the message against dramatiq's own.
 """
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 import redis
-from dramatiq import Message
 
 from worker import keys
 from worker.attach.events import BugReport, parse_event, require_distinct_id
@@ -43,33 +46,34 @@ class EncodedMessage(NamedTuple):
 
 def _message(
     queue_name: str, event: Any, message_id: str | None = None, delivery_id: str | None = None
-) -> Message[Any]:
-    """A message carrying ``event`` as its one argument.
+) -> EncodedMessage:
+    """A message carrying ``event`` as its one argument, as ``dramatiq.Message.encode`` writes it.
 
     Every enqueued copy has its own Redis id, as with dramatiq's enqueue; the
     message id is the job id.
     """
-    options: dict[str, Any] = {"redis_message_id": str(uuid.uuid4())}
+    redis_id = str(uuid.uuid4())
+    job_id = message_id or str(uuid.uuid4())
+    options: dict[str, Any] = {"redis_message_id": redis_id}
     if delivery_id is not None:
         options[keys.OPTION_DELIVERY_ID] = delivery_id
-    message: Message[Any] = Message(
-        queue_name=queue_name,
-        actor_name=keys.ACTOR_NAME,
-        args=(event,),
-        kwargs={},
-        options=options,
-    )
-    return message if message_id is None else message.copy(message_id=message_id)
+    fields = {
+        "queue_name": queue_name,
+        "actor_name": keys.ACTOR_NAME,
+        "args": [event],
+        "kwargs": {},
+        "options": options,
+        "message_id": job_id,
+        "message_timestamp": int(time.time() * 1000),
+    }
+    return EncodedMessage(redis_id, job_id, json.dumps(fields, separators=(",", ":")).encode())
 
 
 def encode_report(
     report: BugReport, queue_name: str, delivery_id: str | None = None
 ) -> EncodedMessage:
     """The message that enqueueing ``report`` writes, for writers of their own (the intake)."""
-    message = _message(queue_name, report.to_message(), delivery_id=delivery_id)
-    return EncodedMessage(
-        message.options["redis_message_id"], str(message.message_id), message.encode()
-    )
+    return _message(queue_name, report.to_message(), delivery_id=delivery_id)
 
 
 class BugReportQueue:
@@ -128,7 +132,7 @@ class BugReportQueue:
     def requeue(self, event: Any, job_id: str) -> None:
         """Enqueue ``event`` as received (valid or not) under an existing job id."""
         message = _message(self.queue_name, event, message_id=job_id)
-        self._write({message.options["redis_message_id"]: message.encode()})
+        self._write({message.redis_id: message.data})
 
 
 _default_queue: BugReportQueue | None = None
