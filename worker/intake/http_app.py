@@ -82,9 +82,21 @@ class Accepted:
     status: doors.TicketStatus | None = None
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+#: A request's headers by lower-case name (the first of repeated ones, as Starlette's ``get``).
+RequestHeaders = dict[str, str]
+
+
+def request_headers(request: Request) -> RequestHeaders:
+    """The headers once, as a dict: each door looks up several, some of them absent."""
+    headers: RequestHeaders = {}
+    for name, value in request.scope["headers"]:
+        headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return headers
+
+
+async def _read_body(request: Request, headers: RequestHeaders, limit: int) -> bytes:
     """The body, refused with 413 as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
+    declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise Refused(413, f"the body is larger than {limit // 1024} KiB")
     chunks, size = [], 0
@@ -96,8 +108,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _require_json(request: Request) -> None:
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+def _require_json(headers: RequestHeaders) -> None:
+    media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise Refused(415, "send the body as Content-Type: application/json")
 
@@ -137,10 +149,15 @@ class Intake:
 
     def application(self) -> Starlette:
         routes = [
-            Route("/v1/bug-reports", self._door(self._bug_reports), methods=["POST"]),
-            Route("/webhooks/zendesk", self._door(self._zendesk), methods=["POST"]),
-            Route("/webhooks/jira", self._door(self._jira), methods=["POST"]),
-            Route("/webhooks/posthog", self._door(self._posthog), methods=["POST"]),
+            *(
+                Route(door, self._door(door, read), methods=["POST"])
+                for door, read in (
+                    ("/v1/bug-reports", self._bug_reports),
+                    ("/webhooks/zendesk", self._zendesk),
+                    ("/webhooks/jira", self._jira),
+                    ("/webhooks/posthog", self._posthog),
+                )
+            ),
             Route("/healthz", self._healthz, methods=["GET"]),
             Route("/readyz", self._readyz, methods=["GET"]),
             Route("/openapi.json", self._openapi, methods=["GET"]),
@@ -151,19 +168,21 @@ class Intake:
     # ----------------------------------------------------------------- the doors
 
     def _door(
-        self, read: Callable[[Request], Awaitable[Accepted]]
+        self, door: str, read: Callable[[Request, RequestHeaders], Awaitable[Accepted]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def answer(request: Request) -> Response:
-            door = request.url.path
-            delivery_id = _delivery_id(request)
+            headers = request_headers(request)
+            delivery_id = _delivery_id(headers)
             with job_fields(delivery_id=delivery_id):
-                response = await answer_delivery(request, door, delivery_id)
+                response = await answer_delivery(request, headers, door, delivery_id)
                 INTAKE_DELIVERIES.labels(door, str(response.status_code)).inc()
                 return response
 
-        async def answer_delivery(request: Request, door: str, delivery_id: str) -> Response:
+        async def answer_delivery(
+            request: Request, headers: RequestHeaders, door: str, delivery_id: str
+        ) -> Response:
             try:
-                accepted = await read(request)
+                accepted = await read(request, headers)
                 response = await self._enqueue(door, accepted, delivery_id)
             except Refused as refused:
                 response = JSONResponse({"error": refused.message}, status_code=refused.status)
@@ -242,79 +261,77 @@ class Intake:
     def _host(self) -> str:
         return self.config.posthog.host
 
-    async def _bug_reports(self, request: Request) -> Accepted:
+    async def _bug_reports(self, request: Request, headers: RequestHeaders) -> Accepted:
         tokens = self.config.intake.tokens
         if not tokens:
             raise DOOR_OFF
-        if not signatures.token_matches(request.headers.get("authorization"), tokens):
+        if not signatures.token_matches(headers.get("authorization"), tokens):
             raise UNAUTHORIZED
-        body = await _read_body(request, MAX_BATCH_BYTES)
-        _require_json(request)
+        body = await _read_body(request, headers, MAX_BATCH_BYTES)
+        _require_json(headers)
         data = doors.parse_json(body)
         if not isinstance(data, list) and len(body) > MAX_EVENT_BYTES:
             raise Refused(413, f"one event is at most {MAX_EVENT_BYTES // 1024} KiB")
-        key = request.headers.get("idempotency-key")
+        key = headers.get("idempotency-key")
         if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
             raise Refused(400, f"Idempotency-Key: must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} characters")
         return Accepted(doors.read_bug_reports(data, self._host), key, body)
 
-    async def _zendesk(self, request: Request) -> Accepted:
+    async def _zendesk(self, request: Request, headers: RequestHeaders) -> Accepted:
         secret = self.config.intake.zendesk_webhook_secret
         if secret is None:
             raise DOOR_OFF
-        body = await _read_body(request, MAX_EVENT_BYTES)
+        body = await _read_body(request, headers, MAX_EVENT_BYTES)
         now = datetime.now(timezone.utc)
         tolerance = self.config.intake.timestamp_tolerance_seconds
-        if not signatures.zendesk_signature_ok(secret, body, request.headers, now, tolerance):
+        if not signatures.zendesk_signature_ok(secret, body, headers, now, tolerance):
             raise UNAUTHORIZED
-        _require_json(request)
+        _require_json(headers)
         report, status = doors.read_zendesk(doors.parse_json(body), self._host)
-        identity = request.headers.get("x-zendesk-webhook-invocation-id") or request.headers.get(
+        identity = headers.get("x-zendesk-webhook-invocation-id") or headers.get(
             "x-zendesk-webhook-signature"
         )
         return Accepted(_listed(report), identity, body, status)
 
-    async def _jira(self, request: Request) -> Accepted:
+    async def _jira(self, request: Request, headers: RequestHeaders) -> Accepted:
         intake = self.config.intake
         secret, field = intake.jira_webhook_secret, intake.jira_session_field
         if secret is None or field is None:
             raise DOOR_OFF
-        body = await _read_body(request, MAX_BATCH_BYTES)
-        signed = "x-hub-signature" in request.headers
+        body = await _read_body(request, headers, MAX_BATCH_BYTES)
+        signed = "x-hub-signature" in headers
         if not (
-            signatures.jira_signature_ok(secret, body, request.headers)
+            signatures.jira_signature_ok(secret, body, headers)
             if signed
-            else signatures.token_matches(request.headers.get("authorization"), [secret])
+            else signatures.token_matches(headers.get("authorization"), [secret])
         ):
             raise UNAUTHORIZED
-        _require_json(request)
+        _require_json(headers)
         report, status = doors.read_jira(doors.parse_json(body), field, self._host)
         identity = (
-            request.headers.get("x-atlassian-webhook-identifier")
-            or request.headers.get("x-hub-signature")
+            headers.get("x-atlassian-webhook-identifier")
+            or headers.get("x-hub-signature")
             or body_digest(body)
         )
         return Accepted(_listed(report), identity, body, status)
 
-    async def _posthog(self, request: Request) -> Accepted:
+    async def _posthog(self, request: Request, headers: RequestHeaders) -> Accepted:
         intake = self.config.intake
         if intake.posthog_webhook_secret is None and not intake.tokens:
             raise DOOR_OFF
-        body = await _read_body(request, MAX_EVENT_BYTES)
-        signed = "webhook-signature" in request.headers
+        body = await _read_body(request, headers, MAX_EVENT_BYTES)
+        signed = "webhook-signature" in headers
         if signed and intake.posthog_webhook_secret is not None:
-            ok = signatures.standard_webhook_ok(
-                intake.posthog_webhook_secret, body, request.headers
-            )
+            ok = signatures.standard_webhook_ok(intake.posthog_webhook_secret, body, headers)
         else:
             ok = not signed and signatures.token_matches(
-                request.headers.get("authorization"), intake.tokens
+                headers.get("authorization"), intake.tokens
             )
         if not ok:
             raise UNAUTHORIZED
-        _require_json(request)
+        _require_json(headers)
         report = doors.read_posthog(doors.parse_json(body), self._host)
-        identity = request.headers.get("webhook-id") or body_digest(body)
+        identity = headers.get("webhook-id") or body_digest(body)
         return Accepted(_listed(report), identity, body)
 
     # ----------------------------------------------------------------- health
@@ -343,7 +360,7 @@ class Intake:
         return JSONResponse(openapi_document())
 
 
-def _delivery_id(request: Request) -> str:
+def _delivery_id(headers: RequestHeaders) -> str:
     """The sender's id of this delivery, kept with the jobs it enqueues; else a new one."""
     for header in (
         "webhook-id",
@@ -351,7 +368,7 @@ def _delivery_id(request: Request) -> str:
         "x-zendesk-webhook-invocation-id",
         "idempotency-key",
     ):
-        value = request.headers.get(header, "").strip()
+        value = headers.get(header, "").strip()
         if value and len(value) <= 255 and value.isprintable():
             return value
     return uuid.uuid4().hex
