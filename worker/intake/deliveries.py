@@ -28,38 +28,44 @@ MAX_DELIVERIES_PER_WRITE = 256
 
 # KEYS: the queue's list, its messages' hash, then each delivery's dedupe key.
 # ARGV: the keys' lifetime in seconds, then per delivery: the index of its key
-# in KEYS (0: none), the body's digest, the job ids (JSON), the number of
-# messages, and each message's Redis id and data.
+# in KEYS (0: none), its record (the body's digest, a line break, the job ids
+# as JSON), the number of messages, and each message's Redis id and data.
 # Returns, per delivery: 1 and the stored record when it was already written,
-# else 0 and its own record.
+# else 0 and its own record. The new deliveries' messages are written together
+# at the end, in the order they came (in chunks: Lua's unpack takes a few
+# thousand values at most).
 _WRITE_SCRIPT = """
 local ttl = tonumber(ARGV[1])
-local results = {}
+local results, ids, fields = {}, {}, {}
 local i = 2
 while i <= #ARGV do
   local key_index = tonumber(ARGV[i])
-  local record = ARGV[i + 1] .. "\\n" .. ARGV[i + 2]
-  local count = tonumber(ARGV[i + 3])
-  local first = i + 4
+  local record = ARGV[i + 1]
+  local count = tonumber(ARGV[i + 2])
+  local first = i + 3
   i = first + 2 * count
   local stored = false
-  if key_index > 0 then
+  if key_index > 0 and not redis.call("SET", KEYS[key_index], record, "NX", "EX", ttl) then
     stored = redis.call("GET", KEYS[key_index])
   end
   if stored then
-    table.insert(results, 1)
-    table.insert(results, stored)
+    results[#results + 1] = 1
+    results[#results + 1] = stored
   else
     for m = first, first + 2 * count - 1, 2 do
-      redis.call("HSET", KEYS[2], ARGV[m], ARGV[m + 1])
-      redis.call("RPUSH", KEYS[1], ARGV[m])
+      ids[#ids + 1] = ARGV[m]
+      fields[#fields + 1] = ARGV[m]
+      fields[#fields + 1] = ARGV[m + 1]
     end
-    if key_index > 0 then
-      redis.call("SET", KEYS[key_index], record, "EX", ttl)
-    end
-    table.insert(results, 0)
-    table.insert(results, record)
+    results[#results + 1] = 0
+    results[#results + 1] = record
   end
+end
+for first = 1, #ids, 1000 do
+  redis.call("RPUSH", KEYS[1], unpack(ids, first, math.min(first + 999, #ids)))
+end
+for first = 1, #fields, 2000 do
+  redis.call("HSET", KEYS[2], unpack(fields, first, math.min(first + 1999, #fields)))
 end
 return results
 """
@@ -160,7 +166,7 @@ class DeliveryWriter:
                 script_keys.append(delivery.dedupe_key)
                 key_index = len(script_keys)
             job_ids = json.dumps([message.job_id for message in delivery.messages])
-            args += [key_index, delivery.digest, job_ids, len(delivery.messages)]
+            args += [key_index, f"{delivery.digest}\n{job_ids}", len(delivery.messages)]
             for message in delivery.messages:
                 args += [message.redis_id, message.data]
         reply = await self._script(keys=script_keys, args=args)
