@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -257,6 +259,33 @@ def test_a_zendesk_delivery_sent_twice_enqueues_once(
     again = post(intake + "/webhooks/zendesk", body, headers)
     assert first.json() == again.json() and again.status_code == 202
     assert len(queued(redis_client)) == 1
+
+
+@pytest.mark.parametrize("order", ["valid first", "forged first"])
+def test_a_repeated_signature_header_is_read_as_its_first_copy(
+    intake: str, redis_client: redis.Redis, order: str
+) -> None:
+    # As Starlette's own header lookup does: the first copy counts, the others are ignored.
+    body = zendesk_body()
+    headers = zendesk_headers(body)
+    signatures = [headers.pop("X-Zendesk-Webhook-Signature"), "Zm9yZ2Vk"]
+    if order == "forged first":
+        signatures.reverse()
+    parts = urlsplit(intake)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:
+        connection.putrequest("POST", "/webhooks/zendesk")
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        for signature in signatures:
+            connection.putheader("X-Zendesk-Webhook-Signature", signature)
+        connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        status = connection.getresponse().status
+    finally:
+        connection.close()
+    assert status == (202 if order == "valid first" else 401)
+    assert len(queued(redis_client)) == (1 if order == "valid first" else 0)
 
 
 @pytest.mark.parametrize(
