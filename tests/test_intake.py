@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import http.client
 import json
 import uuid
@@ -545,3 +547,23 @@ def test_require_distinct_id_refuses_events_without_one(
         answer = post(strict.url + "/v1/bug-reports", events[:1], bearer())
         assert answer.status_code == 202
         assert queued(redis_client)[0]["distinct_id"] == "anon-1"
+
+
+def test_what_the_server_built_at_start_is_kept_out_of_the_collectors_full_passes(
+    redis_url: str,
+) -> None:
+    # A full pass over it held every request in flight for tens of milliseconds (bench/intake.py).
+    from worker.config import Config
+    from worker.intake.http_app import create_application
+
+    app = create_application(Config.model_validate(intake_config(redis_url)))
+
+    async def started() -> int:
+        async with app.router.lifespan_context(app):
+            return gc.get_freeze_count()
+
+    try:
+        frozen = asyncio.run(started())
+    finally:
+        gc.unfreeze()
+    assert frozen > 10_000

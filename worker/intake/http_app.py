@@ -11,6 +11,7 @@ take it (with ``Retry-After``: every sender resends on 5xx).
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 import uuid
@@ -141,6 +142,10 @@ class Intake:
         queue_key, messages_key = keys.queue_keys(self.config.broker.queue)
         ttl = int(self.config.intake.deduplicate_hours * 3600)
         self._writer = DeliveryWriter(self._client, queue_key, messages_key, ttl)
+        # What exists now lives as long as the process: left to the collector, each full
+        # pass walks it all and holds up every request in flight meanwhile.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
