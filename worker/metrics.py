@@ -107,8 +107,21 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=float(value))
 
 
-def exposition(client: redis.Redis | None, queue_name: str) -> bytes:
-    """The metrics of every process of this command, and Redis's figures, as text."""
+class _WorkerHealth(Collector):
+    def __init__(self, healthy: bool) -> None:
+        self._healthy = healthy
+
+    def collect(self) -> Iterator[Metric]:
+        yield _gauge(
+            "replay_attach_worker_healthy",
+            "1 while every worker process of this host is alive and Redis answers.",
+            int(self._healthy),
+        )
+
+
+def exposition(client: redis.Redis | None, queue_name: str, healthy: bool | None = None) -> bytes:
+    """The metrics of every process of this command, and Redis's figures, as text;
+    with ``healthy``, the worker's health too."""
     registry = CollectorRegistry()
     if os.environ.get(MULTIPROC_ENV):
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
@@ -117,6 +130,10 @@ def exposition(client: redis.Redis | None, queue_name: str) -> bytes:
 
         registry = REGISTRY  # one process: its own counters
     text = generate_latest(registry)
+    if healthy is not None:
+        health = CollectorRegistry()
+        health.register(_WorkerHealth(healthy))
+        text += generate_latest(health)
     if client is not None:
         figures = CollectorRegistry()
         figures.register(RedisFigures(client, queue_name))
@@ -165,15 +182,7 @@ def serve_worker_metrics(
         def _get(self) -> None:
             healthy, detail = worker_health(client, processes)
             if self.path == "/metrics":
-                body = (
-                    exposition(client, queue_name)
-                    + (
-                        "# HELP replay_attach_worker_healthy 1 while every worker process of this "
-                        "host is alive and Redis answers.\n"
-                        "# TYPE replay_attach_worker_healthy gauge\n"
-                        f"replay_attach_worker_healthy {int(healthy)}\n"
-                    ).encode()
-                )
+                body = exposition(client, queue_name, healthy)
                 self._answer(200, body, "text/plain; version=0.0.4; charset=utf-8")
             elif self.path == "/healthz":
                 detail["status"] = "ok" if healthy else "unhealthy"

@@ -3,17 +3,20 @@
 A killed worker stops renewing, so its locks lapse within ``LOCK_LEASE_SECONDS``,
 before dramatiq (after ``broker.heartbeat_timeout_seconds``) hands its jobs to
 another worker; a fixed TTL long enough for the slowest job would block that
-redo for as long. Taking and releasing a lease is the ledger's business (its
-scripts do it together with the record's changes); this module keeps held
-leases alive.
+redo for as long. The ledger takes and releases its leases in its own scripts,
+together with the record's changes; ``exclusive`` holds a lease on its own (a
+revocation's). This module keeps held leases alive.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 
 import redis
 
@@ -31,6 +34,13 @@ LOCK_RENEW_SECONDS = 2.0
 _RENEW = """
 if redis.call("get", KEYS[1]) == ARGV[1] then
   return redis.call("pexpire", KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call("get", KEYS[1]) == ARGV[1] then
+  return redis.call("del", KEYS[1])
 end
 return 0
 """
@@ -116,3 +126,17 @@ class LeaseKeeper:
 
 #: The process's keeper of held leases.
 leases = LeaseKeeper()
+
+
+@contextlib.contextmanager
+def exclusive(client: redis.Redis, name: str) -> Iterator[Lease]:
+    """Hold the lock ``name`` for the block, as a lease; raises ``LockBusy`` when it is taken."""
+    lease = Lease(client, name, uuid.uuid4().hex)
+    if not client.set(lease.name, lease.token, nx=True, px=lease_ms()):
+        raise LockBusy(lease.name)
+    leases.hold(lease)
+    try:
+        yield lease
+    finally:
+        leases.drop(lease)
+        client.eval(_RELEASE, 1, lease.name, lease.token)

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import redis
 
 from worker import keys
-from worker.attach.leases import Lease, LockBusy, lease_ms, leases
+from worker.attach.leases import Lease, exclusive
 
 #: How long a revoked link's record is kept, for ``status``.
 LINK_RETENTION_SECONDS = 90 * 24 * 3600
@@ -150,18 +148,20 @@ class Links:
         if target is not None:
             members = self._redis.smembers(keys.LINKS_OF_TICKET_KEY.format(target=target))
             found = sorted(m.decode() for m in members)  # type: ignore[union-attr]
-            scores = [self._redis.zscore(keys.LINKS_BY_TIME_KEY, s) or 0.0 for s in found]
+            pipe = self._redis.pipeline(transaction=False)
+            for session in found:
+                pipe.zscore(keys.LINKS_BY_TIME_KEY, session)
+            scores = [score or 0.0 for score in pipe.execute()]
             return [s for _, s in sorted(zip(scores, found, strict=True))]
         upper = "+inf" if shared_before is None else shared_before
         raw = self._redis.zrangebyscore(keys.LINKS_BY_TIME_KEY, "-inf", upper)
         return [m.decode() for m in raw]  # type: ignore[union-attr]
 
-    def solved(self, target: str, ends_at: float) -> None:
-        """The ticket was solved or closed: its links end at ``ends_at`` (its first solve's)."""
-        self._redis.zadd(keys.SOLVED_TICKETS_KEY, {target: ends_at}, nx=True)
+    def forget_solved(self, target: str) -> None:
+        """Take the ticket off the solved tickets: its links are revoked, nothing is left due.
 
-    def reopened(self, target: str) -> None:
-        """The ticket is open again: its links no longer end for being solved."""
+        (The intake, on its own connection, adds a solved ticket and removes a reopened one.)
+        """
         self._redis.zrem(keys.SOLVED_TICKETS_KEY, target)
 
     def solved_due(self, now: float) -> list[str]:
@@ -199,22 +199,6 @@ class Links:
             pipe.srem(keys.LINKS_OF_TICKET_KEY.format(target=target), link.session_id)
         pipe.execute()
 
-    @contextlib.contextmanager
-    def revoking(self, session_id: str) -> Iterator[None]:
-        """One revocation of a session at a time, as a lease; raises ``LockBusy``."""
-        lease = Lease(
-            self._redis, keys.REVOKE_LOCK_KEY.format(session=session_id), uuid.uuid4().hex
-        )
-        if not self._redis.set(lease.name, lease.token, nx=True, px=lease_ms()):
-            raise LockBusy(lease.name)
-        leases.hold(lease)
-        try:
-            yield
-        finally:
-            leases.drop(lease)
-            self._redis.eval(
-                "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end",
-                1,
-                lease.name,
-                lease.token,
-            )
+    def revoking(self, session_id: str) -> contextlib.AbstractContextManager[Lease]:
+        """One revocation of a session at a time; raises ``LockBusy``."""
+        return exclusive(self._redis, keys.REVOKE_LOCK_KEY.format(session=session_id))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,26 +25,19 @@ if TYPE_CHECKING:
 
 def _show_attachments(ctx: click.Context, session_id: str | None, target: str | None) -> None:
     """What landed for a session and/or a ticket, and any failed job for them."""
-    from worker.attach.ledger import Ledger
-    from worker.attach.links import Links
-    from worker.jobs.status import attachments
-
-    checked_session(session_id)
-    ledger = Ledger(redis_of(ctx), config_of(ctx).posthog.project_id)
-    links = Links(redis_of(ctx))
-    found = attachments(ledger, failed_jobs_of(ctx), session_id, target)
-    if not found.landed and not found.failed:
+    found = _attachments(ctx, session_id, target)
+    if not found["attachments"] and not found["failed"]:
         click.echo("nothing recorded for that selection")
-    for found_target, found_session, record in found.landed:
-        click.echo(f"session {found_session} on {found_target}:")
-        for key, value in sorted(record.items()):
-            click.echo(f"  {key}: {_shown(key, value)}")
-        if "link" in record:
-            state = _link_state(links, found_session, found_target, config_of(ctx))
-            click.echo(f"  link state: {state}")
-    for job in found.failed:
+    for landed in found["attachments"]:
+        click.echo(f"session {landed['session_id']} on {landed['target']}:")
+        for key, value in landed["steps"].items():
+            click.echo(f"  {key}: {value}")
+        if landed["link_state"] is not None:
+            click.echo(f"  link state: {landed['link_state']}")
+    for job in found["failed"]:
         click.echo(
-            f"failed job {job.job_id} (session {job.session_id} on {job.target}): {job.reason}"
+            f"failed job {job['job_id']} (session {job['session_id']} on {job['target']}): "
+            f"{job['reason']}"
         )
 
 
@@ -124,7 +117,7 @@ def status(
     if session_id is not None or zendesk_ticket is not None or jira_issue is not None:
         target = selected_target(zendesk_ticket, jira_issue)
         if as_json:
-            click.echo(json.dumps(_attachments_json(ctx, session_id, target), sort_keys=True))
+            click.echo(json.dumps(_attachments(ctx, session_id, target), sort_keys=True))
         else:
             _show_attachments(ctx, session_id, target)
         return
@@ -146,10 +139,10 @@ def status(
     click.echo(f"redis: {where}, {figures.server}")
 
 
-def _attachments_json(
+def _attachments(
     ctx: click.Context, session_id: str | None, target: str | None
-) -> dict[str, object]:
-    """What ``status`` shows for a selection, as data."""
+) -> dict[str, list[dict[str, Any]]]:
+    """What ``status`` shows for a selection, as data (``--json`` prints it as it is)."""
     from worker.attach.ledger import Ledger
     from worker.attach.links import Links
     from worker.jobs.status import attachments

@@ -62,7 +62,7 @@ def sweep(services: Services, now: float | None = None) -> int:
             log.warning("could not revoke the link of %s (%s): %s", session, by, exc.reason)
     if not failed:
         for target in solved:
-            links.reopened(target)  # done with: its links are revoked
+            links.forget_solved(target)
     return revoked
 
 

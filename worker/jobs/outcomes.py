@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 #: Message options replay-attach keeps on a job's messages across its attempts.
 OPTION_ATTEMPTS = "replay_attach_attempts"
 OPTION_FIRST_ATTEMPT_AT = "replay_attach_first_attempt_at"
-#: The intake's delivery that enqueued the job (its logs name it too).
-OPTION_DELIVERY_ID = keys.OPTION_DELIVERY_ID
 
 REDIS_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
@@ -102,7 +100,7 @@ class JobRunner:
         with job_fields(
             job_id=message.message_id,
             attempt=attempt,
-            delivery_id=options.get(OPTION_DELIVERY_ID),
+            delivery_id=options.get(keys.OPTION_DELIVERY_ID),
             session_id=session_of(raw),
         ) as fields:
             try:
