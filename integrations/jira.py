@@ -240,6 +240,20 @@ class JiraIssues:
         self._service_desk[project] = found
         return found
 
+    def reporter_email(self, issue: str) -> str | None:
+        """The email of the issue's reporter (None: no reporter, or the site hides emails)."""
+        url = f"{self._api.base_url}/issue/{quote(issue, safe='')}?fields=reporter"
+
+        def read() -> str | None:
+            response = self._api.send("GET", url)
+            if not is_success(response):
+                raise ErrorStatus(response)
+            fields = response.json().get("fields") or {}
+            email = (fields.get("reporter") or {}).get("emailAddress")
+            return email if isinstance(email, str) and email.strip() else None
+
+        return self._call(issue, "read the reporter", read, is_write=False, repeatable=True)
+
     def add_comment(self, issue: str, comment: JiraComment) -> None:
         """Add a comment. Not safe to repeat.
 

@@ -56,6 +56,42 @@ def embed_link(host: str, access_token: str, replay_seconds: int | None = None) 
     return link
 
 
+#: PostHog lists at most this many of a person's distinct ids in a recording's answer.
+PERSON_DISTINCT_IDS_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class Person:
+    """A PostHog person: who a recording, or a distinct id, belongs to."""
+
+    #: PostHog's uuid of the person (None when the answer carried none).
+    id: str | None
+    #: The ``email`` person property, where the app identified the user with one.
+    email: str | None
+    distinct_ids: frozenset[str]
+    #: False when the answer may have left some distinct ids out (a recording's
+    #: answer lists only the first ten): ask ``PostHogSharing.find_person`` before
+    #: concluding that an id is not this person's.
+    complete: bool = True
+
+
+def _person(body: Any, *, complete: bool) -> Person | None:
+    if not isinstance(body, dict):
+        return None
+    ids = body.get("distinct_ids")
+    listed = ids if isinstance(ids, list) else []
+    distinct_ids = frozenset(i for i in listed if isinstance(i, str))
+    properties = body.get("properties")
+    email = properties.get("email") if isinstance(properties, dict) else None
+    uuid = body.get("uuid") if isinstance(body.get("uuid"), str) else None
+    return Person(
+        id=uuid,
+        email=email.strip() if isinstance(email, str) and email.strip() else None,
+        distinct_ids=distinct_ids,
+        complete=complete or len(distinct_ids) < PERSON_DISTINCT_IDS_SHOWN,
+    )
+
+
 @dataclass(frozen=True)
 class Recording:
     """What PostHog knows of one session's recording."""
@@ -65,8 +101,11 @@ class Recording:
     duration_seconds: int | None
     #: Still being recorded: the user's session had not ended when it was read.
     ongoing: bool
-    #: The distinct id it was captured with, and every distinct id of its person.
+    #: The distinct id it was captured with, and the distinct ids of its person that
+    #: the answer lists (at most ``PERSON_DISTINCT_IDS_SHOWN``).
     distinct_ids: frozenset[str]
+    #: The recording's person, when it has one.
+    person: Person | None = None
 
 
 def _time(value: Any) -> datetime | None:
@@ -83,9 +122,9 @@ def _recording(session_id: str, body: Any) -> Recording:
     if not isinstance(body, dict):
         raise RetryLater(SYSTEM, f"PostHog's answer for the recording of {session_id} is not JSON")
     ids = {body["distinct_id"]} if isinstance(body.get("distinct_id"), str) else set()
-    person = body.get("person")
-    if isinstance(person, dict) and isinstance(person.get("distinct_ids"), list):
-        ids.update(i for i in person["distinct_ids"] if isinstance(i, str))
+    person = _person(body.get("person"), complete=False)
+    if person is not None:
+        ids.update(person.distinct_ids)
     duration = body.get("recording_duration")
     return Recording(
         session_id=session_id,
@@ -93,6 +132,7 @@ def _recording(session_id: str, body: Any) -> Recording:
         duration_seconds=int(duration) if isinstance(duration, (int, float)) else None,
         ongoing=body.get("ongoing") is True,
         distinct_ids=frozenset(ids),
+        person=person,
     )
 
 
@@ -140,6 +180,10 @@ class PostHogSharing:
             f"{self.host}/api/projects/{self.project_id}/session_recordings/"
             f"{quote(session_id, safe='')}"
         )
+
+    def _persons_url(self, distinct_id: str) -> str:
+        query = urlencode({"distinct_id": distinct_id})
+        return f"{self.host}/api/projects/{self.project_id}/persons/?{query}"
 
     def _failure(self, response: requests.Response, session_id: str) -> IntegrationError:
         status = response.status_code
@@ -196,6 +240,37 @@ class PostHogSharing:
 
         return call_with_retries(attempt, repeatable=True)
 
+    def find_person(self, distinct_id: str) -> Person | None:
+        """The person ``distinct_id`` belongs to (every one of its ids), or None when none does."""
+
+        def attempt() -> Person | None:
+            try:
+                response = self._api.send("GET", self._persons_url(distinct_id))
+            except requests.RequestException as exc:
+                raise transport_failure(
+                    SYSTEM, "look up a person by distinct id", exc, is_write=False
+                ) from None
+            if response.status_code == 403:
+                raise PermanentFailure(
+                    SYSTEM,
+                    "PostHog refused to look up a person (403): the personal API key lacks "
+                    f"the person:read scope{_quoted(_detail(response))}",
+                    status=403,
+                )
+            if not is_success(response):
+                raise self._failure(response, "(person lookup)")
+            body = _json(response)
+            results = body.get("results") if isinstance(body, dict) else None
+            if not isinstance(results, list):
+                raise RetryLater(SYSTEM, "PostHog's answer to a person lookup is not a list")
+            for found in results:
+                person = _person(found, complete=True)
+                if person is not None and distinct_id in person.distinct_ids:
+                    return person
+            return None
+
+        return call_with_retries(attempt, repeatable=True)
+
     def share_recording(self, session_id: str) -> str:
         """Enable sharing and return the recording's live access token."""
 
@@ -235,31 +310,43 @@ class PostHogSharing:
         def disable() -> None:
             self._write(session_id, "PATCH", url, {"enabled": False})
 
-        def rotate() -> bool:
-            response = self._write(
-                session_id, "POST", url.rstrip("/") + "/refresh/", None, ok=(404, 405)
-            )
-            return is_success(response)
-
         def confirm_dead() -> None:
-            page = f"{self.host}/embedded/{quote(old_token, safe='')}"
-            try:
-                response = self._public.send("GET", page)
-            except requests.RequestException as exc:
-                raise transport_failure(
-                    SYSTEM, f"check the old link of {session_id}", exc, is_write=False
-                ) from None
-            if response.status_code != 404:
+            if self._serves_once(old_token):
                 raise RetryLater(
-                    SYSTEM,
-                    f"PostHog still serves the revoked link of session {session_id} "
-                    f"({response.status_code})",
+                    SYSTEM, f"PostHog still serves the revoked link of session {session_id}"
                 )
 
         call_with_retries(disable, repeatable=True)
-        rotated = call_with_retries(rotate, repeatable=True)
+        rotated = self.rotate_token(session_id)
         call_with_retries(confirm_dead, repeatable=True)
         return rotated
+
+    def serves(self, token: str) -> bool:
+        """Whether the public page of ``token`` answers (anything but a 404 counts)."""
+        return call_with_retries(lambda: self._serves_once(token), repeatable=True)
+
+    def _serves_once(self, token: str) -> bool:
+        page = f"{self.host}/embedded/{quote(token, safe='')}"
+        try:
+            response = self._public.send("GET", page)
+        except requests.RequestException as exc:
+            raise transport_failure(
+                SYSTEM, "check a shared link's page", exc, is_write=False
+            ) from None
+        return response.status_code != 404
+
+    def rotate_token(self, session_id: str) -> bool:
+        """Give the session's sharing a new token (``sharing/refresh/``); whether it could.
+
+        A PostHog without ``refresh/`` answers 404 or 405: it cannot rotate, and
+        re-enabling its sharing would bring the old token back.
+        """
+        url = self._sharing_url(session_id).rstrip("/") + "/refresh/"
+
+        def rotate() -> bool:
+            return is_success(self._write(session_id, "POST", url, None, ok=(404, 405)))
+
+        return call_with_retries(rotate, repeatable=True)
 
     def _write(
         self, session_id: str, method: str, url: str, payload: Any, ok: tuple[int, ...] = ()

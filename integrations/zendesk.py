@@ -206,6 +206,29 @@ class ZendeskTickets:
             is_write=False,
         )
 
+    def requester_email(self, ticket_id: int) -> str | None:
+        """The email of the ticket's requester as Zendesk knows it (None: the user has none).
+
+        One request: the ticket with its users sideloaded (``include=users``).
+        """
+
+        def read() -> str | None:
+            url = f"{self._api.base_url}/tickets/{ticket_id}.json?include=users"
+            response = self._api.send("GET", url)
+            if not is_success(response):
+                raise ErrorStatus(response)
+            body = response.json()
+            ticket = body.get("ticket") if isinstance(body, dict) else None
+            requester = ticket.get("requester_id") if isinstance(ticket, dict) else None
+            users = body.get("users") if isinstance(body, dict) else None
+            for user in users if isinstance(users, list) else []:
+                if isinstance(user, dict) and requester is not None and user.get("id") == requester:
+                    email = user.get("email")
+                    return email if isinstance(email, str) and email.strip() else None
+            return None
+
+        return self._call(f"read ticket {ticket_id}'s requester", ticket_id, read, is_write=False)
+
     def has_comment_containing(self, ticket_id: int, marker: str) -> bool:
         """Whether any comment on the ticket contains ``marker`` (reads every page)."""
 

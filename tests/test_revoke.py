@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,7 @@ import redis
 import requests
 
 from sandbox.app import Sandbox
-from sandbox.doubles.messages import json_response
+from sandbox.doubles.messages import html_response, json_response
 from tests.conftest import RunningWorker, config_data
 from tests.scenarios import embed_token, jira_issue, notes_on, refuse, run_cli, wait_for
 from worker import keys
@@ -235,7 +236,7 @@ def test_a_posthog_outage_fails_the_revoke_and_the_next_run_finishes_it(
     assert not live(sandbox, token) and len(revoked_notes(sandbox, 101)) == 1
 
 
-def test_a_revoke_already_running_elsewhere_is_said_and_left_to_it(
+def test_a_revoke_waits_for_a_share_of_the_session_in_flight(
     sandbox: Sandbox,
     make_app: Callable[..., App],
     run_worker: Callable[..., RunningWorker],
@@ -244,14 +245,133 @@ def test_a_revoke_already_running_elsewhere_is_said_and_left_to_it(
 ) -> None:
     app = make_app(config_data(sandbox))
     attach(app, sandbox, run_worker, session_id="busy", zendesk_ticket=101)
-    redis_client.set(keys.REVOKE_LOCK_KEY.format(session="busy"), "another-process", px=10_000)
+    # Another worker is minting this session's link: its lock lapses in 2 s.
+    mint_lock = keys.MINT_LOCK_KEY.format(project=1, session="busy")
+    redis_client.set(mint_lock, "another-worker", px=2_000)
+    started = time.monotonic()
     result = run_cli(cli_env, "revoke", "--session-id", "busy")
-    assert result.returncode == 1
-    assert "FAILED: session busy: another process is revoking it now" in result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert time.monotonic() - started >= 1.5
+    assert len(revoked_notes(sandbox, 101)) == 1
+
+
+def test_a_revoke_that_cannot_have_the_session_says_so(
+    sandbox: Sandbox,
+    make_app: Callable[..., App],
+    run_worker: Callable[..., RunningWorker],
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker.attach import links as links_module
+    from worker.attach.leases import LockBusy
+    from worker.attach.revoke import revoke_link
+    from worker.attach.services import build_services
+
+    app = make_app(config_data(sandbox))
+    attach(app, sandbox, run_worker, session_id="held", zendesk_ticket=101)
+    monkeypatch.setattr(links_module, "REVOKE_WAIT_SECONDS", 0.3)
+    redis_client.set(keys.MINT_LOCK_KEY.format(project=1, session="held"), "other", px=10_000)
+    with pytest.raises(LockBusy):
+        revoke_link("held", "test", "test", build_services(app.config, redis_client))
     assert revoked_notes(sandbox, 101) == []
 
 
-def test_a_posthog_that_cannot_rotate_tokens_never_gets_the_revoked_link_posted_again(
+def test_a_share_during_a_revocation_waits_and_gets_a_new_live_link(
+    sandbox: Sandbox,
+    make_app: Callable[..., App],
+    run_worker: Callable[..., RunningWorker],
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race: a share landing between PostHog's disable and the record's "revoked"
+    would leave a live token on a ticket beside a "revoked" note, never swept."""
+    from worker.attach.links import Links
+    from worker.attach.revoke import revoke_link
+    from worker.attach.services import build_services
+
+    app = make_app(config_data(sandbox))
+    attach(app, sandbox, run_worker, session_id="racy", zendesk_ticket=101)
+    old = embed_token(notes_on(sandbox, 101)[0]["html_body"])
+    disabling = threading.Event()
+    original = sandbox.posthog._dispatch
+
+    def slow_disable(request: Any) -> Any:
+        if request.method == "PATCH" and request.json == {"enabled": False}:
+            disabling.set()
+            time.sleep(1.5)
+        return original(request)
+
+    monkeypatch.setattr(sandbox.posthog, "_dispatch", slow_disable)
+    services = build_services(app.config, redis_client)
+    revoking = threading.Thread(target=revoke_link, args=("racy", "test", "test", services))
+    revoking.start()
+    assert disabling.wait(10)
+    # Reported for another ticket while PostHog is disabling the link.
+    enqueue_bug_report(session_id="racy", zendesk_ticket=102, queue=app.queue)
+    with run_worker(app) as worker:
+        worker.drain()
+    revoking.join(30)
+    assert app.failed.all() == []
+    assert not live(sandbox, old) and len(revoked_notes(sandbox, 101)) == 1
+    new = embed_token(notes_on(sandbox, 102)[0]["html_body"])
+    assert new != old and live(sandbox, new)
+    # The live link is the one recorded as active, so its end will come.
+    link = Links(redis_client, 1).get("racy")
+    assert link is not None and link.token == new and not link.revoked
+    assert set(link.tickets) == {"zendesk:102"}
+
+
+def test_a_revoke_fails_and_is_tried_again_while_posthog_still_serves_the_old_link(
+    sandbox: Sandbox,
+    make_app: Callable[..., App],
+    run_worker: Callable[..., RunningWorker],
+    cli_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = make_app(config_data(sandbox))
+    attach(app, sandbox, run_worker, session_id="cached", zendesk_ticket=101)
+    token = embed_token(notes_on(sandbox, 101)[0]["html_body"])
+    # A cache in front of PostHog keeps serving the public page after the disable.
+    page = html_response(200, "<html><body>Session replay</body></html>")
+    refuse(monkeypatch, sandbox.posthog, "GET", rf"^/embedded/{token}/?$", page)
+    first = run_cli(cli_env, "revoke", "--session-id", "cached")
+    assert first.returncode == 1
+    assert "PostHog still serves the revoked link of session cached" in first.stdout
+    assert revoked_notes(sandbox, 101) == []
+    status = json.loads(run_cli(cli_env, "status", "--session-id", "cached", "--json").stdout)
+    assert "revoked" not in json.dumps(status["attachments"][0]["link_state"])
+    monkeypatch.undo()
+    again = run_cli(cli_env, "revoke", "--session-id", "cached")
+    assert again.returncode == 0, again.stdout
+    assert not live(sandbox, token) and len(revoked_notes(sandbox, 101)) == 1
+
+
+def test_a_revoked_link_that_answers_again_is_revoked_again(
+    sandbox: Sandbox,
+    make_app: Callable[..., App],
+    run_worker: Callable[..., RunningWorker],
+    cli_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An older PostHog (no refresh/), where re-enabling brings the old token back.
+    sandbox.posthog.reenable = "same_token"
+    refuse(monkeypatch, sandbox.posthog, "POST", r"/sharing/refresh/?$", NOT_FOUND)
+    app = make_app(config_data(sandbox))
+    attach(app, sandbox, run_worker, session_id="back", zendesk_ticket=101)
+    token = embed_token(notes_on(sandbox, 101)[0]["html_body"])
+    assert run_cli(cli_env, "revoke", "--session-id", "back").returncode == 0
+    # Someone re-enables sharing by hand in PostHog's UI: the old link answers again.
+    sandbox.posthog._sharing.reenable(sandbox.posthog._sharing.shares["back"])
+    assert live(sandbox, token)
+    result = run_cli(cli_env, "revoke", "--session-id", "back")
+    assert result.returncode == 0 and "already revoked" not in result.stdout, result.stdout
+    assert not live(sandbox, token)
+    # A third run finds PostHog agreeing with the record.
+    third = run_cli(cli_env, "revoke", "--session-id", "back")
+    assert "already revoked" in third.stdout
+
+
+def test_a_posthog_that_cannot_rotate_tokens_is_never_asked_to_share_a_revoked_session(
     sandbox: Sandbox,
     make_app: Callable[..., App],
     run_worker: Callable[..., RunningWorker],
@@ -268,10 +388,39 @@ def test_a_posthog_that_cannot_rotate_tokens_never_gets_the_revoked_link_posted_
     assert result.returncode == 0
     assert "link dead (PostHog could not rotate its token)" in result.stdout
     assert not live(sandbox, token)
-    # Reported again: PostHog hands the revoked token back; it is not posted.
-    enqueue_bug_report(session_id="old-posthog", zendesk_ticket=101, queue=app.queue)
+    shares_before = len(sandbox.posthog.sharing_calls("old-posthog"))
+    # Reported again: sharing it would bring the revoked token back, so it is not shared.
+    enqueue_bug_report(session_id="old-posthog", zendesk_ticket=102, queue=app.queue)
+    with run_worker(app) as worker:
+        worker.drain()
+    (job,) = app.failed.all()
+    assert "cannot issue a fresh token" in job.reason
+    enables = [
+        c
+        for c in sandbox.posthog.sharing_calls("old-posthog")[shares_before:]
+        if c.method == "PATCH" and c.json == {"enabled": True}
+    ]
+    assert enables == [] and not live(sandbox, token)
+    assert notes_on(sandbox, 102) == []
+
+
+def test_a_revoked_token_handed_back_anyway_is_switched_off_again_and_not_posted(
+    sandbox: Sandbox,
+    make_app: Callable[..., App],
+    run_worker: Callable[..., RunningWorker],
+    cli_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A PostHog whose refresh/ answers 200 but rotates nothing, and brings old tokens back.
+    sandbox.posthog.reenable = "same_token"
+    app = make_app(config_data(sandbox))
+    attach(app, sandbox, run_worker, session_id="liar", zendesk_ticket=101)
+    token = embed_token(notes_on(sandbox, 101)[0]["html_body"])
+    refuse(monkeypatch, sandbox.posthog, "POST", r"/sharing/refresh/?$", json_response(200, {}))
+    assert run_cli(cli_env, "revoke", "--session-id", "liar").returncode == 0
+    enqueue_bug_report(session_id="liar", zendesk_ticket=102, queue=app.queue)
     with run_worker(app) as worker:
         worker.drain()
     (job,) = app.failed.all()
     assert "again under its revoked link" in job.reason
-    assert len([n for n in notes_on(sandbox, 101) if "Watch the session replay" in n["body"]]) == 1
+    assert not live(sandbox, token) and notes_on(sandbox, 102) == []

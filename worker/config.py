@@ -434,6 +434,10 @@ class PrivacyConfig(_Section):
     revoke_after_solved_days: float | None = Field(default=7.0, ge=0)
     #: How often one worker process of the fleet looks for links due to end.
     check_every_seconds: float = Field(default=30.0, ge=0.2, le=600)
+    #: Which events must have the ticket's requester as the recording's person:
+    #: those of the webhook doors (their values are chosen by browsers and
+    #: requesters), all of them, or none (``worker.attach.requester``).
+    match_requester: Literal["webhooks", "all", "off"] = "webhooks"
 
     @field_validator("link_ttl_days", "revoke_after_solved_days", mode="before")
     @classmethod

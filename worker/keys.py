@@ -33,7 +33,8 @@ ATTACHMENT_KEY = REDIS_PREFIX + ":attachment:{target}:{session}"
 ATTACH_LOCK_KEY = REDIS_PREFIX + ":lock:attach:{target}:{session}"
 
 #: Lock ``{prefix}:lock:mint:{project}:{session}``: PostHog expires one of two
-#: tokens minted concurrently for the same session, so minting is serialised.
+#: tokens minted concurrently for the same session, so minting is serialised; a
+#: revocation of the session holds it too, so that no share lands during it.
 MINT_LOCK_KEY = REDIS_PREFIX + ":lock:mint:{project}:{session}"
 
 #: Sorted set of scheduled retries (member: a message's Redis id, score: due
@@ -83,11 +84,13 @@ SOLVED_TICKETS_KEY = REDIS_PREFIX + ":links:solved"
 #: Lock ``{prefix}:lock:sweep``: one worker process of the fleet sweeps at a time.
 SWEEP_LOCK_KEY = REDIS_PREFIX + ":lock:sweep"
 
-#: Lock ``{prefix}:lock:revoke:{session}``: one revocation of a session at a time.
-REVOKE_LOCK_KEY = REDIS_PREFIX + ":lock:revoke:{session}"
-
 #: The message option naming the intake delivery that enqueued a job.
 OPTION_DELIVERY_ID = "replay_attach_delivery_id"
+
+#: The message option naming the intake door a job came through (its path, such as
+#: ``/webhooks/zendesk``); absent for the command line and the Python API. The
+#: worker applies ``privacy.match_requester`` by it.
+OPTION_DOOR = "replay_attach_door"
 
 #: Prefix of dramatiq's own keys (RedisBroker's default namespace).
 DRAMATIQ_NAMESPACE = "dramatiq"

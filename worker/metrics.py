@@ -35,7 +35,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 JOBS = Counter(
     "replay_attach_jobs",
-    "Jobs by outcome: attached, already_attached, no_recording, retry, failed, revoked.",
+    "Jobs by outcome: attached, already_attached, no_recording, retry, failed, revoked, "
+    "requester_mismatch, requester_unknown.",
     ["system", "outcome"],
 )
 BUDGET_WAITS = Counter(

@@ -39,6 +39,7 @@ from sandbox.doubles.jira_validation import (
 )
 from sandbox.doubles.jira_webhooks import SESSION_FIELD, AdminWebhook
 from sandbox.doubles.messages import Request, Response, json_response
+from sandbox.doubles.posthog_recordings import CUSTOMER_EMAIL
 from sandbox.doubles.webhooks import WebhookSender
 
 # `adf_link` is imported from here by the console.
@@ -90,6 +91,9 @@ class JiraDouble(RemoteLinkRoutes, Double):
         self.retry_after_seconds = 1
         # Jira may or may not send Retry-After with a 503; None leaves it out.
         self.retry_after_on_503: int | None = None
+        #: Jira Cloud users may hide their email address: the API then leaves
+        #: `emailAddress` out of every user it shows (the reporter's included).
+        self.hide_emails = False
         self.roles = {"Administrators", "Developers", "Users", "Service Desk Team"}
         self.groups = {"jira-software-users", "jira-administrators", "site-admins"}
         self.issues: dict[str, dict[str, Any]] = {}
@@ -143,11 +147,13 @@ class JiraDouble(RemoteLinkRoutes, Double):
         fields: dict[str, Any] | None = None,
         *,
         service_desk: bool = False,
+        reporter_email: str = CUSTOMER_EMAIL,
     ) -> dict[str, Any]:
         """Create (or replace) an issue. `fields` are custom fields ({"customfield_10042":
         "<session id>"}); the webhook's session field fires jira:issue_created. A
         `service_desk` issue is in a Jira Service Management project (`projectTypeKey`
-        "service_desk", else "software"): its comments reach the customer unless internal."""
+        "service_desk", else "software"): its comments reach the customer unless internal.
+        Its reporter is the user with `reporter_email` (the sandbox's customer by default)."""
         if not ISSUE_KEY.fullmatch(key):
             raise ValueError(f"not an issue key: {key!r}")
         with self._state:
@@ -159,6 +165,7 @@ class JiraDouble(RemoteLinkRoutes, Double):
                 "created": answers.timestamp(datetime.now(timezone.utc)),
                 "custom_fields": dict(fields or {}),
                 "service_desk": service_desk,
+                "reporter_email": reporter_email,
                 "comments": [],
                 "remote_links": [],
             }
@@ -265,7 +272,16 @@ class JiraDouble(RemoteLinkRoutes, Double):
             issue = self._find(request)
             if issue is None:
                 return error(404, [NOT_FOUND_ISSUE])
-            return json_response(200, answers.issue_json(self.url, issue, self._version(request)))
+            body = answers.issue_json(self.url, issue, self._version(request))
+            body["fields"]["reporter"] = self._reporter_json(issue)
+            return json_response(200, body)
+
+    def _reporter_json(self, issue: dict[str, Any]) -> dict[str, Any]:
+        reporter = answers.user_json(self.url, issue["reporter_email"])
+        reporter["displayName"] = issue["reporter_email"].partition("@")[0]
+        if self.hide_emails:
+            del reporter["emailAddress"]
+        return reporter
 
     def _create_issue(self, request: Request) -> Response:
         """POST /issue: a project's next issue, so that an issue created with the session
@@ -283,9 +299,18 @@ class JiraDouble(RemoteLinkRoutes, Double):
         if not isinstance(summary, str) or not summary.strip():
             return error(400, [], {"summary": "You must specify a summary of the issue."})
         custom = {name: value for name, value in fields.items() if name.startswith("customfield_")}
+        # The sandbox names a reporter by email (Jira by accountId); without one, the
+        # sandbox's customer, as a service desk portal files the issue for its customer.
+        reporter = fields.get("reporter")
+        email = reporter.get("emailAddress") if isinstance(reporter, dict) else None
         with self._state:
             taken = [int(k.rpartition("-")[2]) for k in self.issues if k.startswith(key + "-")]
-            issue = self.add_issue(f"{key}-{max(taken, default=0) + 1}", summary, custom)
+            issue = self.add_issue(
+                f"{key}-{max(taken, default=0) + 1}",
+                summary,
+                custom,
+                reporter_email=email if isinstance(email, str) and email else CUSTOMER_EMAIL,
+            )
         body = {
             "id": issue["id"],
             "key": issue["key"],

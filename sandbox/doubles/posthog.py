@@ -24,9 +24,11 @@ from sandbox.doubles.auth import bearer_token
 from sandbox.doubles.base import Double
 from sandbox.doubles.messages import Request, Response, html_response, json_response
 from sandbox.doubles.posthog_recordings import (
+    CUSTOMER_EMAIL,
     DEFAULT_DURATION_SECONDS,
     RecordingStore,
     new_recording,
+    person_json,
     recording_json,
 )
 from sandbox.doubles.posthog_sharing import (
@@ -45,6 +47,7 @@ DEFAULT_API_KEYS: dict[str, set[str]] = {
         "sharing_configuration:write",
         "session_recording:read",
         "project:read",
+        "person:read",
     }
 }
 
@@ -53,6 +56,7 @@ _PROJECT = r"/api/(?:projects|environments)/(?P<pid>[^/]+)"
 _SHARING = _PROJECT + r"/session_recordings/(?P<sid>[^/]+)/sharing/?"
 _REFRESH = _PROJECT + r"/session_recordings/(?P<sid>[^/]+)/sharing/refresh/?"
 _RECORDING = _PROJECT + r"/session_recordings/(?P<sid>[^/]+)/?"
+_PERSONS = _PROJECT + r"/persons/?"
 _RECORDING_RE = re.compile(_RECORDING)
 _SHARING_RE = re.compile(_SHARING)
 _REFRESH_RE = re.compile(_REFRESH)
@@ -110,6 +114,7 @@ class PostHogDouble(Double):
         self.route("GET", _SHARING, self._get_sharing)
         self.route("POST", _REFRESH, self._refresh_sharing)
         self.route("GET", _RECORDING, self._get_recording)
+        self.route("GET", _PERSONS, self._get_persons)
         self.route("GET", _PROJECT + "/?", self._get_project)
         self.route("GET", r"/(?:embedded|shared)/(?P<token>[^/]+)/?", self._public_page)
 
@@ -139,6 +144,7 @@ class PostHogDouble(Double):
         ongoing: bool = False,
         distinct_ids: list[str] | None = None,
         appears_after: float = 0.0,
+        email: str | None = CUSTOMER_EMAIL,
     ) -> None:
         """Give `session_id` a recording (replacing any earlier one, undoing a removal); GET
         answers 404 for it until `appears_after` seconds from now (ingestion delay). Defaults
@@ -150,9 +156,27 @@ class PostHogDouble(Double):
             ongoing=ongoing,
             distinct_ids=distinct_ids,
             appears_after=appears_after,
+            email=email,
         )
         with self._state:
             self._recordings.add(recording)
+
+    def add_person(self, distinct_ids: list[str], email: str | None = CUSTOMER_EMAIL) -> None:
+        """A person PostHog knows (found by `GET .../persons/?distinct_id=`) with no recording
+        of theirs needed: the reporter of a session that has none."""
+        if not distinct_ids:
+            raise ValueError("a person has at least one distinct id")
+        person = new_recording(
+            f"person-{distinct_ids[0]}",
+            start_time=None,
+            duration_seconds=0,
+            ongoing=False,
+            distinct_ids=distinct_ids,
+            appears_after=0.0,
+            email=email,
+        )
+        with self._state:
+            self._recordings.add_person(person)
 
     def remove_recording(self, session_id: str) -> None:
         """`session_id` has no recording (404), even when `all_recordings_exist` is true."""
@@ -364,6 +388,19 @@ class PostHogDouble(Double):
         if body is None:
             return self.not_found_response(request)
         return json_response(200, body)
+
+    def _get_persons(self, request: Request) -> Response:
+        """`GET .../persons/?distinct_id=X`: the person with that id (all its ids), if any.
+
+        Persons are those of the recordings, including recordings not ingested yet."""
+        denied = self._authorize(request, "person:read")
+        if denied:
+            return denied
+        wanted = request.query.get("distinct_id")
+        with self._state:
+            recording = self._recordings.person_of(wanted) if wanted else None
+            results = [person_json(recording)] if recording is not None else []
+        return json_response(200, {"next": None, "previous": None, "results": results})
 
     def _get_project(self, request: Request) -> Response:
         denied = self._authorize(request, "project:read")

@@ -16,6 +16,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 DEFAULT_DURATION_SECONDS = 187
+#: The email of every recording's person unless told otherwise: the sandbox's one customer,
+#: who is also the requester of its Zendesk tickets and the reporter of its Jira issues.
+CUSTOMER_EMAIL = "customer@sandbox.test"
+#: PostHog's recording answer lists at most this many of its person's distinct ids.
+RECORDING_DISTINCT_IDS_SHOWN = 10
 
 
 def drf_datetime(value: datetime) -> str:
@@ -34,6 +39,8 @@ class Recording:
     ongoing: bool
     # Empty: the recording has no person profile (`person` is null).
     distinct_ids: list[str]
+    # The person's `email` property (None: an anonymous person, identified by no email).
+    email: str | None
     # `time.monotonic()` from which GET finds it (PostHog's ingestion delay).
     visible_at: float
     person_created_at: datetime
@@ -41,7 +48,8 @@ class Recording:
     person_uuid: str = field(init=False)
 
     def __post_init__(self) -> None:
-        digest = hashlib.sha256(self.session_id.encode()).digest()
+        # One person per first distinct id: two recordings of a person share its ids.
+        digest = hashlib.sha256((self.distinct_id or self.session_id).encode()).digest()
         self.person_pk = int.from_bytes(digest[:3], "big") + 1
         self.person_uuid = str(uuid.UUID(bytes=digest[:16], version=4))
 
@@ -70,6 +78,7 @@ def new_recording(
     ongoing: bool,
     distinct_ids: list[str] | None,
     appears_after: float,
+    email: str | None = CUSTOMER_EMAIL,
 ) -> Recording:
     """A recording for `PostHogDouble.add_recording`, validated.
 
@@ -77,7 +86,8 @@ def new_recording(
     `start_time + duration_seconds`, for an ongoing recording too (its last event so far).
     `distinct_ids` defaults to `["user-{session_id[:8]}"]`: the first is the recording's
     `distinct_id`, all are its person's; an empty list means no person (`person: null`).
-    GET finds it only `appears_after` seconds from now (PostHog's ingestion delay)."""
+    `email` is the person's email property (None: none). GET finds it only `appears_after`
+    seconds from now (PostHog's ingestion delay)."""
     if duration_seconds < 0:
         raise ValueError(f"duration_seconds must be >= 0, not {duration_seconds}")
     if appears_after < 0:
@@ -95,6 +105,7 @@ def new_recording(
         duration_seconds=int(duration_seconds),
         ongoing=ongoing,
         distinct_ids=ids,
+        email=email,
         visible_at=time.monotonic() + appears_after,
         person_created_at=min(start, now) - timedelta(days=3, hours=4, minutes=17),
     )
@@ -107,6 +118,8 @@ class RecordingStore:
 
     def __init__(self) -> None:
         self._recordings: dict[str, Recording] = {}
+        # People known without a recording of theirs (`PostHogDouble.add_person`), by first id.
+        self._persons: dict[str, Recording] = {}
         # Sessions without a recording even when every session is assumed to have one.
         self._removed: set[str] = set()
 
@@ -137,6 +150,16 @@ class RecordingStore:
         # Not ingested yet: PostHog cannot tell it from a session that never existed.
         return recording if recording is not None and recording.visible() else None
 
+    def add_person(self, person: Recording) -> None:
+        self._persons[person.distinct_ids[0]] = person
+
+    def person_of(self, distinct_id: str) -> Recording | None:
+        """The person (as one of its recordings) with ``distinct_id`` among its ids, if any."""
+        for recording in (*self._persons.values(), *self._recordings.values()):
+            if distinct_id in recording.distinct_ids:
+                return recording
+        return None
+
     def summaries(self) -> list[dict[str, Any]]:
         now = time.monotonic()
         return [recording_summary(r, now) for r in self._recordings.values()]
@@ -149,19 +172,9 @@ def recording_json(recording: Recording) -> dict[str, Any]:
     start_url = "https://app.example.com/checkout"
     person: dict[str, Any] | None = None
     if recording.distinct_ids:
-        person = {
-            "id": recording.person_pk,
-            # No email or name property: PostHog falls back to the first distinct id.
-            "name": recording.distinct_ids[0],
-            "distinct_ids": list(recording.distinct_ids),
-            "properties": {
-                "$os": "Mac OS X",
-                "$browser": "Chrome",
-                "$initial_current_url": start_url,
-            },
-            "created_at": drf_datetime(recording.person_created_at),
-            "uuid": recording.person_uuid,
-        }
+        person = person_json(recording)
+        # MinimalPersonSerializer lists only the first ten of the person's ids.
+        person["distinct_ids"] = person["distinct_ids"][:RECORDING_DISTINCT_IDS_SHOWN]
     return {
         "id": recording.session_id,
         "distinct_id": recording.distinct_id,
@@ -183,6 +196,26 @@ def recording_json(recording: Recording) -> dict[str, Any]:
         "storage": "object_storage",
         "snapshot_source": "web",
         "ongoing": recording.ongoing,
+    }
+
+
+def person_json(recording: Recording) -> dict[str, Any]:
+    """The recording's person as PostHog's person serializers render it, every id listed."""
+    properties: dict[str, Any] = {
+        "$os": "Mac OS X",
+        "$browser": "Chrome",
+        "$initial_current_url": "https://app.example.com/checkout",
+    }
+    if recording.email:
+        properties["email"] = recording.email
+    return {
+        "id": recording.person_pk,
+        # PostHog names a person by its email property, else by its first distinct id.
+        "name": recording.email or recording.distinct_ids[0],
+        "distinct_ids": list(recording.distinct_ids),
+        "properties": properties,
+        "created_at": drf_datetime(recording.person_created_at),
+        "uuid": recording.person_uuid,
     }
 
 

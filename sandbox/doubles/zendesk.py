@@ -25,6 +25,7 @@ from sandbox.doubles import zendesk_answers as answers
 from sandbox.doubles.auth import basic_auth
 from sandbox.doubles.base import Double
 from sandbox.doubles.messages import Request, Response, json_response
+from sandbox.doubles.posthog_recordings import CUSTOMER_EMAIL
 from sandbox.doubles.webhooks import WebhookSender
 from sandbox.doubles.zendesk_answers import AGENT_ID, error, invalid_record, record_not_found
 from sandbox.doubles.zendesk_comments import make_comment
@@ -89,6 +90,17 @@ class ZendeskDouble(Double):
         self.retry_after_seconds = 1
         self.retry_after_http_date = False
         self.tickets: dict[int, dict[str, Any]] = {}
+        #: Users by id: the agent, the sandbox's customer (every ticket's requester unless
+        #: told otherwise) and the requesters tickets were created for.
+        self.users: dict[int, dict[str, Any]] = {
+            AGENT_ID: {"id": AGENT_ID, "email": email, "name": "Sandbox Agent", "role": "agent"},
+            REQUESTER_ID: {
+                "id": REQUESTER_ID,
+                "email": CUSTOMER_EMAIL,
+                "name": "Sandbox Customer",
+                "role": "end-user",
+            },
+        }
         self._state = threading.RLock()
         self._next_comment_id = 9001
         self._next_audit_id = 50001
@@ -100,6 +112,7 @@ class ZendeskDouble(Double):
         self._invocation_ids = itertools.count(8350205001)
 
         self.route("GET", r"/api/v2/users/me\.json", self._me)
+        self.route("GET", r"/api/v2/users/(?P<id>\d+)\.json", self._get_user)
         self.route("POST", r"/api/v2/tickets\.json", self._create_ticket)
         self.route("GET", _TICKET + r"\.json", self._get_ticket)
         self.route("PUT", _TICKET + r"\.json", self._update_ticket)
@@ -132,21 +145,36 @@ class ZendeskDouble(Double):
         tags: list[str] | None = None,
         description: str | None = None,
         custom_fields: dict[int, str] | None = None,
+        requester_email: str | None = CUSTOMER_EMAIL,
     ) -> dict[str, Any]:
         """Create (or replace) a ticket; its description becomes public comment 1.
 
-        `custom_fields` maps field ids to values; the session field fires the webhook."""
+        `custom_fields` maps field ids to values; the session field fires the webhook. The
+        requester is the end user with `requester_email` (None: a user without an email)."""
         text = description or f"{subject}\n\nSent from the sandbox help centre."
         fields = [{"id": k, "value": v} for k, v in (custom_fields or {}).items()]
-        return self._insert_ticket(
-            ticket_id,
-            subject,
-            status,
-            tags or [],
-            {"body": text, "public": True},
-            REQUESTER_ID,
-            fields,
-        )
+        with self._state:
+            requester = self._end_user(requester_email)
+            return self._insert_ticket(
+                ticket_id,
+                subject,
+                status,
+                tags or [],
+                {"body": text, "public": True},
+                requester,
+                fields,
+                requester_id=requester,
+            )
+
+    def _end_user(self, email: str | None) -> int:
+        """The id of the end user with `email`, created if new. Caller holds the state lock."""
+        for user in self.users.values():
+            if email is not None and user["email"] == email:
+                return int(user["id"])
+        user_id = max(self.users) + 1
+        name = email.partition("@")[0] if email else f"Visitor {user_id}"
+        self.users[user_id] = {"id": user_id, "email": email, "name": name, "role": "end-user"}
+        return user_id
 
     def _insert_ticket(
         self,
@@ -157,6 +185,7 @@ class ZendeskDouble(Double):
         first_comment: dict[str, Any],
         author_id: int,
         custom_fields: list[dict[str, Any]] | None = None,
+        requester_id: int = REQUESTER_ID,
     ) -> dict[str, Any]:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
@@ -171,7 +200,7 @@ class ZendeskDouble(Double):
                 "priority": None,
                 "type": None,
                 "tags": normalize_tags(tags) or [],
-                "requester_id": REQUESTER_ID,
+                "requester_id": requester_id,
                 "submitter_id": author_id,
                 "assignee_id": AGENT_ID,
                 "via_followup_source_id": None,
@@ -248,7 +277,23 @@ class ZendeskDouble(Double):
             ticket = self._find(int(request.params["id"]))
             if ticket is None:
                 return record_not_found()
-            return json_response(200, {"ticket": answers.ticket_json(self.url, ticket)})
+            body: dict[str, Any] = {"ticket": answers.ticket_json(self.url, ticket)}
+            # Sideloading: `?include=users` adds the ticket's requester, submitter and assignee.
+            if "users" in request.query.get("include", "").split(","):
+                ids = {ticket["requester_id"], ticket["submitter_id"], ticket["assignee_id"]}
+                body["users"] = [
+                    copy.deepcopy(self.users[i]) for i in sorted(ids) if i in self.users
+                ]
+            return json_response(200, body)
+
+    def _get_user(self, request: Request) -> Response:
+        if not self._authenticated(request):
+            return answers.unauthorized()
+        with self._state:
+            user = self.users.get(int(request.params["id"]))
+            if user is None:
+                return record_not_found()
+            return json_response(200, {"user": copy.deepcopy(user)})
 
     def _create_ticket(self, request: Request) -> Response:
         """POST /tickets.json: Zendesk's remedy for a closed ticket is a follow-up ticket."""
@@ -269,6 +314,10 @@ class ZendeskDouble(Double):
         fields = custom_field_list(payload.get("custom_fields", []))
         if fields is None:
             return error(400, "InvalidValue", 'custom_fields must be a list of {"id", "value"}')
+        requester = payload.get("requester")
+        email = requester.get("email") if isinstance(requester, dict) else None
+        if requester is not None and not isinstance(email, str):
+            return invalid_record("requester", "Requester: must have an email address")
         with self._state:
             ticket = self._insert_ticket(
                 self._next_ticket_id,
@@ -278,6 +327,8 @@ class ZendeskDouble(Double):
                 comment,
                 AGENT_ID,
                 fields,
+                # A form's ticket is its end user's; without one, the sandbox's customer's.
+                requester_id=self._end_user(email) if email else REQUESTER_ID,
             )
             ticket["via_followup_source_id"] = payload.get("via_followup_source_id")
             return json_response(

@@ -279,7 +279,9 @@ def test_posthog_recording_has_the_serializer_shape() -> None:
         person = body["person"]
         assert set(person) == {"id", "uuid", "name", "distinct_ids", "properties", "created_at"}
         assert person["distinct_ids"] == ["user-0193abcd"]
-        assert person["name"] == "user-0193abcd" and isinstance(person["properties"], dict)
+        # Named by its email property, as PostHog names an identified person.
+        assert person["name"] == "customer@sandbox.test"
+        assert person["properties"]["email"] == "customer@sandbox.test"
         assert parse_time(person["created_at"]) < start
         # The trailing slash and the deprecated /environments/ alias answer the same.
         assert ph_session().get(recording_url(posthog, sid) + "/").json() == body
@@ -321,6 +323,37 @@ def test_posthog_recording_distinct_ids_and_person() -> None:
         posthog.add_recording("s-anon", distinct_ids=[])
         anonymous = ph_session().get(recording_url(posthog, "s-anon")).json()
         assert anonymous["person"] is None and anonymous["distinct_id"] == "user-s-anon"
+
+
+def test_posthog_recording_lists_ten_ids_and_the_persons_lookup_all() -> None:
+    ids = [f"device-{n:02d}" for n in range(12)]
+    with PostHogDouble(all_recordings_exist=False) as posthog:
+        posthog.add_recording("s-many", distinct_ids=ids, email="Alice@Example.com")
+        person = ph_session().get(recording_url(posthog, "s-many")).json()["person"]
+        assert person["distinct_ids"] == ids[:10]
+        assert person["properties"]["email"] == "Alice@Example.com"
+        base = f"{posthog.url}/api/projects/{posthog.project_id}/persons/"
+        found = ph_session().get(base, params={"distinct_id": "device-11"}).json()
+        assert [p["uuid"] for p in found["results"]] == [person["uuid"]]
+        assert found["results"][0]["distinct_ids"] == ids
+        assert ph_session().get(base, params={"distinct_id": "nobody"}).json()["results"] == []
+        # A person known without a recording of theirs; no email property when given none.
+        posthog.add_person(["visitor-1"], email=None)
+        visitor = ph_session().get(base, params={"distinct_id": "visitor-1"}).json()["results"]
+        assert visitor[0]["distinct_ids"] == ["visitor-1"]
+        assert "email" not in visitor[0]["properties"]
+
+
+def test_posthog_persons_lookup_needs_its_scope() -> None:
+    keys = {"phx_narrow": {"session_recording:read"}}
+    with PostHogDouble(api_keys=keys) as posthog:
+        answer = requests.get(
+            f"{posthog.url}/api/projects/{posthog.project_id}/persons/",
+            params={"distinct_id": "x"},
+            headers={"Authorization": "Bearer phx_narrow"},
+            timeout=5,
+        )
+        assert answer.status_code == 403 and "person:read" in answer.json()["detail"]
 
 
 def test_posthog_recording_not_found() -> None:

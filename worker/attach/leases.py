@@ -5,7 +5,8 @@ before dramatiq (after ``broker.heartbeat_timeout_seconds``) hands its jobs to
 another worker; a fixed TTL long enough for the slowest job would block that
 redo for as long. The ledger takes and releases its leases in its own scripts,
 together with the record's changes; ``exclusive`` holds a lease on its own (a
-revocation's). This module keeps held leases alive.
+revocation's, which is the session's mint lock: a share and a revocation of one
+session never overlap). This module keeps held leases alive.
 """
 
 from __future__ import annotations
@@ -128,12 +129,20 @@ class LeaseKeeper:
 leases = LeaseKeeper()
 
 
+#: How often a holder-to-be looks again at a lock that is taken.
+LOCK_WAIT_POLL_SECONDS = 0.05
+
+
 @contextlib.contextmanager
-def exclusive(client: redis.Redis, name: str) -> Iterator[Lease]:
-    """Hold the lock ``name`` for the block, as a lease; raises ``LockBusy`` when it is taken."""
+def exclusive(client: redis.Redis, name: str, wait_seconds: float = 0.0) -> Iterator[Lease]:
+    """Hold the lock ``name`` for the block, as a lease; raises ``LockBusy`` when it is
+    still taken after ``wait_seconds``."""
     lease = Lease(client, name, uuid.uuid4().hex)
-    if not client.set(lease.name, lease.token, nx=True, px=lease_ms()):
-        raise LockBusy(lease.name)
+    deadline = time.monotonic() + wait_seconds
+    while not client.set(lease.name, lease.token, nx=True, px=lease_ms()):
+        if time.monotonic() >= deadline:
+            raise LockBusy(lease.name)
+        time.sleep(LOCK_WAIT_POLL_SECONDS)
     leases.hold(lease)
     try:
         yield lease

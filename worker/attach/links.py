@@ -21,6 +21,8 @@ from worker.attach.leases import Lease, exclusive
 
 #: How long a revoked link's record is kept, for ``status``.
 LINK_RETENTION_SECONDS = 90 * 24 * 3600
+#: How long a revocation waits for a share of the same session in flight to end.
+REVOKE_WAIT_SECONDS = 60.0
 
 ACTIVE = "active"
 REVOKED = "revoked"
@@ -99,8 +101,9 @@ def _link(session_id: str, raw: dict[bytes, bytes]) -> Link | None:
 class Links:
     """The registry of links, in Redis."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, project_id: int) -> None:
         self._redis = client
+        self._project_id = project_id
         self._shared = client.register_script(_SHARED)
 
     @staticmethod
@@ -134,6 +137,10 @@ class Links:
         found = self._redis.hmget(self.key(session_id), "token", "state")
         current, state = (v.decode() if v is not None else None for v in found)  # type: ignore[union-attr]
         return current == token and state == REVOKED
+
+    def was_revoked(self, session_id: str) -> bool:
+        """Whether the session's recorded link is a revoked one (a re-share needs a new token)."""
+        return self._redis.hget(self.key(session_id), "state") == REVOKED.encode()
 
     def sessions(
         self,
@@ -200,5 +207,12 @@ class Links:
         pipe.execute()
 
     def revoking(self, session_id: str) -> contextlib.AbstractContextManager[Lease]:
-        """One revocation of a session at a time; raises ``LockBusy``."""
-        return exclusive(self._redis, keys.REVOKE_LOCK_KEY.format(session=session_id))
+        """The session's mint lock, for a revocation; raises ``LockBusy``.
+
+        The same lock as minting's (``worker.attach.ledger``): a share landing between
+        PostHog's disable and the record's "revoked" would leave a live token on a
+        ticket beside a "revoked" note, never swept. It also keeps revocations of one
+        session apart. A share in flight ends within seconds: the revocation waits.
+        """
+        name = keys.MINT_LOCK_KEY.format(project=self._project_id, session=session_id)
+        return exclusive(self._redis, name, wait_seconds=REVOKE_WAIT_SECONDS)

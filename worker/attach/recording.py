@@ -8,11 +8,12 @@ note without reading the recording again.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from integrations.posthog import Recording
+from integrations.posthog import Person, Recording
 from worker.attach.events import BugReport
 
 #: A report time at most this far outside the recording still opens it at its start or
@@ -87,9 +88,21 @@ def start_point(event: BugReport, facts: RecordingFacts | None) -> StartPoint | 
     return StartPoint(seconds, "reported") if seconds > 0 else None
 
 
-def belongs_to_reporter(event: BugReport, recording: Recording) -> bool:
-    """Whether the recording is the reporter's (always, when the event names no one)."""
-    return event.distinct_id is None or event.distinct_id in recording.distinct_ids
+def belongs_to_reporter(
+    event: BugReport, recording: Recording, find_person: Callable[[str], Person | None]
+) -> bool:
+    """Whether the recording is the reporter's (always, when the event names no one).
+
+    PostHog lists only the first ten of a person's distinct ids with a recording:
+    an id not among them is looked up (``find_person``) before it is refused.
+    """
+    if event.distinct_id is None or event.distinct_id in recording.distinct_ids:
+        return True
+    person = recording.person
+    if person is None or person.complete or person.id is None:
+        return False
+    found = find_person(event.distinct_id)
+    return found is not None and found.id == person.id
 
 
 def minutes_seconds(seconds: int) -> str:

@@ -10,6 +10,7 @@ finished by running it again, and never posts a note twice: a note found
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -39,8 +40,10 @@ class Revocation:
 def revoke_link(session_id: str, reason: str, by: str, services: Services) -> Revocation | None:
     """End the session's link and tell each ticket; None when no link is recorded for it.
 
-    Raises ``LockBusy`` while another process revokes the same session, and the
-    integrations' errors (the steps done so far are kept).
+    Raises ``LockBusy`` while another process revokes or shares the same session
+    for longer than ``links.REVOKE_WAIT_SECONDS``, and the integrations' errors
+    (the steps done so far are kept): a PostHog still serving the old link after
+    the disable is a ``RetryLater``, and the link is not recorded as revoked.
     """
     links = services.links
     with links.revoking(session_id):
@@ -48,7 +51,11 @@ def revoke_link(session_id: str, reason: str, by: str, services: Services) -> Re
         if link is None:
             return None
         result = Revocation(session_id)
-        if not link.unshared:
+        # The record is not trusted for PostHog's side: a link it says is unshared
+        # but that PostHog serves again (re-enabled, an older PostHog bringing an old
+        # token back) is revoked again.
+        if not link.unshared or services.posthog.serves(link.token):
+            link = dataclasses.replace(link, unshared=False)
             result.rotated = services.posthog.revoke_sharing(session_id, link.token)
             links.mark_revoked(session_id, time.time(), reason, by)
             links.mark(session_id, "unshared", Ledger.done())

@@ -77,7 +77,7 @@ def build_services(
         config=config,
         posthog=posthog,
         ledger=Ledger(client, config.posthog.project_id),
-        links=Links(client),
+        links=Links(client, config.posthog.project_id),
         zendesk=zendesk,
         jira=jira,
     )

@@ -11,7 +11,10 @@ integrations' ``RetryLater`` / ``PermanentFailure``.
 Nothing is shared before the recording is read: a session PostHog has no
 recording of is looked for again until ``posthog.recording_wait_minutes`` after
 the report, then gets a note saying so (or a failed job); a recording of
-another person than the event's ``distinct_id`` is never shared.
+another person than the event's ``distinct_id`` is never shared, nor, when the
+event's door asks for it (``worker.attach.requester``), one of another person
+than the ticket's requester. A revoked link never answers again: a session
+whose link was revoked is shared again only under a fresh token.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from datetime import datetime, timezone
 
 from integrations.errors import PermanentFailure, RetryLater
 from integrations.posthog import embed_link, token_of
+from worker.attach import requester
 from worker.attach.events import BugReport
 from worker.attach.leases import LockBusy
 from worker.attach.ledger import Attachment, Ledger, StepState
 from worker.attach.recording import RecordingFacts, belongs_to_reporter, start_point
 from worker.attach.rendering import Replay
+from worker.attach.requester import Refusal, RequesterCheck
 from worker.attach.services import Services
 from worker.attach.steps import Step, plan_missing_steps, plan_steps
 
@@ -47,15 +52,21 @@ class AttachResult:
     already_attached: bool = False
     #: True when the ticket was told that PostHog has no recording of the session.
     no_recording: bool = False
+    #: Set when the requester rule refused the event: nothing was shared or posted.
+    refused: Refusal | None = None
 
 
 def attach_replay(
-    event: BugReport, services: Services, first_attempt_at: float | None = None
+    event: BugReport,
+    services: Services,
+    first_attempt_at: float | None = None,
+    check: RequesterCheck = RequesterCheck.OFF,
 ) -> AttachResult:
     """Make the replay link appear on the event's ticket; safe to call any number of times.
 
     ``first_attempt_at`` (unix time) starts the wait for a recording when the
-    event has no ``reported_at``.
+    event has no ``reported_at``; ``check`` says how much of the requester rule
+    applies to the event (by where it came from).
     """
     steps = plan_steps(event, services)
     # Writes not safe to repeat are marked "pending" as the attachment opens,
@@ -65,7 +76,7 @@ def attach_replay(
         # A duplicate arriving while the original is in flight finds the lock
         # busy and comes back in a moment, when it will find everything done.
         with services.ledger.attachment(event.target, event.session_id, reserve) as attachment:
-            return _attach(event, services, steps, attachment, first_attempt_at)
+            return _attach(event, services, steps, attachment, first_attempt_at, check)
     except LockBusy:
         raise RetryLater(
             "replay-attach",
@@ -80,6 +91,7 @@ def _attach(
     steps: list[Step],
     attachment: Attachment,
     first_attempt_at: float | None,
+    check: RequesterCheck,
 ) -> AttachResult:
     record = attachment.record
     link = record.get("link")
@@ -100,23 +112,29 @@ def _attach(
     else:
         recording = services.posthog.read_recording(event.session_id)
         if recording is None:
-            return _no_recording(event, services, attachment, first_attempt_at)
-        if not belongs_to_reporter(event, recording):
+            return _no_recording(event, services, attachment, first_attempt_at, check)
+        if not belongs_to_reporter(event, recording, services.posthog.find_person):
             raise PermanentFailure(
                 "replay-attach",
                 f"session {event.session_id} was recorded for another person than the "
                 "reporter (the event's distinct_id): nothing was shared",
             )
+        if check is not RequesterCheck.OFF:
+            refused = requester.refusal(event, recording.person, services)
+            if refused is not None:
+                return AttachResult(link=None, refused=refused)
         facts = RecordingFacts.of(recording)
         start = start_point(event, facts)
-        token = attachment.mint(lambda: services.posthog.share_recording(event.session_id))
+        token = attachment.mint(lambda: _share(event.session_id, services))
         link = embed_link(services.config.posthog.host, token, start.seconds if start else None)
         # Known before any ticket shows it: no link can escape its end.
         if not services.links.shared(event.session_id, token, event.target, link):
+            # PostHog brought a revoked token back after all: end it again at once.
+            services.posthog.revoke_sharing(event.session_id, token)
             raise PermanentFailure(
                 "PostHog",
-                f"PostHog shared session {event.session_id} again under its revoked link: this "
-                "PostHog cannot rotate tokens (sharing/refresh/); revoke it again after upgrading",
+                f"PostHog shared session {event.session_id} again under its revoked link, "
+                "so sharing was switched off again and nothing was posted",
             )
         unsaved["link"], unsaved["recording"] = link, facts.to_ledger()
         replay = Replay(link, facts, start)
@@ -125,11 +143,29 @@ def _attach(
     return result
 
 
+def _share(session_id: str, services: Services) -> str:
+    """The session's live token; under the mint lock, which a revocation also holds.
+
+    A revoked session is shared again only under a fresh token: its token is
+    rotated first, and a PostHog that cannot rotate (no ``sharing/refresh/``,
+    where re-enabling brings the old token back) is not asked to share it.
+    """
+    if services.links.was_revoked(session_id) and not services.posthog.rotate_token(session_id):
+        raise PermanentFailure(
+            "PostHog",
+            f"session {session_id}'s link was revoked, and this PostHog cannot issue a fresh "
+            "token (no sharing/refresh/): sharing it again would bring the revoked link back, "
+            "so nothing was shared",
+        )
+    return services.posthog.share_recording(session_id)
+
+
 def _no_recording(
     event: BugReport,
     services: Services,
     attachment: Attachment,
     first_attempt_at: float | None,
+    check: RequesterCheck,
 ) -> AttachResult:
     """PostHog has no recording: look again later, or, after the wait, say so on the ticket."""
     config = services.config.posthog
@@ -149,6 +185,11 @@ def _no_recording(
             f"PostHog has no recording of session {event.session_id} "
             f"(looked for until {looked_until:%Y-%m-%d %H:%M:%S} UTC)",
         )
+    if check is RequesterCheck.STRICT:
+        # The ticket number came from the sender: say so only on the event's person's ticket.
+        refused = requester.refusal(event, requester.event_person(event, services), services)
+        if refused is not None:
+            return AttachResult(link=None, refused=refused)
     result = AttachResult(link=None, no_recording=True)
     steps = plan_missing_steps(event, services, looked_until)
     _write_steps(event, steps, attachment.record, attachment, Replay(link=""), {}, result)

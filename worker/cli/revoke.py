@@ -64,7 +64,7 @@ def revoke(
     checked_session(session_id)
     from worker.attach.links import Links
 
-    links = Links(redis_of(ctx))
+    links = Links(redis_of(ctx), config_of(ctx).posthog.project_id)
     before = None if older_than_days is None else time.time() - older_than_days * 86400
     sessions = links.sessions(session_id=session_id, target=target, shared_before=before)
     if not sessions:
@@ -105,7 +105,7 @@ def _revoke_each(
             continue
         except LockBusy:
             ok = False
-            click.echo(f"FAILED: session {session}: another process is revoking it now")
+            click.echo(f"FAILED: session {session}: another process is sharing or revoking it now")
             continue
         if done is None:
             continue

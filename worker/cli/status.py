@@ -148,7 +148,7 @@ def _attachments(
     from worker.jobs.status import attachments
 
     checked_session(session_id)
-    links = Links(redis_of(ctx))
+    links = Links(redis_of(ctx), config_of(ctx).posthog.project_id)
     found = attachments(
         Ledger(redis_of(ctx), config_of(ctx).posthog.project_id),
         failed_jobs_of(ctx),

@@ -246,7 +246,7 @@ class Intake:
                     raise InvalidEvent(f"{where}{exc}") from None
         key = None if accepted.identity is None else dedupe_key(door, accepted.identity)
         queue = self.config.broker.queue
-        messages = [encode_report(report, queue, delivery_id) for report in accepted.reports]
+        messages = [encode_report(report, queue, delivery_id, door) for report in accepted.reports]
         written = await self._writer.write(Delivery(messages, body_digest(accepted.body), key))
         if written.different_body and door == "/v1/bug-reports":
             raise Refused(422, "this Idempotency-Key was already used for another body")

@@ -37,6 +37,8 @@ class FailedJob:
     attempts: int
     first_failure_at: float
     last_failure_at: float
+    #: The intake door the job came through (``keys.OPTION_DOOR``), kept for its retry.
+    door: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -119,7 +121,7 @@ class FailedJobs:
         """Enqueue these failed jobs again (same job id, fresh attempts), then forget them."""
         jobs = self.get(job_ids)
         for job_id, job in jobs.items():
-            queue.requeue(job.event, job_id)
+            queue.requeue(job.event, job_id, job.door)
             self.remove([job_id])
         return len(jobs)
 

@@ -28,6 +28,7 @@ from tenacity import (
 
 from integrations.errors import IntegrationError, PermanentFailure, RetryLater
 from worker import keys
+from worker.attach import requester
 from worker.attach.events import BugReport, InvalidEvent, parse_event, require_distinct_id
 from worker.attach.use_case import attach_replay
 from worker.config import Config
@@ -123,10 +124,13 @@ class JobRunner:
         attempt: int,
         first_at: float,
     ) -> str:
-        """Attach; the job's outcome: attached, already_attached, no_recording, retry, failed."""
+        """Attach; the job's outcome: attached, already_attached, no_recording, retry, failed,
+        or the requester rule's requester_mismatch / requester_unknown."""
         services = self._services.get()
+        door = message.options.get(keys.OPTION_DOOR)
+        check = requester.check_for(self._config.privacy.match_requester, door)
         try:
-            result = attach_replay(event, services, first_at)
+            result = attach_replay(event, services, first_at, check)
         except RetryLater as exc:
             return self._retry_or_fail(
                 message, event, exc.reason, exc.retry_after, attempt, first_at, exc.retry_by
@@ -156,6 +160,15 @@ class JobRunner:
                 self._fail(message, raw, event, reason, attempt, first_at)
                 return "failed"
             return self._retry_or_fail(message, event, reason, None, attempt, first_at)
+        if result.refused is not None:
+            # Its own outcome, not a failure: retrying cannot change whose ticket it is.
+            log.warning(
+                "job %s: refused by the requester rule: %s",
+                message.message_id,
+                result.refused.reason,
+                extra={"outcome": result.refused.outcome},
+            )
+            return result.refused.outcome
         if result.no_recording:
             log.info(
                 "job %s: PostHog has no recording of %s; %s",
@@ -241,6 +254,7 @@ class JobRunner:
             attempts=attempt,
             first_failure_at=first_at,
             last_failure_at=now,
+            door=message.options.get(keys.OPTION_DOOR),
         )
         _patiently("record a failed job", lambda: self._failed.record(job))
         if event is not None and event.zendesk_ticket is not None:

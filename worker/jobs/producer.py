@@ -45,7 +45,11 @@ class EncodedMessage(NamedTuple):
 
 
 def _message(
-    queue_name: str, event: Any, message_id: str | None = None, delivery_id: str | None = None
+    queue_name: str,
+    event: Any,
+    message_id: str | None = None,
+    delivery_id: str | None = None,
+    door: str | None = None,
 ) -> EncodedMessage:
     """A message carrying ``event`` as its one argument, as ``dramatiq.Message.encode`` writes it.
 
@@ -57,6 +61,8 @@ def _message(
     options: dict[str, Any] = {"redis_message_id": redis_id}
     if delivery_id is not None:
         options[keys.OPTION_DELIVERY_ID] = delivery_id
+    if door is not None:
+        options[keys.OPTION_DOOR] = door
     fields = {
         "queue_name": queue_name,
         "actor_name": keys.ACTOR_NAME,
@@ -70,10 +76,11 @@ def _message(
 
 
 def encode_report(
-    report: BugReport, queue_name: str, delivery_id: str | None = None
+    report: BugReport, queue_name: str, delivery_id: str | None = None, door: str | None = None
 ) -> EncodedMessage:
-    """The message that enqueueing ``report`` writes, for writers of their own (the intake)."""
-    return _message(queue_name, report.to_message(), delivery_id=delivery_id)
+    """The message that enqueueing ``report`` writes, for writers of their own (the intake,
+    which names its ``door``: the worker applies ``privacy.match_requester`` by it)."""
+    return _message(queue_name, report.to_message(), delivery_id=delivery_id, door=door)
 
 
 class BugReportQueue:
@@ -129,9 +136,10 @@ class BugReportQueue:
             total += len(batch)
         return total
 
-    def requeue(self, event: Any, job_id: str) -> None:
-        """Enqueue ``event`` as received (valid or not) under an existing job id."""
-        message = _message(self.queue_name, event, message_id=job_id)
+    def requeue(self, event: Any, job_id: str, door: str | None = None) -> None:
+        """Enqueue ``event`` as received (valid or not) under an existing job id, from the
+        ``door`` it first came through (the requester rule still applies to it)."""
+        message = _message(self.queue_name, event, message_id=job_id, door=door)
         self._write({message.redis_id: message.data})
 
 
