@@ -4,9 +4,11 @@ Starts the embedded Redis in a temporary directory, the sandbox doubles of
 PostHog, Zendesk and Jira, the intake (``serve``) and a worker; enqueues sample
 bug reports (one of which meets a transient Zendesk outage and recovers);
 creates a Zendesk ticket and a Jira issue with the session id in a field,
-whose signed webhooks reach the intake with no enqueue call at all; shows
-progress; prints what landed on each ticket; then shuts everything down and
-removes the temporary directory.
+whose signed webhooks reach the intake with no enqueue call at all, and a
+ticket whose requester pasted another person's session id, which the
+requester rule refuses (nothing shared, nothing posted); shows progress;
+prints what landed on each ticket; then shuts everything down and removes the
+temporary directory.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import requests
 from dramatiq import Worker
+from prometheus_client import REGISTRY
 from tqdm import tqdm
 
 from sandbox.app import SESSION_RECORDED_LATE, SESSION_WITHOUT_RECORDING, Sandbox
@@ -63,6 +66,11 @@ FLAKY_TICKET = 102
 #: Sessions of the zero-code path: a ticket and an issue created with the session id in a field.
 WEBHOOK_SESSIONS = {"zendesk": "demo-session-webhook-zd", "jira": "demo-session-webhook-jira"}
 
+
+#: Someone who files a ticket through the help-centre form and pastes another person's
+#: session id into its field (that of sample 1, the customer's): the requester rule refuses it.
+INTRUDER_EMAIL = "mallory@sandbox.test"
+INTRUDER_SESSION = "demo-session-01"
 
 #: How long the demo looks for a recording that is not there (30 minutes by default).
 DEMO_RECORDING_WAIT_MINUTES = 0.1
@@ -180,6 +188,39 @@ def _create_by_webhook(echo: Callable[[str], None], box: Sandbox) -> list[BugRep
     ]
 
 
+def _file_as_intruder(echo: Callable[[str], None], box: Sandbox) -> int:
+    """A ticket whose requester pasted another person's session id; returns its id."""
+    ticket = requests.post(
+        f"{box.zendesk.url}/api/v2/tickets.json",
+        json={
+            "ticket": {
+                "subject": "Please look at this recording",
+                "comment": {"body": "Sent from the help centre form."},
+                "requester": {"email": INTRUDER_EMAIL},
+                "custom_fields": [{"id": box.ZENDESK_SESSION_FIELD_ID, "value": INTRUDER_SESSION}],
+            }
+        },
+        auth=(f"{box.zendesk.email}/token", box.zendesk.api_token),
+        timeout=10,
+    )
+    ticket.raise_for_status()
+    ticket_id = int(ticket.json()["ticket"]["id"])
+    echo(
+        f"created Zendesk ticket {ticket_id} as {INTRUDER_EMAIL}, with another person's "
+        f"session ({INTRUDER_SESSION}) in its field"
+    )
+    return ticket_id
+
+
+def _refused(outcome: str = "requester_mismatch") -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "replay_attach_jobs_total", {"system": "zendesk", "outcome": outcome}
+        )
+        or 0.0
+    )
+
+
 def _attach_samples(echo: Callable[[str], None], box: Sandbox, app: App, keep: bool) -> int:
     reports = []
     for number, sample in enumerate(SAMPLE_REPORTS, start=1):
@@ -192,6 +233,8 @@ def _attach_samples(echo: Callable[[str], None], box: Sandbox, app: App, keep: b
         f"{SESSION_RECORDED_LATE}'s arrives late)"
     )
     reports += _create_by_webhook(echo, box)
+    refused_before = _refused()
+    intruder_ticket = _file_as_intruder(echo, box)
     pending = set(range(len(reports)))
     deadline = time.monotonic() + 60
     with tqdm(total=len(reports), desc="attaching replays", unit="report") as bar:
@@ -204,6 +247,17 @@ def _attach_samples(echo: Callable[[str], None], box: Sandbox, app: App, keep: b
     for report in reports:
         how = " (by webhook)" if report.session_id in WEBHOOK_SESSIONS.values() else ""
         echo(f"  {report.target_label}: {_landed(box, report) or 'NOT ATTACHED'}{how}")
+    while _refused() <= refused_before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    intruder_refused = _refused() > refused_before
+    notes = len(box.zendesk.comments(intruder_ticket)) - 1  # the form's own comment aside
+    echo(
+        f"  refused: Zendesk ticket {intruder_ticket}: its requester is not the person recorded "
+        f"in {INTRUDER_SESSION}; nothing shared, {'no note' if notes == 0 else 'A NOTE'} "
+        "(by webhook)"
+        if intruder_refused
+        else f"  Zendesk ticket {intruder_ticket}: NOT REFUSED"
+    )
     flaky = [r for r in box.zendesk.calls("PUT") if f"/tickets/{FLAKY_TICKET}.json" in r.path]
     echo(
         f"  (ticket {FLAKY_TICKET}: {len(flaky)} attempts, the first answered "
@@ -226,7 +280,7 @@ def _attach_samples(echo: Callable[[str], None], box: Sandbox, app: App, keep: b
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
-    ok = not pending and not failed
+    ok = not pending and not failed and intruder_refused and notes == 0
     echo(
         "demo finished: every sample report has its replay on its ticket, or a note saying "
         "PostHog has no recording of it"

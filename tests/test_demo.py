@@ -63,6 +63,13 @@ def test_demo_runs_on_the_embedded_broker_and_leaves_nothing_behind(tmp_path: Pa
     assert re.search(r"demo-session-late: [2-9]\d* looks .* the last answered 200; shared", out)
     assert re.search(r"demo-session-no-recording: \d+ looks .* answered 404; never shared", out)
     assert re.search(r"ticket 102: 2 attempts, the first answered 503", out)
+    # Someone pasted another person's session id into their own ticket: refused.
+    assert re.search(
+        r"^  refused: Zendesk ticket \d+: its requester is not the person recorded in "
+        r"demo-session-01; nothing shared, no note \(by webhook\)$",
+        out,
+        re.M,
+    ), out
     assert "demo finished: every sample report has its replay on its ticket, or a note" in out
     # No redis-server, no keeper, no temporary directory left.
     assert list(tmp_path.iterdir()) == []

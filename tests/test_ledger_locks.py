@@ -76,7 +76,7 @@ def test_a_save_sets_clears_and_releases_only_its_own_locks_in_one_go(
     attach_key = keys.ATTACH_LOCK_KEY.format(target="zendesk:101", session=SESSION)
     mint_key = keys.MINT_LOCK_KEY.format(project=1, session=SESSION)
     with ledger_.attachment("zendesk:101", SESSION) as attachment:
-        assert attachment.mint(lambda: "token") == "token"
+        assert attachment.mint(lambda _revoked: "token") == "token"
         assert attachment.mint_lock_due
         attachment.save({"link": "https://l", "note": "pending:1"})
         # The mint lock went with that write; the attach lock is still held.
@@ -123,11 +123,13 @@ def test_a_second_ticket_waits_for_the_sessions_mint_and_the_lock_goes_with_the_
     order: list[str] = []
     with first.attachment("zendesk:101", SESSION) as a:
         assert a.mint_lock_held
-        assert a.mint(lambda: "token") == "token"
+        assert a.mint(lambda _revoked: "token") == "token"
         assert a.mint_lock_due
         with second.attachment("jira:BUG-1", SESSION) as b:
             assert not b.mint_lock_held
-            waiter = threading.Thread(target=lambda: order.append(b.mint(lambda: "second")))
+            waiter = threading.Thread(
+                target=lambda: order.append(b.mint(lambda _revoked: "second"))
+            )
             waiter.start()
             time.sleep(0.3)
             order.append("first still writing")

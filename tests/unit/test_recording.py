@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from integrations.posthog import Recording
+from integrations.posthog import Person, Recording
 from worker.attach.events import parse_event
 from worker.attach.recording import (
     RecordingFacts,
@@ -63,10 +63,32 @@ def test_given_seconds_win_and_nothing_without_a_time_or_start() -> None:
 def test_the_recording_must_carry_the_reporters_distinct_id() -> None:
     recording = Recording("s", START, 300, False, frozenset({"anon-1", "alice@example.com"}))
     event = parse_event({"session_id": "s", "zendesk_ticket": 1})
-    assert belongs_to_reporter(event, recording)  # no one named: nothing to check
+    asked: list[str] = []
+
+    def nobody(distinct_id: str) -> Person | None:
+        asked.append(distinct_id)
+        return None
+
+    assert belongs_to_reporter(event, recording, nobody)  # no one named: nothing to check
     for mine in ("anon-1", "alice@example.com"):
-        assert belongs_to_reporter(event.model_copy(update={"distinct_id": mine}), recording)
-    assert not belongs_to_reporter(event.model_copy(update={"distinct_id": "bob"}), recording)
+        named = event.model_copy(update={"distinct_id": mine})
+        assert belongs_to_reporter(named, recording, nobody)
+    assert not belongs_to_reporter(
+        event.model_copy(update={"distinct_id": "bob"}), recording, nobody
+    )
+    assert asked == []  # a person listed whole (or none) is never looked up
+
+
+def test_a_reporter_beyond_the_ten_ids_listed_is_looked_up() -> None:
+    ten = frozenset(f"device-{n}" for n in range(10))
+    person = Person(id="p-1", email=None, distinct_ids=ten, complete=False)
+    recording = Recording("s", START, 300, False, ten, person)
+    event = parse_event({"session_id": "s", "zendesk_ticket": 1, "distinct_id": "device-10"})
+    same = Person(id="p-1", email=None, distinct_ids=ten | {"device-10"})
+    other = Person(id="p-2", email=None, distinct_ids=frozenset({"device-10"}))
+    assert belongs_to_reporter(event, recording, lambda _: same)
+    assert not belongs_to_reporter(event, recording, lambda _: other)
+    assert not belongs_to_reporter(event, recording, lambda _: None)
 
 
 def test_facts_survive_the_ledger_and_times_read_as_a_player_shows_them() -> None:

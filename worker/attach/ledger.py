@@ -39,6 +39,7 @@ from redis.commands.core import Script
 
 from worker import keys
 from worker.attach.leases import Lease, LockBusy, lease_ms, leases
+from worker.attach.links import REVOKED as LINK_REVOKED
 
 T = TypeVar("T")
 
@@ -52,19 +53,23 @@ MINT_WAIT_SECONDS = 60
 #: How often a job waiting for another worker's mint of the same session looks again.
 MINT_WAIT_POLL_SECONDS = 0.05
 
-# KEYS: attach lock, record, mint lock. ARGV: token, lease ms, record TTL
-# seconds, the "pending" value, then the fields to reserve (set to it if absent).
-# Returns false when the attach lock is taken, else {took the mint lock (0/1),
-# the record as it was before the reservations}.
+# KEYS: attach lock, record, mint lock, the session's link record. ARGV: token,
+# lease ms, record TTL seconds, the "pending" value, then the fields to reserve
+# (set to it if absent). Returns false when the attach lock is taken, else {took
+# the mint lock (0/1), the record as it was before the reservations, the link
+# record's state when the mint lock was taken (a revocation holds it too, so the
+# state cannot change while it is held)}.
 _OPEN = """
 if not redis.call("set", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then
   return false
 end
 local record = redis.call("hgetall", KEYS[2])
 local minting = 0
+local link_state = false
 if redis.call("hexists", KEYS[2], "link") == 0 then
   if redis.call("set", KEYS[3], ARGV[1], "NX", "PX", ARGV[2]) then
     minting = 1
+    link_state = redis.call("hget", KEYS[4], "state")
   end
 end
 local reserved = 0
@@ -74,7 +79,7 @@ end
 if reserved > 0 then
   redis.call("expire", KEYS[2], ARGV[3])
 end
-return {minting, record}
+return {minting, record, link_state}
 """
 # KEYS: record, then the locks to release (held under ARGV[1]). ARGV: token,
 # record TTL seconds, number of fields to set (n), n field/value pairs, then
@@ -175,13 +180,14 @@ class Ledger:
             keys.MINT_LOCK_KEY.format(project=self._project_id, session=session_id),
             token,
         )
+        link_key = keys.LINK_KEY.format(session=session_id)
         opened = self._open(
-            keys=[attach.name, self.key(target, session_id), mint.name],
+            keys=[attach.name, self.key(target, session_id), mint.name, link_key],
             args=[token, lease_ms(), LEDGER_TTL_SECONDS, self.pending(), *reserve],
         )
         if not opened:
             raise LockBusy(target)
-        minting, flat = opened
+        minting, flat, link_state = opened
         record = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
         leases.hold(attach)
         if minting:
@@ -195,6 +201,8 @@ class Ledger:
             mint,
             bool(minting),
             reserved=[name for name in reserve if name not in record],
+            link_key=link_key,
+            link_revoked=link_state == LINK_REVOKED.encode() if minting else None,
         )
         try:
             yield entry
@@ -215,6 +223,8 @@ class Attachment:
         mint: Lease,
         mint_held: bool,
         reserved: list[str] | None = None,
+        link_key: str = "",
+        link_revoked: bool | None = None,
     ) -> None:
         self._redis = client
         self._save_script = save_script
@@ -230,9 +240,13 @@ class Attachment:
         self._mint_held = mint_held
         #: The mint is over; the mint lock goes with the next write.
         self._mint_done = False
+        #: Whether the session's link was revoked, read with the mint lock (None: not read).
+        self._link_key = link_key
+        self._link_revoked = link_revoked
 
-    def mint(self, make_token: Callable[[], T]) -> T:
-        """Run ``make_token`` under the session's mint lock (waiting for another worker's mint).
+    def mint(self, make_token: Callable[[bool], T]) -> T:
+        """Run ``make_token`` under the session's mint lock (waiting for another worker's mint
+        or a revocation), telling it whether the session's link was revoked.
 
         The lock is released with the next ``save``: the one before the first
         write that is not safe to repeat, or the last one.
@@ -245,8 +259,11 @@ class Attachment:
                 time.sleep(MINT_WAIT_POLL_SECONDS)
             self._mint_held = True
             leases.hold(self._mint)
+        if self._link_revoked is None:
+            state = self._redis.hget(self._link_key, "state")
+            self._link_revoked = state == LINK_REVOKED.encode()
         try:
-            return make_token()
+            return make_token(self._link_revoked)
         finally:
             self._mint_done = True
 

@@ -138,10 +138,6 @@ class Links:
         current, state = (v.decode() if v is not None else None for v in found)  # type: ignore[union-attr]
         return current == token and state == REVOKED
 
-    def was_revoked(self, session_id: str) -> bool:
-        """Whether the session's recorded link is a revoked one (a re-share needs a new token)."""
-        return self._redis.hget(self.key(session_id), "state") == REVOKED.encode()
-
     def sessions(
         self,
         *,

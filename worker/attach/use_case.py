@@ -125,7 +125,7 @@ def _attach(
                 return AttachResult(link=None, refused=refused)
         facts = RecordingFacts.of(recording)
         start = start_point(event, facts)
-        token = attachment.mint(lambda: _share(event.session_id, services))
+        token = attachment.mint(lambda revoked: _share(event.session_id, revoked, services))
         link = embed_link(services.config.posthog.host, token, start.seconds if start else None)
         # Known before any ticket shows it: no link can escape its end.
         if not services.links.shared(event.session_id, token, event.target, link):
@@ -143,14 +143,14 @@ def _attach(
     return result
 
 
-def _share(session_id: str, services: Services) -> str:
+def _share(session_id: str, revoked: bool, services: Services) -> str:
     """The session's live token; under the mint lock, which a revocation also holds.
 
-    A revoked session is shared again only under a fresh token: its token is
+    A ``revoked`` session is shared again only under a fresh token: its token is
     rotated first, and a PostHog that cannot rotate (no ``sharing/refresh/``,
     where re-enabling brings the old token back) is not asked to share it.
     """
-    if services.links.was_revoked(session_id) and not services.posthog.rotate_token(session_id):
+    if revoked and not services.posthog.rotate_token(session_id):
         raise PermanentFailure(
             "PostHog",
             f"session {session_id}'s link was revoked, and this PostHog cannot issue a fresh "
