@@ -92,6 +92,39 @@ def test_enqueue_file_is_all_or_nothing(
     assert queued(redis_client) == 0
 
 
+@pytest.mark.parametrize("field", ["zendesk_ticket", "replay_seconds"])
+def test_a_number_too_long_to_read_is_an_invalid_line(
+    cli_env: dict[str, str], redis_client: redis.Redis, field: str
+) -> None:
+    """json.loads refuses an integer past Python's digit limit with a plain ValueError."""
+    first = json.dumps({"session_id": "s1", "zendesk_ticket": 101})
+    second = f'{{"session_id": "s2", "{field}": {"9" * 5000}}}'
+    text = f"{first}\n{second}\n"
+    result = run(cli_env, "enqueue", "--file", "-", stdin=text)
+    assert result.returncode == 2, result.stderr
+    assert "line 2: not an event: it holds a number too long to read" in result.stderr
+    assert "nothing was enqueued" in result.stderr and "Traceback" not in result.stderr
+    assert queued(redis_client) == 0
+
+
+def test_a_line_that_is_not_utf8_is_an_invalid_line(
+    cli_env: dict[str, str], redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.jsonl"
+    good = [json.dumps({"session_id": f"s{i}", "zendesk_ticket": 101}).encode() for i in range(3)]
+    bad = b'{"session_id": "s9", "zendesk_ticket": 101, "description": "caf\xe9"}'
+    path.write_bytes(b"\n".join([good[0], good[1], bad, good[2]]) + b"\n")
+    result = run(cli_env, "enqueue", "--file", str(path))
+    assert result.returncode == 2, result.stderr
+    assert "line 3: not UTF-8 text" in result.stderr and "Traceback" not in result.stderr
+    assert queued(redis_client) == 0
+    # Valid UTF-8 beyond ASCII is text like any other.
+    path.write_bytes(b"\n".join([good[0], bad.replace(b"\xe9", "é".encode())]) + b"\n")
+    result = run(cli_env, "enqueue", "--file", str(path))
+    assert result.returncode == 0, result.stderr
+    assert queued(redis_client) == 2
+
+
 def test_enqueue_file_from_stdin(cli_env: dict[str, str], redis_client: redis.Redis) -> None:
     text = "".join(
         json.dumps({"session_id": f"s{i}", "jira_issue": "BUG-1"}) + "\n" for i in range(2500)
@@ -393,3 +426,4 @@ def test_check_says_when_the_key_cannot_read_recordings(
     assert "PostHog: FAILED, the personal API key lacks the session_recording:read scope (403)" in (
         result.stdout
     )
+
