@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 import redis
 import yaml
 
+from tests.scenarios import free_port
 from tests.scenarios import run_cli as run
 
 QUEUE_KEY = "dramatiq:replay-attach"
@@ -427,3 +429,57 @@ def test_check_says_when_the_key_cannot_read_recordings(
         result.stdout
     )
 
+
+COMMANDS_ON_REDIS = [
+    ["status"],
+    ["enqueue", "--session-id", "s1", "--zendesk-ticket", "101"],
+    ["enqueue", "--file", "-"],
+    ["failed", "list"],
+    ["revoke", "--session-id", "s1"],
+    ["worker", "-p", "1", "-t", "1"],
+    ["serve", "--port", str(free_port())],
+]
+
+
+@pytest.mark.parametrize("refusal", ["open to others", "a symbolic link"])
+def test_a_refused_data_directory_ends_every_command_with_one_line(
+    sandbox: Any, tmp_path: Path, refusal: str
+) -> None:
+    """The embedded Redis refuses a data directory others could tamper with: each command that
+    needs Redis says so in one line naming the directory and the fix, and exits 1; check
+    reports it as a failed check."""
+    from tests.conftest import config_data
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    if refusal == "open to others":
+        data_dir.chmod(0o777)
+        fix = f"run `chmod 700 {data_dir}`"
+    else:
+        real = tmp_path / "real"
+        real.mkdir(mode=0o700)
+        data_dir.rmdir()
+        data_dir.symlink_to(real)
+        fix = "set REPLAY_ATTACH_DATA_DIR to a directory of your own"
+    data = config_data(sandbox)
+    data["broker"]["data_dir"] = str(data_dir)
+    data["intake"] = {"tokens": ["t" * 32]}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "POSTHOG_"))}
+    env["REPLAY_ATTACH_CONFIG"] = str(path)
+    event = json.dumps({"session_id": "s1", "zendesk_ticket": 101}) + "\n"
+    for command in COMMANDS_ON_REDIS:
+        result = run(env, *command, stdin=event, timeout=60)
+        assert result.returncode == 1, (command, result.stderr)
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, (command, result.stderr)
+        assert lines[0].startswith("replay-attach: the embedded Redis data directory ")
+        assert str(data_dir) in lines[0] and fix in lines[0], (command, lines[0])
+        assert result.stdout == ""
+    # check starts nothing, and says what the worker would refuse.
+    result = run(env, "check")
+    assert result.returncode == 1, result.stdout
+    assert f"embedded Redis: FAILED, the embedded Redis data directory {data_dir}" in result.stdout
+    assert fix in result.stdout and result.stderr == ""
+    assert list(data_dir.iterdir()) == []
