@@ -64,6 +64,29 @@ def test_transient_zendesk_write_failure_is_retried_into_one_note(
     assert app.failed.all() == []
 
 
+def test_a_note_stays_single_when_the_tag_after_it_fails_past_the_in_process_retries(
+    sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
+) -> None:
+    """The note lands, then the tag fails on every in-process try of two job attempts: the job
+    goes back to the queue twice and, when the tag lands, the ticket still has one note."""
+    app = make_app(config_data(sandbox))
+    # Three tries per job attempt (integrations/retries.py): two attempts fail whole.
+    sandbox.zendesk.fail_next("5xx", count=6, method="PUT", path_regex=r"/tickets/102/tags\.json$")
+    enqueue_bug_report(session_id=SESSION, zendesk_ticket=102, queue=app.queue)
+    with run_worker(app) as worker:
+        worker.drain()
+    assert len(notes_on(sandbox, 102)) == 1
+    ticket = sandbox.zendesk.ticket(102)
+    assert ticket is not None and ticket["tags"].count("posthog_replay") == 1
+    tag_calls = sandbox.zendesk.calls("PUT", r"/tickets/102/tags\.json$")
+    assert [call.status for call in tag_calls] == [503] * 6 + [200]
+    # The note was written once and known as done afterwards: never sent again, and the
+    # ticket never read to find out whether it had landed.
+    assert len(sandbox.zendesk.calls("PUT", r"/tickets/102\.json$")) == 1
+    assert sandbox.zendesk.calls("GET", r"/tickets/102/comments") == []
+    assert app.failed.all() == []
+
+
 @pytest.mark.parametrize("kind", ["lost_response", "slow"])
 def test_write_applied_but_unanswered_is_not_posted_twice(
     kind: str, sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
