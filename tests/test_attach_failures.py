@@ -109,6 +109,29 @@ def test_write_applied_but_unanswered_is_not_posted_twice(
     assert app.failed.all() == []
 
 
+def test_a_jira_v2_comment_applied_but_unanswered_is_found_by_its_encoded_url(
+    sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
+) -> None:
+    """A v2 comment shows its URLs percent-encoded ('-' would strike text out): the read after
+    an unanswered write looks for the URL as the comment shows it, and posts nothing twice.
+    The "no recording" comment is used because its URL always holds a '-' (of the session id)."""
+    data = config_data(sandbox, jira__api_version=2, http__read_timeout_seconds=0.5)
+    data["posthog"]["recording_wait_minutes"] = 0
+    app = make_app(data)
+    sandbox.jira.fail_next("lost_response", method="POST", path_regex=r"/BUG-1/comment$")
+    no_recording = "0192c0de-0000-7abc-8def-0123456789ab"
+    sandbox.posthog.remove_recording(no_recording)
+    enqueue_bug_report(session_id=no_recording, jira_issue="BUG-1", queue=app.queue)
+    with run_worker(app) as worker:
+        worker.drain()
+    comments = jira_issue(sandbox, "BUG-1")["comments"]
+    assert len(comments) == 1, [c["body"] for c in comments]
+    assert "/replay/0192c0de%2D0000%2D7abc" in comments[0]["body"]
+    assert len(sandbox.jira.calls("POST", r"/BUG-1/comment$")) == 1
+    assert len(sandbox.jira.calls("GET", r"/BUG-1/comment$")) == 1
+    assert app.failed.all() == []
+
+
 def test_posthog_throttle_waits_the_seconds_named_in_its_body(
     sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
 ) -> None:
