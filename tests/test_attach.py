@@ -6,6 +6,7 @@ import base64
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 import requests
 
@@ -132,19 +133,29 @@ def test_jira_v2_posts_wiki_markup_with_escaped_description(
     sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
 ) -> None:
     app = make_app(config_data(sandbox, jira__api_version=2))
+    page_url = "https://app.example.com/#!/cart!checkout?coupon=-10%_off"
     enqueue_bug_report(
         session_id=SESSION,
         jira_issue="BUG-2",
         description="{noformat}[evil|http://x]",
+        page_url=page_url,
         queue=app.queue,
     )
     with run_worker(app) as worker:
         worker.drain()
     (comment,) = jira_issue(sandbox, "BUG-2")["comments"]
-    assert isinstance(comment["body"], str)
+    body = comment["body"]
+    assert isinstance(body, str)
     link = sandbox.jira.issues["BUG-2"]["remote_links"][0]["object"]["url"]
-    assert f"[Watch the session replay|{link}]" in comment["body"]
-    assert "Reporter's description:\n\\{noformat\\}\\[evil\\|http\\://x\\]" in comment["body"]
+    # Every URL is percent-encoded where wiki markup would read it ('!' starts an image):
+    # the comment's link still opens the recording the remote link opens.
+    (shown,) = re.findall(r"\[Watch the session replay\|([^\]]+)\]", body)
+    assert unquote(shown) == link
+    assert requests.get(shown, timeout=5).status_code == 200
+    assert sandbox.posthog.session_for(unquote(embed_token(shown))) == SESSION
+    assert "Page: [https://app.example.com/#%21/cart%21checkout?coupon=%2D10%25%5Foff]" in body
+    assert "!" not in body.replace("(!)", "")
+    assert "Reporter's description:\n\\{noformat\\}\\[evil\\|http\\://x\\]" in body
     assert [r.path for r in sandbox.jira.calls()] == [
         "/rest/api/2/issue/BUG-2/remotelink",
         "/rest/api/2/issue/BUG-2",

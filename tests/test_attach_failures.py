@@ -64,6 +64,29 @@ def test_transient_zendesk_write_failure_is_retried_into_one_note(
     assert app.failed.all() == []
 
 
+def test_a_note_stays_single_when_the_tag_after_it_fails_past_the_in_process_retries(
+    sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
+) -> None:
+    """The note lands, then the tag fails on every in-process try of two job attempts: the job
+    goes back to the queue twice and, when the tag lands, the ticket still has one note."""
+    app = make_app(config_data(sandbox))
+    # Three tries per job attempt (integrations/retries.py): two attempts fail whole.
+    sandbox.zendesk.fail_next("5xx", count=6, method="PUT", path_regex=r"/tickets/102/tags\.json$")
+    enqueue_bug_report(session_id=SESSION, zendesk_ticket=102, queue=app.queue)
+    with run_worker(app) as worker:
+        worker.drain()
+    assert len(notes_on(sandbox, 102)) == 1
+    ticket = sandbox.zendesk.ticket(102)
+    assert ticket is not None and ticket["tags"].count("posthog_replay") == 1
+    tag_calls = sandbox.zendesk.calls("PUT", r"/tickets/102/tags\.json$")
+    assert [call.status for call in tag_calls] == [503] * 6 + [200]
+    # The note was written once and known as done afterwards: never sent again, and the
+    # ticket never read to find out whether it had landed.
+    assert len(sandbox.zendesk.calls("PUT", r"/tickets/102\.json$")) == 1
+    assert sandbox.zendesk.calls("GET", r"/tickets/102/comments") == []
+    assert app.failed.all() == []
+
+
 @pytest.mark.parametrize("kind", ["lost_response", "slow"])
 def test_write_applied_but_unanswered_is_not_posted_twice(
     kind: str, sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
@@ -83,6 +106,29 @@ def test_write_applied_but_unanswered_is_not_posted_twice(
     assert len(sandbox.zendesk.calls("GET", r"/tickets/101/comments")) == 1
     assert len(sandbox.zendesk.calls("PUT", r"/tickets/101\.json$")) == 1
     assert len(sandbox.jira.calls("POST", r"/comment$")) == 1
+    assert app.failed.all() == []
+
+
+def test_a_jira_v2_comment_applied_but_unanswered_is_found_by_its_encoded_url(
+    sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
+) -> None:
+    """A v2 comment shows its URLs percent-encoded ('-' would strike text out): the read after
+    an unanswered write looks for the URL as the comment shows it, and posts nothing twice.
+    The "no recording" comment is used because its URL always holds a '-' (of the session id)."""
+    data = config_data(sandbox, jira__api_version=2, http__read_timeout_seconds=0.5)
+    data["posthog"]["recording_wait_minutes"] = 0
+    app = make_app(data)
+    sandbox.jira.fail_next("lost_response", method="POST", path_regex=r"/BUG-1/comment$")
+    no_recording = "0192c0de-0000-7abc-8def-0123456789ab"
+    sandbox.posthog.remove_recording(no_recording)
+    enqueue_bug_report(session_id=no_recording, jira_issue="BUG-1", queue=app.queue)
+    with run_worker(app) as worker:
+        worker.drain()
+    comments = jira_issue(sandbox, "BUG-1")["comments"]
+    assert len(comments) == 1, [c["body"] for c in comments]
+    assert "/replay/0192c0de%2D0000%2D7abc" in comments[0]["body"]
+    assert len(sandbox.jira.calls("POST", r"/BUG-1/comment$")) == 1
+    assert len(sandbox.jira.calls("GET", r"/BUG-1/comment$")) == 1
     assert app.failed.all() == []
 
 

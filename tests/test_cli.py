@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 import redis
 import yaml
 
+from tests.scenarios import free_port
 from tests.scenarios import run_cli as run
 
 QUEUE_KEY = "dramatiq:replay-attach"
@@ -90,6 +92,39 @@ def test_enqueue_file_is_all_or_nothing(
         result = run(cli_env, "enqueue", "--file", str(path))
         assert result.returncode == 2 and problem in result.stderr, result.stderr
     assert queued(redis_client) == 0
+
+
+@pytest.mark.parametrize("field", ["zendesk_ticket", "replay_seconds"])
+def test_a_number_too_long_to_read_is_an_invalid_line(
+    cli_env: dict[str, str], redis_client: redis.Redis, field: str
+) -> None:
+    """json.loads refuses an integer past Python's digit limit with a plain ValueError."""
+    first = json.dumps({"session_id": "s1", "zendesk_ticket": 101})
+    second = f'{{"session_id": "s2", "{field}": {"9" * 5000}}}'
+    text = f"{first}\n{second}\n"
+    result = run(cli_env, "enqueue", "--file", "-", stdin=text)
+    assert result.returncode == 2, result.stderr
+    assert "line 2: not an event: it holds a number too long to read" in result.stderr
+    assert "nothing was enqueued" in result.stderr and "Traceback" not in result.stderr
+    assert queued(redis_client) == 0
+
+
+def test_a_line_that_is_not_utf8_is_an_invalid_line(
+    cli_env: dict[str, str], redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.jsonl"
+    good = [json.dumps({"session_id": f"s{i}", "zendesk_ticket": 101}).encode() for i in range(3)]
+    bad = b'{"session_id": "s9", "zendesk_ticket": 101, "description": "caf\xe9"}'
+    path.write_bytes(b"\n".join([good[0], good[1], bad, good[2]]) + b"\n")
+    result = run(cli_env, "enqueue", "--file", str(path))
+    assert result.returncode == 2, result.stderr
+    assert "line 3: not UTF-8 text" in result.stderr and "Traceback" not in result.stderr
+    assert queued(redis_client) == 0
+    # Valid UTF-8 beyond ASCII is text like any other.
+    path.write_bytes(b"\n".join([good[0], bad.replace(b"\xe9", "é".encode())]) + b"\n")
+    result = run(cli_env, "enqueue", "--file", str(path))
+    assert result.returncode == 0, result.stderr
+    assert queued(redis_client) == 2
 
 
 def test_enqueue_file_from_stdin(cli_env: dict[str, str], redis_client: redis.Redis) -> None:
@@ -393,3 +428,58 @@ def test_check_says_when_the_key_cannot_read_recordings(
     assert "PostHog: FAILED, the personal API key lacks the session_recording:read scope (403)" in (
         result.stdout
     )
+
+
+COMMANDS_ON_REDIS = [
+    ["status"],
+    ["enqueue", "--session-id", "s1", "--zendesk-ticket", "101"],
+    ["enqueue", "--file", "-"],
+    ["failed", "list"],
+    ["revoke", "--session-id", "s1"],
+    ["worker", "-p", "1", "-t", "1"],
+    ["serve", "--port", str(free_port())],
+]
+
+
+@pytest.mark.parametrize("refusal", ["open to others", "a symbolic link"])
+def test_a_refused_data_directory_ends_every_command_with_one_line(
+    sandbox: Any, tmp_path: Path, refusal: str
+) -> None:
+    """The embedded Redis refuses a data directory others could tamper with: each command that
+    needs Redis says so in one line naming the directory and the fix, and exits 1; check
+    reports it as a failed check."""
+    from tests.conftest import config_data
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    if refusal == "open to others":
+        data_dir.chmod(0o777)
+        fix = f"run `chmod 700 {data_dir}`"
+    else:
+        real = tmp_path / "real"
+        real.mkdir(mode=0o700)
+        data_dir.rmdir()
+        data_dir.symlink_to(real)
+        fix = "set REPLAY_ATTACH_DATA_DIR to a directory of your own"
+    data = config_data(sandbox)
+    data["broker"]["data_dir"] = str(data_dir)
+    data["intake"] = {"tokens": ["t" * 32]}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "POSTHOG_"))}
+    env["REPLAY_ATTACH_CONFIG"] = str(path)
+    event = json.dumps({"session_id": "s1", "zendesk_ticket": 101}) + "\n"
+    for command in COMMANDS_ON_REDIS:
+        result = run(env, *command, stdin=event, timeout=60)
+        assert result.returncode == 1, (command, result.stderr)
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, (command, result.stderr)
+        assert lines[0].startswith("replay-attach: the embedded Redis data directory ")
+        assert str(data_dir) in lines[0] and fix in lines[0], (command, lines[0])
+        assert result.stdout == ""
+    # check starts nothing, and says what the worker would refuse.
+    result = run(env, "check")
+    assert result.returncode == 1, result.stdout
+    assert f"embedded Redis: FAILED, the embedded Redis data directory {data_dir}" in result.stdout
+    assert fix in result.stdout and result.stderr == ""
+    assert list(data_dir.iterdir()) == []

@@ -77,6 +77,24 @@ def test_valid_events() -> None:
             {"session_id": "s", "zendesk_ticket": 1, "replay_seconds": -1},
             "replay_seconds: Input should be greater than or equal to 0",
         ),
+        # Odd values a Python producer can pass, which JSON cannot carry.
+        ({"session_id": "s", "zendesk_ticket": 10**5000}, "zendesk_ticket: must be a positive"),
+        (
+            {"session_id": "s", "zendesk_ticket": 1, "replay_seconds": 10**5000},
+            "replay_seconds: Input should be less than or equal to 604800",
+        ),
+        (
+            {"session_id": "s", "zendesk_ticket": 1, "reported_at": 10**5000},
+            "reported_at: Input should be a valid datetime",
+        ),
+        (
+            {"session_id": "s", "zendesk_ticket": 1, "reported_at": float("nan")},
+            "reported_at: Input should be a valid datetime",
+        ),
+        (
+            {"session_id": "s", "zendesk_ticket": 1, "description": "\ud800"},
+            "description: Input should be a valid string",
+        ),
     ],
 )
 def test_invalid_events_name_the_problem(data: dict[str, object], problem: str) -> None:
@@ -90,6 +108,18 @@ def test_non_objects_and_bad_json() -> None:
         parse_event(["s", 1])
     with pytest.raises(InvalidEvent, match="not valid JSON"):
         parse_event_line('{"session_id": ')
+    # json.loads refuses an integer past Python's digit limit with a plain ValueError.
+    with pytest.raises(InvalidEvent, match="a number too long to read"):
+        parse_event_line('{"session_id": "s", "zendesk_ticket": ' + "9" * 5000 + "}")
+
+
+def test_a_line_that_is_not_utf8_names_its_line() -> None:
+    good = '{"session_id": "s", "zendesk_ticket": 1}\n'
+    # As ``enqueue --file`` reads it: bytes that are not UTF-8 become lone surrogates.
+    bad = b'{"session_id": "s", "zendesk_ticket": 1, "description": "\xff"}\n'
+    stream = io.StringIO(good + bad.decode("utf-8", "surrogateescape"))
+    with pytest.raises(InvalidEvent, match=r"^line 2: not UTF-8 text$"):
+        list(iter_event_lines(stream))
 
 
 def test_lines_are_numbered_and_blank_lines_skipped() -> None:

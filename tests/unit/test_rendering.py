@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
@@ -111,9 +113,74 @@ def test_a_jira_v2_comment_keeps_links_and_values_intact() -> None:
     assert isinstance(comment.body, str)
     # '|' and ']' in a URL would end the [text|url] link early.
     assert "Page: [https://app.example.com/a%7Cb%5Dc]" in comment.body
-    assert "[Watch the session replay|https://us.posthog.com/embedded/tok-123?t=95]" in comment.body
+    # '-' would start struck-out text: encoded, it is the same URL.
+    assert (
+        "[Watch the session replay|https://us.posthog.com/embedded/tok%2D123?t=95]" in comment.body
+    )
     assert "Session ID: {{s\\_1\\-x}}" in comment.body
     assert "Reported at: {{2026\\-11\\-26T10\\:00\\:00\\+01\\:00}}" in comment.body
+
+
+#: What may start markup in a URL of a Jira v2 comment: an image (!), a link ([|]), a macro
+#: ({}), an emoticon (()), a text effect (*_-+^~ and ??), an escape or line break (\\).
+WIKI_URL_MARKUP = set("!|[]{}()*_-+^~\\")
+
+
+def _markup_in(url: str) -> set[str]:
+    """What in ``url`` may start wiki markup; a host name's '-' between letters or digits
+    (the only place a valid host name has one) cannot."""
+    parts = urlsplit(url)
+    host = re.sub(r"(?<=[A-Za-z0-9])-(?=[A-Za-z0-9])", "", parts.netloc)
+    return WIKI_URL_MARKUP & set(parts._replace(netloc=host).geturl())
+
+
+def _same_url(shown: str, given: str) -> bool:
+    """Whether a server reads ``shown`` as ``given``: each part percent-decoded, the query as
+    form fields."""
+    a, b = urlsplit(shown), urlsplit(given)
+    return (
+        (a.scheme, unquote(a.netloc), unquote(a.path), unquote(a.fragment))
+        == (b.scheme, unquote(b.netloc), unquote(b.path), unquote(b.fragment))
+    ) and parse_qsl(a.query, keep_blank_values=True) == parse_qsl(b.query, keep_blank_values=True)
+
+
+@pytest.mark.parametrize(
+    "page_url",
+    [
+        "https://app.example.com/#!/settings!profile",
+        "https://app.example.com/a_b_/c-d-/~e~?q=*bold*&r=x+y^2~3(!)[x]{y}|z??w",
+        "https://my-app.example.com:8443/--/-strike-/+under+",
+        "https://-x-.example.com/",
+        "https://app.example.com/a??b?c=100%&d=%zz#/e??f?g",
+        "https://app.example.com/caf\u00e9 menu?q=a%2Bb&q=%F0%9F%99%82",
+        "https://app.example.com/a\\b?next=/x\\y#frag!ment",
+    ],
+)
+def test_every_url_in_a_jira_v2_comment_starts_no_markup_and_stays_the_same_url(
+    page_url: str,
+) -> None:
+    link = "https://us.posthog.com/embedded/a-b_c~d!e?t=95"
+    report = parse_event({"session_id": "s-1", "jira_issue": "BUG-1", "page_url": page_url})
+    body = rendering.jira_comment(
+        report, rendering.Replay(link), api_version=2, visibility=None
+    ).body
+    assert isinstance(body, str)
+    urls = re.findall(r"\[(?:[^|\]]*\|)?(https?://[^\]]*)\]", body)
+    assert len(urls) == 2, body
+    for shown, given in zip(urls, [link, page_url], strict=True):
+        assert _markup_in(shown) == set(), shown
+        assert _same_url(shown, given), (shown, given)
+    # The text that finds the comment on the issue again is in it, as the comment writes it.
+    (form, plain) = rendering.jira_markers(rendering.dedupe_marker(link), api_version=2)
+    assert form in body and plain == "/embedded/a-b_c~d!e"
+    assert rendering.jira_markers(rendering.dedupe_marker(link), api_version=3) == (plain,)
+    page = rendering.posthog_session_page("https://us.posthog.com", 1, "s_1-x")
+    missing = rendering.jira_missing_comment(
+        report, datetime.now(timezone.utc), page, api_version=2, visibility=None
+    ).body
+    (url,) = re.findall(r"\[(https?://[^\]]*)\]", str(missing))
+    assert _markup_in(url) == set() and _same_url(url, page)
+    assert rendering.jira_markers(rendering.missing_marker(page), api_version=2)[0] in missing
 
 
 def test_zendesk_placeholders_in_the_reporters_text_stay_inert() -> None:
@@ -202,4 +269,5 @@ def test_the_no_recording_note_names_the_session_and_reasons_and_carries_no_link
             report, until, page, api_version=version, visibility=None
         )
         # The marker survives each format as it is searched for: in the body as JSON.
-        assert marker in json.dumps(body.body) and "/embedded/" not in json.dumps(body.body)
+        (form, *_) = rendering.jira_markers(marker, api_version=version)
+        assert form in json.dumps(body.body) and "/embedded/" not in json.dumps(body.body)

@@ -166,13 +166,30 @@ def parse_event_line(line: str) -> BugReport:
         raise InvalidEvent(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
     except RecursionError:
         raise InvalidEvent("not an event: its JSON is nested too deeply") from None
+    except ValueError:
+        # json.loads refuses an integer longer than Python's int-to-string digit limit
+        # with a plain ValueError.
+        raise InvalidEvent(
+            "not an event: it holds a number too long to read (an event's numbers are short)"
+        ) from None
     return parse_event(data)
+
+
+def _is_text(line: str) -> bool:
+    """Whether ``line`` is valid Unicode: bytes that were not UTF-8 are read as lone surrogates."""
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def iter_event_lines(stream: IO[str]) -> Iterator[tuple[int, BugReport]]:
     """Yield (line number, event) for each non-blank line, streaming.
 
-    Raises ``InvalidEvent`` naming the line number of the first bad line.
+    Raises ``InvalidEvent`` naming the line number of the first bad line. ``stream`` should
+    decode with ``errors="surrogateescape"``, so that bytes that are not UTF-8 are reported
+    with their line rather than raised by the decoder, which reads ahead of the lines.
     """
     number = 0
     # Read with a limit: a line of gigabytes must not be held in memory whole.
@@ -184,6 +201,8 @@ def iter_event_lines(stream: IO[str]) -> Iterator[tuple[int, BugReport]]:
             )
         if not line.strip():
             continue
+        if not line.isascii() and not _is_text(line):
+            raise InvalidEvent(f"line {number}: not UTF-8 text")
         try:
             yield number, parse_event_line(line)
         except InvalidEvent as exc:

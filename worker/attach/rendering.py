@@ -130,9 +130,60 @@ def zendesk_note(event: BugReport, replay: Replay, *, public: bool) -> ZendeskNo
     return ZendeskNote(html_body="\n".join(lines), plain_body="\n".join(plain), public=public)
 
 
+#: What a URL in wiki markup keeps as it is: its delimiters that mean nothing in wiki markup
+#: (and '%', so that its escapes stay escapes). Every other character but letters and digits
+#: is percent-encoded, which a server decodes to the same URL.
+_WIKI_URL_KEPT = ":/?&=#%@,;$'."
+#: Characters that ``quote`` never encodes but wiki markup reads as text effects: '-deleted-',
+#: '_emphasis_', '~subscript~'. Encoded, they are the same URL (RFC 3986, section 2.3).
+_WIKI_UNRESERVED = str.maketrans({"-": "%2D", "_": "%5F", "~": "%7E"})
+_WIKI_HOST_UNRESERVED = str.maketrans({"_": "%5F", "~": "%7E"})
+# In a host name '-' only stands between letters and digits, where it starts no markup;
+# anywhere else it is encoded.
+_WIKI_HOST_DASH = re.compile(r"(?<![A-Za-z0-9])-|-(?![A-Za-z0-9])")
+# A '%' that starts no escape is a '%' of the text.
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# '??' starts a citation; a single '?' means nothing.
+_DOUBLED_QUESTION_MARK = re.compile(r"(?<=\?)\?")
+
+
+def _wiki_component(text: str, kept: str = _WIKI_URL_KEPT) -> str:
+    escaped = quote(_LONE_PERCENT.sub("%25", text), safe=kept)
+    return escaped.translate(_WIKI_UNRESERVED)
+
+
 def _wiki_url(url: str) -> str:
-    # '|' and ']' would end the [text|url] link early.
-    return quote(url, safe=":/?&=#%@+,;~!$'()*.-_")
+    """``url`` as Jira wiki markup reads it unchanged: no character in it starts markup.
+
+    '!' would start an image, '|' and ']' end the [text|url] link early, '{' a macro, '(' an
+    emoticon, '*', '+', '^', '??' (and '-', '_', '~') a text effect, '\\' an escape: each is
+    percent-encoded. In the query, read as form fields, '+' becomes '%20' (the space it
+    means there) and every '?' '%3F'; in the fragment, which the page's own script may read
+    undecoded, only a '?' that follows another.
+    """
+    parts = urlsplit(url)
+    netloc = quote(_LONE_PERCENT.sub("%25", parts.netloc), safe=_WIKI_URL_KEPT + "-")
+    netloc = _WIKI_HOST_DASH.sub("%2D", netloc).translate(_WIKI_HOST_UNRESERVED)
+    query = parts.query.replace("+", "%20")
+    fragment = _wiki_component(parts.fragment)
+    return parts._replace(
+        netloc=netloc,
+        path=_wiki_component(parts.path),
+        query=_wiki_component(query, _WIKI_URL_KEPT.replace("?", "")),
+        fragment=_DOUBLED_QUESTION_MARK.sub("%3F", fragment),
+    ).geturl()
+
+
+def jira_markers(marker: str, *, api_version: int) -> tuple[str, ...]:
+    """The forms in which a Jira comment of ``api_version`` holds ``marker`` (a URL's path).
+
+    A v2 comment holds it percent-encoded like the rest of its URL (see ``_wiki_url``), or
+    as it is when an earlier version of replay-attach posted the comment.
+    """
+    if api_version == 3:
+        return (marker,)
+    encoded = _wiki_component(marker)
+    return (encoded, marker) if encoded != marker else (marker,)
 
 
 #: Characters with a meaning in Jira's wiki markup somewhere in a line (the set of the

@@ -96,9 +96,17 @@ def plan_missing_steps(event: BugReport, services: Services, looked_until: datet
                     event, looked_until, page, api_version=jira.api_version, visibility=shown_to
                 ),
             ),
-            lambda _: jira.has_comment_containing(issue, marker),
+            lambda _: _jira_has_comment_containing(jira, issue, marker),
         )
     ]
+
+
+def _jira_has_comment_containing(jira: JiraIssues, issue: str, marker: str) -> bool:
+    """Whether a comment on ``issue`` holds ``marker`` in any form its format writes it."""
+    return any(
+        jira.has_comment_containing(issue, form)
+        for form in rendering.jira_markers(marker, api_version=jira.api_version)
+    )
 
 
 def _zendesk(services: Services) -> ZendeskTickets:
@@ -170,8 +178,8 @@ def _jira_steps(event: BugReport, issue: str, services: Services) -> list[Step]:
                         event, replay, api_version=jira.api_version, visibility=shown_to
                     ),
                 ),
-                lambda replay: jira.has_comment_containing(
-                    issue, rendering.dedupe_marker(replay.link)
+                lambda replay: _jira_has_comment_containing(
+                    jira, issue, rendering.dedupe_marker(replay.link)
                 ),
             )
         )

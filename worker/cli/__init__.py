@@ -9,14 +9,35 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
 from worker.cli import enqueue, failed, revoke, run, serve, status
+from worker.cli.context import die
 from worker.config import CONFIG_ENV
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group: what no command handles itself ends it with one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            # Imported only now: the embedded Redis's module loads redis, which --help and a
+            # command that fails early have no use for.
+            from worker.embedded_redis import EmbeddedRedisError
+
+            if isinstance(exc, EmbeddedRedisError):
+                # Every command reaches Redis through the embedded one when REDIS_URL is unset;
+                # its refusals (a data directory others could tamper with, a server that will
+                # not start) already name the path and the fix.
+                die(str(exc), 1)
+            raise
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",

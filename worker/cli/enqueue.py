@@ -45,7 +45,8 @@ from worker.cli.context import config_of, die, queue_of
 @click.option(
     "--file",
     "file",
-    type=click.File("r", encoding="utf-8"),
+    # Bytes that are not UTF-8 reach iter_event_lines, which names their line.
+    type=click.File("r", encoding="utf-8", errors="surrogateescape"),
     help="JSON Lines file of events ('-' for stdin); all or nothing.",
 )
 @click.pass_context
@@ -111,7 +112,7 @@ def _rereadable(stream: IO[str]) -> Iterator[IO[str]]:
     if stream.seekable():
         yield stream
         return
-    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="surrogateescape") as spool:
         shutil.copyfileobj(stream, spool)
         spool.seek(0)
         yield spool

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -206,8 +208,27 @@ def check(ctx: click.Context) -> None:
         except IntegrationError as exc:
             ok = False
             click.echo(f"{name}: FAILED, {exc.reason}")
+    ok = _check_data_dir(config) and ok
     ok = _check_doors(config) and ok
     sys.exit(0 if ok else 1)
+
+
+def _check_data_dir(config: Config) -> bool:
+    """Whether the embedded Redis would take its data directory (nothing is started)."""
+    if config.broker.redis_url is not None:
+        return True
+    from worker.embedded_redis import EmbeddedRedisError
+    from worker.embedded_redis.files import check_private
+
+    # As the embedded Redis checks it: before any symbolic link in it is resolved.
+    data_dir = Path(os.path.abspath(config.broker.data_dir.expanduser()))
+    try:
+        check_private(data_dir)
+    except EmbeddedRedisError as exc:
+        click.echo(f"embedded Redis: FAILED, {exc}")
+        return False
+    click.echo(f"embedded Redis: ok, data directory {data_dir}")
+    return True
 
 
 def _check_doors(config: Config) -> bool:

@@ -226,7 +226,9 @@ def check_private(data_dir: Path) -> None:
             f"the embedded Redis data directory {data_dir} is a symbolic link: {fix}"
         )
     if not stat.S_ISDIR(info.st_mode):
-        raise EmbeddedRedisError(f"the embedded Redis data directory {data_dir} is not a directory")
+        raise EmbeddedRedisError(
+            f"the embedded Redis data directory {data_dir} is not a directory: {fix}"
+        )
     if info.st_uid != uid:
         raise EmbeddedRedisError(
             f"the embedded Redis data directory {data_dir} belongs to uid {info.st_uid}, "
