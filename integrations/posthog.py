@@ -388,7 +388,19 @@ class PostHogSharing:
                     status=403,
                 ) from None
             raise
-        return f"project {self.project_id} at {self.host}, recordings and sharing API reachable"
+        # The requester rule looks people up by distinct id.
+        try:
+            self.find_person("replay-attach-check")
+        except PermanentFailure as exc:
+            if exc.status == 403:
+                raise PermanentFailure(
+                    SYSTEM, "the personal API key lacks the person:read scope (403)", status=403
+                ) from None
+            raise
+        return (
+            f"project {self.project_id} at {self.host}, recordings, persons and sharing API "
+            "reachable"
+        )
 
 
 def _json(response: requests.Response) -> Any:

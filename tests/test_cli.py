@@ -415,6 +415,22 @@ def test_enqueue_takes_a_distinct_id_and_refuses_none_when_it_is_required(
     assert json.loads(raw)["args"][0]["distinct_id"] == "anon-1"
 
 
+def test_check_says_when_the_key_cannot_look_up_persons(
+    cli_env: dict[str, str], sandbox: Any, tmp_path: Path
+) -> None:
+    sandbox.posthog.api_keys["phx_no_persons"] = {
+        "sharing_configuration:read",
+        "sharing_configuration:write",
+        "session_recording:read",
+    }
+    env = _with(cli_env, tmp_path, "posthog", personal_api_key="phx_no_persons")
+    result = run(env, "check")
+    assert result.returncode == 1
+    assert "PostHog: FAILED, the personal API key lacks the person:read scope (403)" in (
+        result.stdout
+    )
+
+
 def test_check_says_when_the_key_cannot_read_recordings(
     cli_env: dict[str, str], sandbox: Any, tmp_path: Path
 ) -> None:

@@ -277,3 +277,16 @@ def test_a_recording_wait_longer_than_the_retry_horizon_is_refused() -> None:
     base = {"POSTHOG_PROJECT_ID": "1", "POSTHOG_PERSONAL_API_KEY": "phx_x"}
     with pytest.raises(ConfigError, match="recording_wait_minutes must be shorter"):
         load_config(DEFAULT_CONFIG_PATH, env={**base, "POSTHOG_RECORDING_WAIT_MINUTES": "1500"})
+
+
+def test_the_requester_rule_defaults_to_the_webhook_doors_and_names_a_bad_mode() -> None:
+    base = {"POSTHOG_PROJECT_ID": "1", "POSTHOG_PERSONAL_API_KEY": "phx_x"}
+    assert load_config(DEFAULT_CONFIG_PATH, env=base).privacy.match_requester == "webhooks"
+    env = {**base, "REPLAY_ATTACH_MATCH_REQUESTER": "all"}
+    assert load_config(DEFAULT_CONFIG_PATH, env=env).privacy.match_requester == "all"
+    with pytest.raises(
+        ConfigError,
+        match=r"privacy.match_requester \(from \$\{REPLAY_ATTACH_MATCH_REQUESTER\}\): Input "
+        r"should be 'webhooks', 'all' or 'off'",
+    ):
+        load_config(DEFAULT_CONFIG_PATH, env={**base, "REPLAY_ATTACH_MATCH_REQUESTER": "maybe"})
