@@ -57,6 +57,7 @@ class Sandbox:
         jira_deployment: str = "cloud",
         auto_create: bool = False,
         ports: dict[str, int] | None = None,
+        jira_context_path: str = "",
     ) -> None:
         ports = ports or {}
         unknown = set(ports) - {"posthog", "zendesk", "jira", "console"}
@@ -65,7 +66,10 @@ class Sandbox:
         self.posthog = PostHogDouble(race_window=race_window, port=ports.get("posthog", 0))
         self.zendesk = ZendeskDouble(auto_create_tickets=auto_create, port=ports.get("zendesk", 0))
         self.jira = JiraDouble(
-            deployment=jira_deployment, auto_create_issues=auto_create, port=ports.get("jira", 0)
+            deployment=jira_deployment,
+            auto_create_issues=auto_create,
+            port=ports.get("jira", 0),
+            context_path=jira_context_path,
         )
         self.console = Console(self, port=ports.get("console", 0))
         self.set_latency(latency)

@@ -189,6 +189,47 @@ def test_jira_data_center_uses_a_bearer_personal_access_token_on_v2(
         assert {r.path.split("/")[3] for r in box.jira.calls()} == {"2"}
 
 
+def test_jira_data_center_under_a_path_gets_every_call_under_it(
+    redis_client: Any,
+    make_app: Callable[..., App],
+    run_worker: Callable[..., RunningWorker],
+    cli_env: dict[str, str],
+) -> None:
+    """JIRA_URL=https://host/jira: REST reads, remote links, comments, the check for a comment
+    after an unanswered write, and a revocation's link removal all go under /jira."""
+    from sandbox.app import Sandbox
+    from worker.attach.revoke import revoke_link
+    from worker.attach.services import build_services
+
+    with Sandbox(jira_deployment="datacenter", jira_context_path="/jira") as box:
+        box.seed_demo_data()
+        env = box.env()
+        assert env["JIRA_URL"].endswith("/jira")
+        data = config_data(
+            box,
+            jira__email=None,
+            jira__api_token=None,
+            jira__personal_access_token=env["JIRA_PERSONAL_ACCESS_TOKEN"],
+        )
+        app = make_app(data)
+        # The comment is applied but its answer lost: the retry reads the comments first.
+        box.jira.fail_next("lost_response", method="POST", path_regex=r"/comment$")
+        enqueue_bug_report(session_id=SESSION, jira_issue="BUG-3", queue=app.queue)
+        with run_worker(app) as worker:
+            worker.drain()
+        issue = box.jira.issue("BUG-3")
+        assert issue is not None
+        assert len(issue["comments"]) == 1 and len(issue["remote_links"]) == 1
+        revoke_link(SESSION, "test", "test", build_services(app.config, redis_client))
+        issue = box.jira.issue("BUG-3")
+        assert issue is not None and issue["remote_links"] == []
+        calls = box.jira.calls()
+        assert any(r.method == "GET" and r.path.endswith("/comment") for r in calls)
+        assert any(r.method == "DELETE" for r in calls)
+        paths = [r.path for r in calls]
+        assert paths and all(p.startswith("/jira/rest/") for p in paths), paths
+
+
 def test_comment_only_and_link_only_options(
     sandbox: Any, make_app: Callable[..., App], run_worker: Callable[..., RunningWorker]
 ) -> None:

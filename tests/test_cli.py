@@ -499,3 +499,56 @@ def test_a_refused_data_directory_ends_every_command_with_one_line(
     assert f"embedded Redis: FAILED, the embedded Redis data directory {data_dir}" in result.stdout
     assert fix in result.stdout and result.stderr == ""
     assert list(data_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://:s3cret-pass@127.0.0.1:{port}/0", "redis://no-such-host.invalid:6379/0"]
+)
+def test_a_redis_that_cannot_be_reached_ends_every_command_with_one_line(
+    sandbox: Any, tmp_path: Path, url: str
+) -> None:
+    """Refused or unknown host: one line naming REDIS_URL (never its password), exit 1."""
+    from tests.conftest import config_data
+
+    data = config_data(sandbox)
+    data["broker"]["redis_url"] = url.format(port=free_port())
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "POSTHOG_"))}
+    env["REPLAY_ATTACH_CONFIG"] = str(path)
+    event = json.dumps({"session_id": "s1", "zendesk_ticket": 101}) + "\n"
+    for command in [c for c in COMMANDS_ON_REDIS if c[0] not in ("worker", "serve")]:
+        result = run(env, *command, stdin=event, timeout=60)
+        assert result.returncode == 1, (command, result.stderr)
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, (command, result.stderr)
+        assert lines[0].startswith("replay-attach: cannot reach Redis at redis://"), lines
+        assert "(REDIS_URL)" in lines[0] and "s3cret-pass" not in lines[0], lines
+        assert result.stdout == ""
+    result = run(env, "check")
+    assert result.returncode == 1, result.stdout
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("Redis:")]
+    assert line.startswith("Redis: FAILED, cannot reach Redis at redis://") and "REDIS_URL" in line
+    assert "s3cret-pass" not in result.stdout + result.stderr
+
+
+def test_check_says_which_redis_answers(cli_env: dict[str, str], redis_url: str) -> None:
+    result = run(cli_env, "check")
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("Redis:")]
+    assert line.startswith("Redis: ok, redis://") or line.startswith("Redis: ok, unix://"), line
+    assert "answers (Redis " in line
+
+
+def test_check_names_the_url_of_a_helpdesk_it_cannot_reach(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    env = _with(cli_env, tmp_path, "zendesk", url=closed)
+    env = _with(env, tmp_path, "jira", url=closed + "/jira")
+    result = run(env, "check")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    zendesk = next(line for line in lines if line.startswith("Zendesk:"))
+    jira = next(line for line in lines if line.startswith("Jira:"))
+    assert zendesk.startswith("Zendesk: FAILED,") and zendesk.endswith(f"(tried {closed})")
+    assert jira.startswith("Jira: FAILED,") and jira.endswith(f"(tried {closed}/jira)")

@@ -83,7 +83,8 @@ def test_default_in_reference_is_used_when_variable_is_empty(tmp_path: Path) -> 
         ),
         (
             {**BASE_ENV, "ZENDESK_URL": "https://acme.zendesk.com"},
-            "zendesk: is partly configured: also set zendesk.email, zendesk.api_token",
+            "zendesk: is partly configured: also set zendesk.email (ZENDESK_EMAIL), "
+            "zendesk.api_token (ZENDESK_API_TOKEN)",
         ),
         (
             {**BASE_ENV, "JIRA_URL": "https://acme.atlassian.net"},
@@ -201,7 +202,7 @@ def test_credentials_never_go_to_a_remote_host_in_clear_text(
         load_config(DEFAULT_CONFIG_PATH, env=env)
     message = str(error.value)
     section = key.partition(".")[0]
-    assert f"{key} is http://" in message
+    assert f"{key} ({variable}) is http://" in message
     assert f"{section}.allow_insecure_http: true" in message
     assert "secret" not in message
 
@@ -275,7 +276,10 @@ def test_a_negative_time_to_live_is_refused_naming_its_variable() -> None:
 
 def test_a_recording_wait_longer_than_the_retry_horizon_is_refused() -> None:
     base = {"POSTHOG_PROJECT_ID": "1", "POSTHOG_PERSONAL_API_KEY": "phx_x"}
-    with pytest.raises(ConfigError, match="recording_wait_minutes must be shorter"):
+    with pytest.raises(
+        ConfigError,
+        match=r"recording_wait_minutes \(POSTHOG_RECORDING_WAIT_MINUTES\) must be shorter",
+    ):
         load_config(DEFAULT_CONFIG_PATH, env={**base, "POSTHOG_RECORDING_WAIT_MINUTES": "1500"})
 
 
@@ -290,3 +294,41 @@ def test_the_requester_rule_defaults_to_the_webhook_doors_and_names_a_bad_mode()
         r"should be 'webhooks', 'all' or 'off'",
     ):
         load_config(DEFAULT_CONFIG_PATH, env={**base, "REPLAY_ATTACH_MATCH_REQUESTER": "maybe"})
+
+
+def test_an_unclosed_reference_is_refused_naming_its_key(tmp_path: Path) -> None:
+    text = DEFAULT_CONFIG_PATH.read_text().replace(
+        "queue: ${REPLAY_ATTACH_QUEUE:-replay-attach}",
+        "queue: ${REPLAY_ATTACH_QUEUE:-replay-attach",
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    base = {"POSTHOG_PROJECT_ID": "1", "POSTHOG_PERSONAL_API_KEY": "phx_x"}
+    with pytest.raises(ConfigError, match=r"broker.queue: has a \$\{ that no \} closes"):
+        load_config(path, env=base)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"ZENDESK_URL": "https://acme.zendesk.com"},
+            "also set zendesk.email (ZENDESK_EMAIL), zendesk.api_token (ZENDESK_API_TOKEN)",
+        ),
+        ({"JIRA_EMAIL": "a@b.c"}, "needs both jira.email (JIRA_EMAIL) and jira.api_token"),
+        (
+            {"REPLAY_ATTACH_INTAKE_TOKENS": "short"},
+            "intake.tokens (REPLAY_ATTACH_INTAKE_TOKENS): token 1 is shorter than 16",
+        ),
+        (
+            {"JIRA_WEBHOOK_SECRET": "s" * 20},
+            "needs both intake.jira_webhook_secret (JIRA_WEBHOOK_SECRET) and "
+            "intake.jira_session_field (JIRA_SESSION_FIELD)",
+        ),
+    ],
+)
+def test_a_message_naming_a_key_names_its_variable(env: dict[str, str], expected: str) -> None:
+    base = {"POSTHOG_PROJECT_ID": "1", "POSTHOG_PERSONAL_API_KEY": "phx_x"}
+    with pytest.raises(ConfigError) as caught:
+        load_config(DEFAULT_CONFIG_PATH, env={**base, **env})
+    assert expected in str(caught.value)

@@ -42,14 +42,25 @@ CONFIG_ENV = "REPLAY_ATTACH_CONFIG"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?)-([^}]*))?\}")
+#: A dotted configuration key named in a problem's text (``zendesk.email``).
+_KEY_IN_TEXT = re.compile(r"\b([a-z_]+\.[a-z_]+)\b")
 
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says which key and why."""
 
 
-def _check_base_url(value: str | None, example: str) -> str | None:
-    """Accept ``scheme://host[:port]`` only: the clients append the API paths."""
+class _Unclosed(Exception):
+    """A value with a ``${`` that no ``}`` closes (it would be taken literally)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _check_base_url(value: str | None, example: str, *, with_path: bool = False) -> str | None:
+    """Accept ``scheme://host[:port]`` (and a path, ``with_path``): the clients append the
+    API paths."""
     if value is None:
         return None
     parts = urlsplit(value)
@@ -61,7 +72,9 @@ def _check_base_url(value: str | None, example: str) -> str | None:
         raise ValueError(f"must be an http(s) URL such as {example}")
     if parts.username or parts.password:
         raise ValueError("must not carry credentials; use the separate email/token keys")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
+    if parts.query or parts.fragment:
+        raise ValueError(f"must be a base URL with no query or fragment, such as {example}")
+    if parts.path not in ("", "/") and not with_path:
         raise ValueError(f"must be a bare base URL with no path or query, such as {example}")
     return value.rstrip("/")
 
@@ -247,7 +260,8 @@ class JiraConfig(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        return _check_base_url(value, "https://acme.atlassian.net")
+        # Jira Data Center often lives under a path (https://intranet.example.com/jira).
+        return _check_base_url(value, "https://acme.atlassian.net", with_path=True)
 
     @field_validator("api_version", mode="before")
     @classmethod
@@ -398,9 +412,9 @@ class IntakeConfig(_Section):
     @model_validator(mode="after")
     def _strong_and_complete(self) -> IntakeConfig:
         for index, token in enumerate(self.tokens):
-            _long_enough(f"token {index + 1}", token)
-        _long_enough("zendesk_webhook_secret", self.zendesk_webhook_secret)
-        _long_enough("jira_webhook_secret", self.jira_webhook_secret)
+            _long_enough(f"intake.tokens: token {index + 1}", token)
+        _long_enough("intake.zendesk_webhook_secret", self.zendesk_webhook_secret)
+        _long_enough("intake.jira_webhook_secret", self.jira_webhook_secret)
         if (self.jira_webhook_secret is None) != (self.jira_session_field is None):
             raise ValueError(
                 "the Jira door needs both intake.jira_webhook_secret and "
@@ -481,6 +495,8 @@ def _substitute(
         return [_substitute(value, env, (*path, str(i)), origins) for i, value in enumerate(node)]
     if not isinstance(node, str) or "${" not in node:
         return node
+    if "${" in _REFERENCE.sub("", node):
+        raise _Unclosed(".".join(path))
     names = [match.group(1) for match in _REFERENCE.finditer(node)]
     if names:
         origins[".".join(path)] = ", ".join(names)
@@ -508,8 +524,18 @@ def _describe(error: ValidationError, origins: dict[str, str], source: str) -> s
             problem = str(item["msg"]).removeprefix("Value error, ")
         origin = origins.get(key)
         hint = f" (from ${{{origin}}})" if origin else ""
-        lines.append(f"  {key}{hint}: {problem}")
+        lines.append(f"  {key}{hint}: {_name_variables(problem, origins)}")
     return f"invalid configuration in {source}:\n" + "\n".join(lines)
+
+
+def _name_variables(problem: str, origins: dict[str, str]) -> str:
+    """``problem`` with each key it names followed by the variable that sets it."""
+
+    def named(match: re.Match[str]) -> str:
+        origin = origins.get(match.group(1))
+        return f"{match.group(1)} ({origin})" if origin else match.group(1)
+
+    return _KEY_IN_TEXT.sub(named, problem)
 
 
 #: libyaml's safe loader when PyYAML was built with it (its wheels are): the same
@@ -543,7 +569,13 @@ def load_config(
     if not isinstance(raw, dict):
         raise ConfigError(f"configuration file {chosen} must be a mapping of sections")
     origins: dict[str, str] = {}
-    substituted = _empty_sections_to_defaults(_substitute(raw, env, (), origins))
+    try:
+        substituted = _empty_sections_to_defaults(_substitute(raw, env, (), origins))
+    except _Unclosed as exc:
+        raise ConfigError(
+            f"invalid configuration in {chosen}:\n  {exc.key}: has a ${{ that no }} closes "
+            "(write ${NAME}, ${NAME:-default} or ${NAME-default})"
+        ) from None
     try:
         return Config.model_validate(substituted)
     except ValidationError as exc:

@@ -17,6 +17,7 @@ are in jira_webhooks.py.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import threading
 import time
@@ -78,10 +79,14 @@ class JiraDouble(RemoteLinkRoutes, Double):
         auto_create_issues: bool = False,
         validate_openapi: bool = True,
         port: int = 0,
+        context_path: str = "",
     ) -> None:
         if deployment not in ("cloud", "datacenter"):
             raise ValueError("deployment must be 'cloud' or 'datacenter'")
         super().__init__(port=port)
+        #: Where a Data Center installation lives under its host (``/jira``): every path
+        #: hangs off it, and a request outside it gets the web server's 404.
+        self.context_path = context_path.rstrip("/")
         self.email = email
         self.api_token = api_token
         self.personal_access_token = personal_access_token
@@ -121,6 +126,19 @@ class JiraDouble(RemoteLinkRoutes, Double):
         self.route("DELETE", _ISSUE + r"/remotelink", self._delete_link_by_global_id)
         self.route("GET", _ISSUE + r"/remotelink/(?P<link>\d+)", self._get_link)
         self.route("DELETE", _ISSUE + r"/remotelink/(?P<link>\d+)", self._delete_link)
+
+    @property
+    def url(self) -> str:
+        """The base URL clients are configured with (the context path included)."""
+        return super().url + self.context_path
+
+    def _dispatch(self, request: Request) -> Response:
+        if not self.context_path:
+            return super()._dispatch(request)
+        if not request.path.startswith(self.context_path + "/"):
+            return self.not_found_response(request)
+        inner = dataclasses.replace(request, path=request.path[len(self.context_path) :])
+        return super()._dispatch(inner)
 
     @property
     def cloud(self) -> bool:

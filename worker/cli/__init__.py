@@ -34,6 +34,14 @@ class _Commands(click.Group):
                 # its refusals (a data directory others could tamper with, a server that will
                 # not start) already name the path and the fix.
                 die(str(exc), 1)
+            import redis
+
+            from worker.jobs.redis_connection import unreachable_message
+
+            config = ctx.obj.get("config") if isinstance(ctx.obj, dict) else None
+            if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) and config:
+                # A Redis that is down or misnamed is the operator's to fix, not a bug.
+                die(unreachable_message(config, exc), 1)
             raise
 
 

@@ -195,10 +195,10 @@ def check(ctx: click.Context) -> None:
     # Neither the ledger nor the request budgets are used here: no Redis needed.
     services = build_services(config, redis_lib.Redis())
     ok = True
-    for name, client in (
-        ("PostHog", services.posthog),
-        ("Zendesk", services.zendesk),
-        ("Jira", services.jira),
+    for name, client, url in (
+        ("PostHog", services.posthog, config.posthog.host),
+        ("Zendesk", services.zendesk, config.zendesk.url),
+        ("Jira", services.jira, config.jira.url),
     ):
         if client is None:
             click.echo(f"{name}: not configured (disabled)")
@@ -207,8 +207,9 @@ def check(ctx: click.Context) -> None:
             click.echo(f"{name}: ok, {client.check()}")
         except IntegrationError as exc:
             ok = False
-            click.echo(f"{name}: FAILED, {exc.reason}")
-    ok = _check_data_dir(config) and ok
+            # The configured base URL (it never holds credentials): the first thing to check.
+            click.echo(f"{name}: FAILED, {exc.reason} (tried {url})")
+    ok = _check_data_dir(config) and _check_redis(ctx, config) and ok
     ok = _check_doors(config) and ok
     sys.exit(0 if ok else 1)
 
@@ -228,6 +229,25 @@ def _check_data_dir(config: Config) -> bool:
         click.echo(f"embedded Redis: FAILED, {exc}")
         return False
     click.echo(f"embedded Redis: ok, data directory {data_dir}")
+    return True
+
+
+def _check_redis(ctx: click.Context, config: Config) -> bool:
+    """Whether the queue's Redis answers (the embedded one is started, as any command would)."""
+    from worker.embedded_redis import EmbeddedRedisError
+    from worker.jobs.redis_connection import UNREACHABLE, shown_url, unreachable_message
+
+    try:
+        info = redis_of(ctx).info("server")
+    except EmbeddedRedisError as exc:
+        click.echo(f"Redis: FAILED, {exc}")
+        return False
+    except UNREACHABLE as exc:
+        click.echo(f"Redis: FAILED, {unreachable_message(config, exc)}")
+        return False
+    url = config.broker.redis_url
+    where = shown_url(url.get_secret_value()) if url else "the embedded Redis"
+    click.echo(f"Redis: ok, {where} answers (Redis {info.get('redis_version', '?')})")
     return True
 
 

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 import redis
 
 from worker.config import Config
 from worker.embedded_redis import embedded_redis_url
+
+#: What a command says it could not reach: the configured URL (its password hidden), with the
+#: variable that sets it, so that the operator knows what to fix.
+REDIS_URL_ENV = "REDIS_URL"
+
+#: Failures that mean "Redis is not there" (not a bug in a command).
+UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
 #: redis-py's pool is bounded; many worker threads must not exhaust it.
 REDIS_MAX_CONNECTIONS = 512
@@ -20,6 +29,40 @@ def resolve_redis_url(config: Config) -> str:
     if config.broker.redis_url is not None:
         return config.broker.redis_url.get_secret_value()
     return embedded_redis_url(config.broker.data_dir)
+
+
+def shown_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``: safe for a message or a log line."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def unreachable_message(config: Config, error: Exception) -> str:
+    """One line saying which Redis did not answer and what to check; never the password."""
+    if isinstance(error, redis.AuthenticationError):
+        problem = "it refused the credentials in the URL"
+    elif isinstance(error, redis.BusyLoadingError):
+        problem = "it is still loading its data; try again in a moment"
+    else:
+        # redis-py's words name the host and port and the system's reason, never the password.
+        problem = str(error).split("\n")[0].rstrip(".") or type(error).__name__
+    if config.broker.redis_url is None:
+        return (
+            f"cannot reach the embedded Redis under {config.broker.data_dir}: {problem}; "
+            f"set {REDIS_URL_ENV} to use a Redis server instead"
+        )
+    url = shown_url(config.broker.redis_url.get_secret_value())
+    return (
+        f"cannot reach Redis at {url} ({REDIS_URL_ENV}): {problem}; check that the server runs "
+        f"and that {REDIS_URL_ENV} names its host, port, database and password"
+    )
 
 
 def redis_client(url: str) -> redis.Redis:
