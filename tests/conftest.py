@@ -24,9 +24,10 @@ from worker.config import Config, load_config
 
 TEST_DB = 15
 
-# Worker processes the tests start serve no metrics unless a test asks (they would all
-# want port 9191); their environments are copied from this one.
-os.environ.setdefault("REPLAY_ATTACH_METRICS_PORT", "0")
+# Worker processes the tests start serve no metrics unless a test asks for a free port: 9191
+# (the default, or what an operator's shell exports) may be a running worker's. Their
+# environments are copied from this one.
+os.environ["REPLAY_ATTACH_METRICS_PORT"] = "0"
 
 
 def _real_redis_url() -> str | None:

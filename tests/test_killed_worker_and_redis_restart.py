@@ -46,6 +46,8 @@ def write_config(data: dict[str, Any], redis_url: str, directory: Path) -> dict[
         if not k.startswith(("REDIS_URL", "POSTHOG_", "ZENDESK_", "JIRA_", "REPLAY_ATTACH_"))
     }
     env["REPLAY_ATTACH_CONFIG"] = str(path)
+    # No metrics listener: the default port may be another worker's on this machine.
+    env["REPLAY_ATTACH_METRICS_PORT"] = "0"
     return env
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,11 +75,15 @@ def test_revoke_a_zendesk_tickets_link_on_both_posthog_behaviours(
     assert "link state: revoked at " in status and "ticket solved" in status
     assert redis_client.zcard(keys.LINKS_REVOKED_KEY) == 1  # the revoked links' gauge
 
-    again = run_cli(cli_env, "revoke", "--session-id", "s-rev")
-    assert (
-        again.returncode == 0
-        and again.stdout.strip() == "already revoked: session s-rev on zendesk:101"
+    already = re.compile(
+        r"^already revoked: session s-rev on zendesk:101, revoked "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ \(ticket solved\)$"
     )
+    again = run_cli(cli_env, "revoke", "--session-id", "s-rev")
+    assert again.returncode == 0 and already.match(again.stdout.strip()), again.stdout
+    # By its ticket too: not "no link recorded for that selection".
+    by_ticket = run_cli(cli_env, "revoke", "--zendesk-ticket", "101")
+    assert by_ticket.returncode == 0 and already.match(by_ticket.stdout.strip()), by_ticket.stdout
     assert len(revoked_notes(sandbox, 101)) == 1
 
     # A re-enqueued report gets a new link (a new token, not the revoked one back) and a new note.

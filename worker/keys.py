@@ -76,6 +76,11 @@ LINKS_REVOKED_KEY = REDIS_PREFIX + ":links:revoked"
 #: Set ``{prefix}:links:ticket:{target}`` of the sessions whose link a ticket holds.
 LINKS_OF_TICKET_KEY = REDIS_PREFIX + ":links:ticket:{target}"
 
+#: Set ``{prefix}:links:ticket-revoked:{target}`` of the sessions whose revoked link a ticket
+#: held, so that revoking the ticket's links again says when they were revoked. Expires with
+#: the links' records.
+LINKS_REVOKED_OF_TICKET_KEY = REDIS_PREFIX + ":links:ticket-revoked:{target}"
+
 #: Sorted set of solved or closed tickets (member: target), scored by when their links
 #: are due to end (``privacy.revoke_after_solved_days`` after); a reopened ticket leaves it.
 #: Written by the intake's webhook doors, read by the worker fleet's sweep.

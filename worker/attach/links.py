@@ -200,7 +200,16 @@ class Links:
         pipe.zremrangebyscore(keys.LINKS_REVOKED_KEY, "-inf", now - LINK_RETENTION_SECONDS)
         for target in link.tickets:
             pipe.srem(keys.LINKS_OF_TICKET_KEY.format(target=target), link.session_id)
+            revoked = keys.LINKS_REVOKED_OF_TICKET_KEY.format(target=target)
+            pipe.sadd(revoked, link.session_id)
+            pipe.expire(revoked, LINK_RETENTION_SECONDS)
         pipe.execute()
+
+    def revoked_of(self, target: str) -> list[Link]:
+        """The revoked links the ticket held, whose records are still kept."""
+        members = self._redis.smembers(keys.LINKS_REVOKED_OF_TICKET_KEY.format(target=target))
+        found = [self.get(m.decode()) for m in sorted(members)]  # type: ignore[union-attr]
+        return [link for link in found if link is not None and link.revoked]
 
     def revoking(self, session_id: str) -> contextlib.AbstractContextManager[Lease]:
         """The session's mint lock, for a revocation; raises ``LockBusy``.

@@ -13,7 +13,7 @@ import click
 from worker.cli.context import checked_session, config_of, die, redis_of, selected_target, when
 
 if TYPE_CHECKING:
-    from worker.attach.links import Links
+    from worker.attach.links import Link, Links
 
 
 @click.command()
@@ -68,7 +68,11 @@ def revoke(
     before = None if older_than_days is None else time.time() - older_than_days * 86400
     sessions = links.sessions(session_id=session_id, target=target, shared_before=before)
     if not sessions:
-        click.echo("no link recorded for that selection")
+        revoked = links.revoked_of(target) if target is not None else []
+        for link in revoked:
+            click.echo(f"already revoked: {_revoked_line(link)}")
+        if not revoked:
+            click.echo("no link recorded for that selection")
         return
     ok = _revoke_each(ctx, links, sessions, reason.strip(), dry_run)
     sys.exit(0 if ok else 1)
@@ -110,9 +114,17 @@ def _revoke_each(
         if done is None:
             continue
         if done.already:
-            click.echo(f"already revoked: session {session} on {tickets}")
+            click.echo(f"already revoked: {_revoked_line(links.get(session) or link)}")
             continue
         rotated = "" if done.rotated else " (PostHog could not rotate its token)"
         told = ", ".join(done.told) or "no ticket left to tell"
         click.echo(f"revoked: session {session}, link dead{rotated}; told {told}")
     return ok
+
+
+def _revoked_line(link: Link) -> str:
+    """A revoked link as ``revoke`` reports it: on which tickets, when, why."""
+    tickets = ", ".join(sorted(link.tickets)) or "no ticket"
+    at = when(link.revoked_at) if link.revoked_at else "at an unknown time"
+    why = f" ({link.revoked_reason})" if link.revoked_reason else ""
+    return f"session {link.session_id} on {tickets}, revoked {at}{why}"
