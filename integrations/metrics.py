@@ -37,8 +37,13 @@ def status_class(status: int | None) -> str:
 
 
 def observe(system: str, method: str, status: int | None, seconds: float) -> None:
-    """Count one request to ``system`` (``status`` None: no answer came)."""
-    VENDOR_REQUESTS.labels(system, method, status_class(status)).inc()
-    VENDOR_REQUEST_SECONDS.labels(system).observe(seconds)
+    """Count one request to ``system`` (``status`` None: no answer came).
+
+    Every family's ``system`` label is lower case (``posthog``, ``zendesk``, ``jira``), so
+    that one selector matches across them.
+    """
+    label = system.lower()
+    VENDOR_REQUESTS.labels(label, method, status_class(status)).inc()
+    VENDOR_REQUEST_SECONDS.labels(label).observe(seconds)
     if status == 429:
-        VENDOR_THROTTLED.labels(system).inc()
+        VENDOR_THROTTLED.labels(label).inc()

@@ -128,9 +128,9 @@ def test_counts_are_exact_and_health_turns_when_a_worker_process_dies(
     assert all(len(notes_on(sandbox, t)) == 1 for t in tickets)
     # Every request the doubles received, counted by the workers that sent it.
     for system, double in (
-        ("PostHog", sandbox.posthog),
-        ("Zendesk", sandbox.zendesk),
-        ("Jira", sandbox.jira),
+        ("posthog", sandbox.posthog),
+        ("zendesk", sandbox.zendesk),
+        ("jira", sandbox.jira),
     ):
         sent = total(samples, "replay_attach_vendor_requests_total", system=system)
         assert sent == len(double.calls()), system
@@ -139,12 +139,15 @@ def test_counts_are_exact_and_health_turns_when_a_worker_process_dies(
             == sent
         )
     assert (
-        total(samples, "replay_attach_vendor_requests_total", system="Zendesk", status="4xx") >= 1
+        total(samples, "replay_attach_vendor_requests_total", system="zendesk", status="4xx") >= 1
     )
-    assert total(samples, "replay_attach_vendor_throttled_total", system="PostHog") == 1
+    assert total(samples, "replay_attach_vendor_throttled_total", system="posthog") == 1
     assert (
-        total(samples, "replay_attach_vendor_requests_total", system="PostHog", status="429") == 1
+        total(samples, "replay_attach_vendor_requests_total", system="posthog", status="429") == 1
     )
+    # One spelling of each system in every family.
+    systems = {dict(labels).get("system") for (_, labels) in samples} - {None}
+    assert systems <= {"posthog", "zendesk", "jira", "unknown"}, systems
     assert total(samples, "replay_attach_queue_depth") == 0
     assert total(samples, "replay_attach_failed_jobs") == 1
     # The closed ticket's link was minted (and recorded, to end in time) before its note failed.
