@@ -5,7 +5,8 @@
     │                      ``maybe_applied``: a write may have landed;
     │                      ``never_sent``: it never left this machine
     └── PermanentFailure   retrying cannot help until a person mends the cause
-        └── NotConfigured  the event targets a system with no credentials here
+        ├── NotConfigured  the event targets a system with no credentials here
+        └── SharingDisabled  PostHog's organisation switched public sharing off
 
 Each integration decides, once, at its boundary, whether a failure is worth
 retrying later or is permanent, and words the reason for a support engineer:
@@ -74,6 +75,11 @@ class PermanentFailure(IntegrationError):
 
 class NotConfigured(PermanentFailure):
     """The event targets a system this deployment has no credentials for."""
+
+
+class SharingDisabled(PermanentFailure):
+    """PostHog's organisation does not allow public links (``allow_publicly_shared_resources``):
+    no recording can be shared, whichever it is."""
 
 
 def redirect_reason(system: str, response: requests.Response) -> str:

@@ -30,6 +30,7 @@ from integrations.errors import (
     IntegrationError,
     PermanentFailure,
     RetryLater,
+    SharingDisabled,
     status_failure,
     transport_failure,
 )
@@ -190,6 +191,13 @@ class PostHogSharing:
         detail = _detail(response)
         if status == 401:
             reason = "PostHog rejected the personal API key (401)"
+        elif status == 403 and "sharing is disabled" in (detail or "").lower():
+            return SharingDisabled(
+                SYSTEM,
+                "PostHog's organisation has public sharing switched off "
+                "(allow_publicly_shared_resources): no recording can get a public link",
+                status=403,
+            )
         elif status == 403:
             reason = (
                 "PostHog refused to share the recording (403): the personal API key lacks "
@@ -397,10 +405,30 @@ class PostHogSharing:
                     SYSTEM, "the personal API key lacks the person:read scope (403)", status=403
                 ) from None
             raise
-        return (
+        summary = (
             f"project {self.project_id} at {self.host}, recordings, persons and sharing API "
             "reachable"
         )
+        if self.public_sharing_allowed() is False:
+            summary += (
+                "; public sharing is switched off for the organisation "
+                "(allow_publicly_shared_resources): tickets get the private replay page, for "
+                "agents with a PostHog login"
+            )
+        return summary
+
+    def public_sharing_allowed(self) -> bool | None:
+        """The organisation's ``allow_publicly_shared_resources``; None when it cannot be read
+        (the key lacks ``organization:read``: not needed otherwise)."""
+        try:
+            response = self._api.send("GET", f"{self.host}/api/organizations/@current/")
+        except requests.RequestException as exc:
+            raise transport_failure(
+                SYSTEM, "read the organisation's settings", exc, is_write=False
+            ) from None
+        body = _json(response) if is_success(response) else None
+        allowed = body.get("allow_publicly_shared_resources") if isinstance(body, dict) else None
+        return allowed if isinstance(allowed, bool) else None
 
 
 def _json(response: requests.Response) -> Any:

@@ -48,6 +48,7 @@ DEFAULT_API_KEYS: dict[str, set[str]] = {
         "session_recording:read",
         "project:read",
         "person:read",
+        "organization:read",
     }
 }
 
@@ -106,6 +107,9 @@ class PostHogDouble(Double):
         #: config was enabled (PostHog's SHARING_TOKEN_GRACE_PERIOD_SECONDS).
         self.refresh_grace_seconds = refresh_grace_seconds
         self.throttle_seconds = 1
+        #: The organisation's `allow_publicly_shared_resources`: when false, enabling a share
+        #: is refused (403) and no public page answers, those shared before included.
+        self.public_sharing_allowed = True
         self._state = threading.Lock()
         self._sharing = SharingStore()
         self._recordings = RecordingStore()
@@ -115,6 +119,7 @@ class PostHogDouble(Double):
         self.route("POST", _REFRESH, self._refresh_sharing)
         self.route("GET", _RECORDING, self._get_recording)
         self.route("GET", _PERSONS, self._get_persons)
+        self.route("GET", r"/api/organizations/@current/?", self._get_organization)
         self.route("GET", _PROJECT + "/?", self._get_project)
         self.route("GET", r"/(?:embedded|shared)/(?P<token>[^/]+)/?", self._public_page)
 
@@ -322,6 +327,14 @@ class PostHogDouble(Double):
             return _error(
                 400, "validation_error", "invalid_input", "Must be a valid boolean.", "enabled"
             )
+        if enabled and not self.public_sharing_allowed:
+            # PostHog's sharing permission check: turning a link off stays allowed.
+            return _error(
+                403,
+                "authentication_error",
+                "permission_denied",
+                "Public sharing is disabled for this organization.",
+            )
         sid = request.params["sid"]
         if enabled:
             return json_response(200, self._enable(sid))
@@ -408,11 +421,41 @@ class PostHogDouble(Double):
             return denied
         return json_response(200, {"id": self.project_id, "name": "Sandbox project"})
 
+    def _get_organization(self, request: Request) -> Response:
+        """`GET /api/organizations/@current/`: the settings the sandbox models."""
+        key = bearer_token(request.headers)
+        scopes = self.api_keys.get(key) if key else None
+        if scopes is None:
+            return _error(
+                401,
+                "authentication_error",
+                "authentication_failed",
+                "Personal API key found in request Authorization header is invalid.",
+            )
+        if "organization:read" not in scopes and "*" not in scopes:
+            return _error(
+                403,
+                "authentication_error",
+                "permission_denied",
+                "API key missing required scope 'organization:read'",
+            )
+        return json_response(
+            200,
+            {
+                "id": "0193a1b2-0000-7000-8000-00000000000a",
+                "name": "Sandbox organisation",
+                "allow_publicly_shared_resources": self.public_sharing_allowed,
+            },
+        )
+
     def _public_page(self, request: Request) -> Response:
         token = request.params["token"]
         with self._state:
             info = self._sharing.tokens.get(token)
-            session_id = info.session_id if info and self._sharing.serving(token) else None
+            serving = info is not None and self._sharing.serving(token)
+            session_id = info.session_id if info and serving else None
+        if not self.public_sharing_allowed:
+            session_id = None
         if session_id is None:
             return html_response(
                 404,

@@ -24,6 +24,11 @@ from worker.attach.recording import RecordingFacts, StartPoint, minutes_seconds
 LINK_TEXT = "Watch the session replay"
 HEADING = "PostHog session replay"
 WARNING = "Anyone who has this link can watch the recording."
+PRIVATE_LINK_TEXT = "Open the session replay in PostHog"
+PRIVATE_WARNING = (
+    "PostHog's organisation has public sharing switched off: the link opens the recording for "
+    "people who can log in to PostHog."
+)
 SIGNATURE = "Posted by replay-attach."
 MISSING_HEADING = "No PostHog session replay"
 REVOKED_HEADING = "PostHog session replay link revoked"
@@ -41,6 +46,17 @@ class Replay:
     link: str
     recording: RecordingFacts | None = None
     start: StartPoint | None = None
+    #: The link is the session's page in PostHog's app, not a public link: the organisation
+    #: switched public sharing off, so only agents with a PostHog login can open it.
+    private: bool = False
+
+    @property
+    def link_text(self) -> str:
+        return PRIVATE_LINK_TEXT if self.private else LINK_TEXT
+
+    @property
+    def warning(self) -> str:
+        return PRIVATE_WARNING if self.private else WARNING
 
 
 def dedupe_marker(link: str) -> str:
@@ -110,7 +126,7 @@ def zendesk_note(event: BugReport, replay: Replay, *, public: bool) -> ZendeskNo
     e, link = _html, replay.link
     lines = [
         f"<p><strong>{HEADING}</strong> for this bug report: "
-        f'<a href="{e(link)}">{LINK_TEXT}</a></p>',
+        f'<a href="{e(link)}">{replay.link_text}</a></p>',
         "<p>"
         + "<br>".join(
             f"{e(label)}: <code>{e(value)}</code>"
@@ -120,13 +136,13 @@ def zendesk_note(event: BugReport, replay: Replay, *, public: bool) -> ZendeskNo
         )
         + "</p>",
     ]
-    plain = [f"{HEADING} for this bug report: {LINK_TEXT}: {link}"]
+    plain = [f"{HEADING} for this bug report: {replay.link_text}: {link}"]
     plain += [f"{label}: {_plain(value)}" for label, value in _details(event, replay)]
     if event.description:
         lines.append(f"<p>Reporter's description:<br><em>{e(event.description)}</em></p>")
         plain.append(f"Reporter's description: {_plain(event.description)}")
-    lines.append(f"<p>{WARNING} {SIGNATURE}</p>")
-    plain.append(f"{WARNING} {SIGNATURE}")
+    lines.append(f"<p>{replay.warning} {SIGNATURE}</p>")
+    plain.append(f"{replay.warning} {SIGNATURE}")
     return ZendeskNote(html_body="\n".join(lines), plain_body="\n".join(plain), public=public)
 
 
@@ -208,7 +224,7 @@ def wiki_text(text: str) -> str:
 
 
 def _wiki_comment(event: BugReport, replay: Replay) -> str:
-    lines = [f"*{HEADING}* for this bug report: [{LINK_TEXT}|{_wiki_url(replay.link)}]"]
+    lines = [f"*{HEADING}* for this bug report: [{replay.link_text}|{_wiki_url(replay.link)}]"]
     for label, value in _details(event, replay):
         if label == "Page":
             lines.append(f"Page: [{_wiki_url(value)}]")
@@ -216,7 +232,7 @@ def _wiki_comment(event: BugReport, replay: Replay) -> str:
             lines.append(f"{label}: {{{{{wiki_text(value)}}}}}")
     if event.description:
         lines.append("Reporter's description:\n" + wiki_text(event.description))
-    lines.append(f"_{WARNING} {SIGNATURE}_")
+    lines.append(f"_{replay.warning} {SIGNATURE}_")
     return "\n".join(lines)
 
 
@@ -235,7 +251,7 @@ def _adf_comment(event: BugReport, replay: Replay) -> dict[str, Any]:
             "content": [
                 _text(HEADING, {"type": "strong"}),
                 _text(" for this bug report: "),
-                _text(LINK_TEXT, link_mark),
+                _text(replay.link_text, link_mark),
             ],
         }
     ]
@@ -255,7 +271,7 @@ def _adf_comment(event: BugReport, replay: Replay) -> dict[str, Any]:
         content.append({"type": "paragraph", "content": [_text("Reporter's description:")]})
         content.append({"type": "codeBlock", "content": [_text(event.description)]})
     content.append(
-        {"type": "paragraph", "content": [_text(f"{WARNING} {SIGNATURE}", {"type": "em"})]}
+        {"type": "paragraph", "content": [_text(f"{replay.warning} {SIGNATURE}", {"type": "em"})]}
     )
     return {"type": "doc", "version": 1, "content": content}
 

@@ -24,13 +24,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from integrations.errors import PermanentFailure, RetryLater
+from integrations.errors import PermanentFailure, RetryLater, SharingDisabled
 from integrations.posthog import embed_link, token_of
-from worker.attach import requester
+from worker.attach import rendering, requester
 from worker.attach.events import BugReport
 from worker.attach.leases import LockBusy
 from worker.attach.ledger import Attachment, Ledger, StepState
-from worker.attach.recording import RecordingFacts, belongs_to_reporter, start_point
+from worker.attach.recording import RecordingFacts, StartPoint, belongs_to_reporter, start_point
 from worker.attach.rendering import Replay
 from worker.attach.requester import Refusal, RequesterCheck
 from worker.attach.services import Services
@@ -54,6 +54,9 @@ class AttachResult:
     no_recording: bool = False
     #: Set when the requester rule refused the event: nothing was shared or posted.
     refused: Refusal | None = None
+    #: True when the link is the session's private page in PostHog: the organisation
+    #: switched public sharing off.
+    private: bool = False
 
 
 def attach_replay(
@@ -108,7 +111,7 @@ def _attach(
     unsaved: dict[str, str] = {}
     if link:
         facts = RecordingFacts.from_ledger(record.get("recording"))
-        replay = Replay(link, facts, start_point(event, facts))
+        replay = Replay(link, facts, start_point(event, facts), private="private" in record)
     else:
         recording = services.posthog.read_recording(event.session_id)
         if recording is None:
@@ -125,7 +128,18 @@ def _attach(
                 return AttachResult(link=None, refused=refused)
         facts = RecordingFacts.of(recording)
         start = start_point(event, facts)
-        token = attachment.mint(lambda revoked: _share(event.session_id, revoked, services))
+        try:
+            token = attachment.mint(lambda revoked: _share(event.session_id, revoked, services))
+        except SharingDisabled as exc:
+            # No public link can exist: the agents get the session's page in PostHog instead,
+            # rather than a job retried for a day.
+            log.warning("%s", exc.reason)
+            replay = Replay(_private_page(event, services, start), facts, start, private=True)
+            unsaved["link"], unsaved["recording"] = replay.link, facts.to_ledger()
+            unsaved["private"] = "1"
+            result = AttachResult(link=replay.link, private=True)
+            _write_steps(event, steps, record, attachment, replay, unsaved, result)
+            return result
         link = embed_link(services.config.posthog.host, token, start.seconds if start else None)
         # Known before any ticket shows it: no link can escape its end.
         if not services.links.shared(event.session_id, token, event.target, link):
@@ -138,9 +152,16 @@ def _attach(
             )
         unsaved["link"], unsaved["recording"] = link, facts.to_ledger()
         replay = Replay(link, facts, start)
-    result = AttachResult(link=link)
+    result = AttachResult(link=link, private=replay.private)
     _write_steps(event, steps, record, attachment, replay, unsaved, result)
     return result
+
+
+def _private_page(event: BugReport, services: Services, start: StartPoint | None) -> str:
+    """The session's page in PostHog's app (a login needed), at the report's moment."""
+    posthog = services.config.posthog
+    page = rendering.posthog_session_page(posthog.host, posthog.project_id, event.session_id)
+    return f"{page}?t={start.seconds}" if start else page
 
 
 def _share(session_id: str, revoked: bool, services: Services) -> str:

@@ -188,11 +188,16 @@ class JobRunner:
             )
             return "already_attached"
         log.info(
-            "job %s: attached %s to %s (%s)",
+            "job %s: attached %s to %s (%s)%s",
             message.message_id,
             event.session_id,
             event.target_label,
             ", ".join(result.written) or "nothing new",
+            # Said with every such job, so that it is seen wherever one looks.
+            "; PostHog's public sharing is switched off, so the link is the session's private "
+            "page in PostHog"
+            if result.private
+            else "",
             extra={"outcome": "attached"},
         )
         return "attached"
