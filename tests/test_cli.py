@@ -552,3 +552,37 @@ def test_check_names_the_url_of_a_helpdesk_it_cannot_reach(
     jira = next(line for line in lines if line.startswith("Jira:"))
     assert zendesk.startswith("Zendesk: FAILED,") and zendesk.endswith(f"(tried {closed})")
     assert jira.startswith("Jira: FAILED,") and jira.endswith(f"(tried {closed}/jira)")
+
+
+def test_status_shows_each_waiting_retry_with_its_attempts_and_last_error(
+    sandbox: Any,
+    cli_env: dict[str, str],
+    redis_client: redis.Redis,
+    make_app: Any,
+    run_worker: Any,
+    tmp_path: Path,
+) -> None:
+    """A wrong Zendesk URL: the job waits for its retry, and status says why and until when."""
+    from tests.conftest import config_data
+    from tests.scenarios import wait_for
+    from worker.jobs.producer import enqueue_bug_report
+    from worker.jobs.scheduler import scheduled_count
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    data = config_data(sandbox, zendesk__url=closed)
+    data["retry"] = {"min_backoff_seconds": 600, "max_backoff_seconds": 900}
+    app = make_app(data)
+    enqueue_bug_report(session_id="s-stuck", zendesk_ticket=101, queue=app.queue)
+    with run_worker(app):
+        wait_for(lambda: scheduled_count(redis_client) == 1, 30, "the retry to be scheduled")
+    env = _with(cli_env, tmp_path, "zendesk", url=closed)
+    shown = json.loads(run(env, "status", "--json").stdout)
+    (retry,) = shown["retries"]
+    assert retry["session_id"] == "s-stuck" and retry["target"] == "zendesk:101"
+    assert retry["attempts"] == 1 and retry["next_attempt_at"] > time.time() + 500
+    assert "Zendesk" in retry["last_error"]
+    text = run(env, "status").stdout
+    assert "waiting job " in text and "1 attempt(s) failed, the last: Zendesk" in text
+    selected = json.loads(run(env, "status", "--session-id", "s-stuck", "--json").stdout)
+    assert [r["job_id"] for r in selected["retries"]] == [retry["job_id"]]
+    assert "waiting job" in run(env, "status", "--zendesk-ticket", "101").stdout

@@ -92,6 +92,13 @@ SWEEP_LOCK_KEY = REDIS_PREFIX + ":lock:sweep"
 #: The message option naming the intake delivery that enqueued a job.
 OPTION_DELIVERY_ID = "replay_attach_delivery_id"
 
+#: Message options replay-attach keeps on a job's messages across its attempts: how many
+#: attempts failed, when the first began (unix time), and the last one's reason (for
+#: ``status``).
+OPTION_ATTEMPTS = "replay_attach_attempts"
+OPTION_FIRST_ATTEMPT_AT = "replay_attach_first_attempt_at"
+OPTION_LAST_ERROR = "replay_attach_last_error"
+
 #: The message option naming the intake door a job came through (its path, such as
 #: ``/webhooks/zendesk``); absent for the command line and the Python API. The
 #: worker applies ``privacy.match_requester`` by it.

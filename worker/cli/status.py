@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 def _show_attachments(ctx: click.Context, session_id: str | None, target: str | None) -> None:
     """What landed for a session and/or a ticket, and any failed job for them."""
     found = _attachments(ctx, session_id, target)
-    if not found["attachments"] and not found["failed"]:
+    if not found["attachments"] and not found["failed"] and not found["retries"]:
         click.echo("nothing recorded for that selection")
     for landed in found["attachments"]:
         click.echo(f"session {landed['session_id']} on {landed['target']}:")
@@ -41,6 +41,21 @@ def _show_attachments(ctx: click.Context, session_id: str | None, target: str | 
             f"failed job {job['job_id']} (session {job['session_id']} on {job['target']}): "
             f"{job['reason']}"
         )
+    for retry in found["retries"]:
+        click.echo(_retry_line(retry))
+
+
+#: The most waiting retries ``status`` lists one by one (``--json`` lists them all).
+SHOWN_RETRIES = 20
+
+
+def _retry_line(retry: dict[str, Any]) -> str:
+    """A job waiting for its retry: which, how many attempts, why, and when it runs again."""
+    return (
+        f"waiting job {retry['job_id']} (session {retry['session_id']} on {retry['target']}): "
+        f"{retry['attempts']} attempt(s) failed, the last: {retry['last_error'] or '?'}; "
+        f"next attempt at {when(retry['next_attempt_at'])}"
+    )
 
 
 def _link_state(links: Links, session_id: str, target: str, config: Config) -> str:
@@ -123,18 +138,24 @@ def status(
         else:
             _show_attachments(ctx, session_id, target)
         return
+    from worker.jobs.scheduler import waiting_retries
     from worker.jobs.status import queue_figures
 
     config = config_of(ctx)
     figures = queue_figures(redis_of(ctx), config.broker.queue, failed_jobs_of(ctx))
     where = "embedded" if config.broker.redis_url is None else "REDIS_URL"
+    retries = [dataclasses.asdict(retry) for retry in waiting_retries(redis_of(ctx))]
     if as_json:
-        data = dataclasses.asdict(figures) | {"redis": where}
+        data = dataclasses.asdict(figures) | {"redis": where, "retries": retries}
         click.echo(json.dumps(data, sort_keys=True))
         return
     click.echo(f"queued: {figures.queued}")
     click.echo(f"in flight: {figures.in_flight}")
     click.echo(f"scheduled retries: {figures.scheduled_retries}")
+    for retry in retries[:SHOWN_RETRIES]:
+        click.echo(f"  {_retry_line(retry)}")
+    if len(retries) > SHOWN_RETRIES:
+        click.echo(f"  ... and {len(retries) - SHOWN_RETRIES} more (status --json lists them)")
     click.echo(f"failed: {figures.failed}")
     click.echo(f"links: {figures.active_links} active")
     click.echo(f"solved tickets whose links are waiting to end: {figures.solved_tickets}")
@@ -147,6 +168,7 @@ def _attachments(
     """What ``status`` shows for a selection, as data (``--json`` prints it as it is)."""
     from worker.attach.ledger import Ledger
     from worker.attach.links import Links
+    from worker.jobs.scheduler import waiting_retries
     from worker.jobs.status import attachments
 
     checked_session(session_id)
@@ -170,6 +192,12 @@ def _attachments(
             for found_target, found_session, record in found.landed
         ],
         "failed": [dataclasses.asdict(job) for job in found.failed],
+        "retries": [
+            dataclasses.asdict(retry)
+            for retry in waiting_retries(redis_of(ctx))
+            if (session_id is None or retry.session_id == session_id)
+            and (target is None or retry.target == target)
+        ],
     }
 
 

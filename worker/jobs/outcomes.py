@@ -41,9 +41,10 @@ from worker.metrics import JOBS, system_of
 
 log = logging.getLogger(__name__)
 
-#: Message options replay-attach keeps on a job's messages across its attempts.
-OPTION_ATTEMPTS = "replay_attach_attempts"
-OPTION_FIRST_ATTEMPT_AT = "replay_attach_first_attempt_at"
+OPTION_ATTEMPTS = keys.OPTION_ATTEMPTS
+OPTION_FIRST_ATTEMPT_AT = keys.OPTION_FIRST_ATTEMPT_AT
+#: The longest last error kept on a message waiting for its retry.
+MAX_LAST_ERROR_CHARS = 500
 
 REDIS_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
@@ -233,6 +234,8 @@ class JobRunner:
             options={
                 OPTION_ATTEMPTS: attempt,
                 OPTION_FIRST_ATTEMPT_AT: first_at,
+                # So that `status` shows why a job is waiting, not only that it is.
+                keys.OPTION_LAST_ERROR: reason[:MAX_LAST_ERROR_CHARS],
             }
         )
         _patiently("schedule a retry", lambda: schedule_retry(self._broker, retry, delay))

@@ -20,11 +20,13 @@ wakes for retries at most once a second.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
@@ -104,6 +106,62 @@ def promote_due(
         moved += count
         if count < BATCH:
             return moved, None if earliest_ms is None else float(earliest_ms) / 1000
+
+
+@dataclass(frozen=True)
+class WaitingRetry:
+    """A job waiting in Redis for its next attempt, as ``status`` shows it."""
+
+    job_id: str
+    session_id: str | None
+    target: str | None
+    #: Attempts made so far (each failed).
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+
+
+def waiting_retries(client: redis.Redis, limit: int = 1000) -> list[WaitingRetry]:
+    """The jobs waiting for a retry, the soonest due first (at most ``limit``)."""
+    due: list[tuple[bytes, float]] = client.zrange(  # type: ignore[assignment]
+        keys.SCHEDULED_KEY, 0, limit - 1, withscores=True
+    )
+    if not due:
+        return []
+    found: list[bytes | None] = client.hmget(  # type: ignore[assignment]
+        keys.SCHEDULED_MESSAGES_KEY, [member for member, _ in due]
+    )
+    return [
+        _waiting(data, score / 1000)
+        for (_, score), data in zip(due, found, strict=True)
+        if data is not None
+    ]
+
+
+def _waiting(data: bytes, due: float) -> WaitingRetry:
+    try:
+        message = json.loads(data)
+    except ValueError:
+        message = {}
+    options = message.get("options") or {}
+    args = message.get("args") or [None]
+    event = args[0] if isinstance(args[0], dict) else {}
+    if isinstance(event.get("zendesk_ticket"), int):
+        target: str | None = f"zendesk:{event['zendesk_ticket']}"
+    elif isinstance(event.get("jira_issue"), str):
+        target = f"jira:{event['jira_issue'].upper()}"
+    else:
+        target = None
+    session = event.get("session_id")
+    error = options.get(keys.OPTION_LAST_ERROR)
+    return WaitingRetry(
+        job_id=str(message.get("message_id", "?")),
+        session_id=session if isinstance(session, str) else None,
+        target=target,
+        attempts=int(options.get(keys.OPTION_ATTEMPTS) or 0),
+        next_attempt_at=due,
+        last_error=error if isinstance(error, str) else None,
+    )
 
 
 def scheduled_count(client: redis.Redis) -> int:
