@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,7 @@ def test_the_alerts_and_dashboard_use_only_names_the_product_exposes(redis_clien
         "ReplayAttachQueueStuck",
         "ReplayAttachVendorRateLimited",
         "ReplayAttachWorkerDown",
+        "ReplayAttachRetryingForAnHour",
     }
     json.loads((ROOT / "deploy/grafana-dashboard.json").read_text())
     if shutil.which("promtool"):
@@ -224,7 +226,7 @@ def test_status_json_is_one_object(cli_env: dict[str, str], redis_client: Any) -
     assert data["queued"] == 0 and data["failed"] == 0 and data["redis"] == "REDIS_URL"
     assert set(data) >= {"in_flight", "scheduled_retries", "active_links", "server"}
     selected = json.loads(run_cli(cli_env, "status", "--json", "--zendesk-ticket", "101").stdout)
-    assert selected == {"attachments": [], "failed": []}
+    assert selected == {"attachments": [], "failed": [], "retries": []}
 
 
 def test_a_metrics_port_already_taken_is_refused_naming_it(cli_env: dict[str, str]) -> None:
@@ -237,3 +239,35 @@ def test_a_metrics_port_already_taken_is_refused_naming_it(cli_env: dict[str, st
         result = run_cli(cli_env, "worker", "-p", "1", "--metrics-port", str(port), timeout=60)
     assert result.returncode == 2
     assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
+
+
+def test_the_oldest_retrys_age_counts_from_its_first_attempt(
+    redis_client: Any, make_app: Any, sandbox: Any
+) -> None:
+    import dramatiq
+
+    import worker.metrics
+    from worker import keys
+    from worker.jobs.scheduler import schedule_retry
+
+    app = make_app(config_data(sandbox))
+    figures = worker.metrics.RedisFigures(redis_client, "replay-attach")
+
+    def age() -> float:
+        (family,) = [
+            f for f in figures.collect() if f.name == "replay_attach_oldest_retry_age_seconds"
+        ]
+        return float(family.samples[0].value)
+
+    assert age() == 0.0
+    # The job trying longest is not the one due soonest.
+    for started, due_in in ((time.time() - 600, 60), (time.time() - 7200, 3000)):
+        message = dramatiq.Message(
+            queue_name="replay-attach",
+            actor_name=keys.ACTOR_NAME,
+            args=({"session_id": "s", "zendesk_ticket": 101},),
+            kwargs={},
+            options={keys.OPTION_FIRST_ATTEMPT_AT: started, keys.OPTION_ATTEMPTS: 3},
+        )
+        schedule_retry(app.broker, message, delay_seconds=due_in)
+    assert 7190 < age() < 7300

@@ -88,6 +88,12 @@ class RedisFigures(Collector):
         yield _gauge(
             "replay_attach_scheduled_retries", "Jobs waiting in Redis for their retry.", scheduled
         )
+        yield _gauge(
+            "replay_attach_oldest_retry_age_seconds",
+            "How long the job waiting for a retry that began first has been trying, since its "
+            "first attempt (0: none waits).",
+            self._oldest_retry_age(),
+        )
         yield _gauge("replay_attach_failed_jobs", "Failed jobs kept (failed list).", failed)
         links = GaugeMetricFamily(
             "replay_attach_links",
@@ -102,6 +108,30 @@ class RedisFigures(Collector):
             "Solved tickets whose links are waiting to end.",
             solved,
         )
+
+
+    def _oldest_retry_age(self) -> float:
+        """Read from the retries due soonest: all of them, unless a flood of retries waits."""
+        members: list[bytes] = self._client.zrange(  # type: ignore[assignment]
+            keys.SCHEDULED_KEY, 0, OLDEST_RETRY_SAMPLE - 1
+        )
+        if not members:
+            return 0.0
+        found: list[bytes | None] = self._client.hmget(  # type: ignore[assignment]
+            keys.SCHEDULED_MESSAGES_KEY, members
+        )
+        firsts = []
+        for data in found:
+            try:
+                options = json.loads(data)["options"] if data else {}
+                firsts.append(float(options[keys.OPTION_FIRST_ATTEMPT_AT]))
+            except (ValueError, KeyError, TypeError):
+                continue
+        return max(0.0, time.time() - min(firsts)) if firsts else 0.0
+
+
+#: How many of the retries due soonest the oldest retry's age is read from, per scrape.
+OLDEST_RETRY_SAMPLE = 1000
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
