@@ -185,6 +185,9 @@ def test_the_alerts_and_dashboard_use_only_names_the_product_exposes(redis_clien
         "ReplayAttachQueueStuck",
         "ReplayAttachVendorRateLimited",
         "ReplayAttachWorkerDown",
+        "ReplayAttachIntakeShedding",
+        "ReplayAttachIntakeTokenRateLimited",
+        "ReplayAttachIntakeSlowSenders",
     }
     json.loads((ROOT / "deploy/grafana-dashboard.json").read_text())
     if shutil.which("promtool"):
@@ -199,7 +202,8 @@ def test_the_alerts_and_dashboard_use_only_names_the_product_exposes(redis_clien
 def test_serve_counts_its_deliveries_by_door_and_answer(
     redis_url: str, redis_client: Any, tmp_path: Path
 ) -> None:
-    with IntakeServer(intake_config(redis_url), tmp_path) as server:
+    metrics_port = free_port()
+    with IntakeServer(intake_config(redis_url), tmp_path, metrics_port=metrics_port) as server:
         for ticket in ("1", "2"):
             body = json.dumps({"ticket_id": ticket, "session_id": f"d-{ticket}"}).encode()
             requests.post(
@@ -207,7 +211,8 @@ def test_serve_counts_its_deliveries_by_door_and_answer(
             )
         forged = zendesk_headers(b"{}", secret="c29tZW9uZSBlbHNlcyBzZWNyZXQ=")
         requests.post(server.url + "/webhooks/zendesk", data=b"{}", headers=forged)
-        samples = scrape(server.url + "/metrics")
+        samples = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert requests.get(server.url + "/metrics", timeout=5).status_code == 404
     door = "/webhooks/zendesk"
     assert total(samples, "replay_attach_intake_deliveries_total", door=door, status="202") == 2
     assert total(samples, "replay_attach_intake_deliveries_total", door=door, status="401") == 1

@@ -48,6 +48,19 @@ INTAKE_DELIVERIES = Counter(
     "Deliveries to replay-attach serve, by door and answer.",
     ["door", "status"],
 )
+INTAKE_REFUSED = Counter(
+    "replay_attach_intake_refused",
+    "Deliveries serve refused to protect itself and Redis, by door and reason: "
+    "rate_limited (429, a token over intake.events_per_minute_per_token), queue_full "
+    "(503, intake.max_queue_depth), bodies_busy (503, intake.max_bodies_read_at_once).",
+    ["door", "reason"],
+)
+INTAKE_CLOSED = Counter(
+    "replay_attach_intake_requests_closed",
+    "Requests that never arrived whole, by reason: read_deadline (closed by serve after "
+    "intake.read_deadline_seconds), client_left (the client closed its connection).",
+    ["reason"],
+)
 
 
 def system_of(target: str) -> str:
@@ -164,6 +177,41 @@ def worker_health(client: redis.Redis, processes: int) -> tuple[bool, dict[str, 
         redis_ok = False
     healthy = alive >= processes and redis_ok
     return healthy, {"processes": alive, "expected": processes, "redis": redis_ok}
+
+
+def serve_intake_metrics(
+    host: str, port: int, client: redis.Redis, queue_name: str
+) -> ThreadingHTTPServer:
+    """``/metrics`` of a ``replay-attach serve``, from a thread of its parent: a listener of
+    its own, so that the public port serves the doors and nothing else."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != "/metrics":
+                self._answer(404, b"not found\n", "text/plain")
+                return
+            try:
+                body = exposition(client, queue_name)
+            except Exception:  # a failed scrape must say so, not drop the connection
+                log.exception("could not answer %s", self.path)
+                self._answer(500, b"internal error\n", "text/plain")
+                return
+            self._answer(200, body, "text/plain; version=0.0.4; charset=utf-8")
+
+        def _answer(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # scrapes every 15 s would drown the intake's own lines
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="replay-attach metrics", daemon=True).start()
+    return server
 
 
 def serve_worker_metrics(
