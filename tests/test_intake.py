@@ -672,16 +672,12 @@ def test_numbers_python_cannot_convert_are_400_naming_the_field(
     assert queued(redis_client) == []
 
 
-def jira_resolution(
-    key: Any = "BUG-9", solved: bool = True, at_ms: Any = 1764590400000
-) -> bytes:
+def jira_resolution(key: Any = "BUG-9", solved: bool = True, at_ms: Any = 1764590400000) -> bytes:
     payload: dict[str, Any] = {
         "webhookEvent": "jira:issue_updated",
         "issue": {"id": "10001", "key": key, "fields": {"summary": "x"}},
         "changelog": {
-            "items": [
-                {"fieldId": "resolution", "to": "1" if solved else None, "toString": None}
-            ]
+            "items": [{"fieldId": "resolution", "to": "1" if solved else None, "toString": None}]
         },
     }
     if at_ms is not None:
