@@ -142,6 +142,44 @@ def test_a_body_that_never_completes_is_answered_408_and_closed_at_the_deadline(
     assert redis_client.llen(keys.queue_keys(keys.QUEUE_NAME)[0]) == 0
 
 
+def test_headers_without_end_are_answered_431_once_past_32_kib(
+    strict: IntakeServer,
+) -> None:
+    # httptools itself takes headers of any size (h11 stops at 16 KiB); sent fast, they would
+    # fill memory well within the deadline.
+    before = strict.log_text()
+    sent = 0
+    with connect(strict) as sock:
+        sock.sendall(b"POST /webhooks/zendesk HTTP/1.1\r\nHost: intake\r\n")
+        try:
+            for _ in range(10_000):  # up to 10 MB, far past the bound
+                sock.sendall(b"X-Pad: " + b"a" * 1000 + b"\r\n")
+                sent += 1009
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            answer = until_closed(sock)
+        except ConnectionResetError:
+            answer = b"<reset>"
+    assert sent < 1_000_000, "the server kept reading headers"
+    log = new_lines(strict, before, "headers are larger than 32 KiB")
+    assert log.count("a request from 127.0.0.1:") == 1 and "Traceback" not in log
+    assert answer.startswith(b"HTTP/1.1 431") or answer == b"<reset>", answer
+
+
+def test_a_large_body_sent_in_one_write_with_its_headers_is_not_taken_for_headers(
+    strict: IntakeServer, redis_client: redis.Redis
+) -> None:
+    listed = [{**event, "description": "d" * 800} for event in events(1000, "big")]
+    body = json.dumps(listed).encode()
+    assert 800_000 < len(body) < 1024 * 1024
+    with connect(strict) as sock:
+        sock.sendall(request_head("/v1/bug-reports", len(body), bearer()) + body)
+        answer = one_answer(sock)
+    assert answer.startswith("HTTP/1.1 202"), answer[:200]
+    assert redis_client.llen(keys.queue_keys(keys.QUEUE_NAME)[0]) == 1000
+
+
 def test_a_connection_that_sends_nothing_is_closed_at_the_deadline_without_a_word(
     strict: IntakeServer,
 ) -> None:

@@ -58,7 +58,8 @@ INTAKE_REFUSED = Counter(
 INTAKE_CLOSED = Counter(
     "replay_attach_intake_requests_closed",
     "Requests that never arrived whole, by reason: read_deadline (closed by serve after "
-    "intake.read_deadline_seconds), client_left (the client closed its connection).",
+    "intake.read_deadline_seconds), headers_too_large (431), client_left (the client "
+    "closed its connection).",
     ["reason"],
 )
 

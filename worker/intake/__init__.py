@@ -5,6 +5,7 @@
 checks who sent it, ``deliveries`` writes accepted deliveries to the queue
 exactly once (and sheds them when the queue is full), ``ticket_states``
 applies solved and reopened tickets in the order their senders signed them,
-``rates`` counts each intake token's events per minute, ``read_deadline``
-closes requests that arrive too slowly, and ``server`` runs it all on uvicorn.
+``rates`` counts each intake token's events per minute, ``protocol``
+closes requests that arrive too slowly or with too many header bytes, and
+``server`` runs it all on uvicorn.
 """

@@ -4,10 +4,11 @@ Answers: 202 enqueued (``{"job_ids": [...]}``, the same ids again for a resent
 delivery); 200 ignored, with the reason, so that the sender does not resend;
 400 invalid JSON or event, naming the field; 401 missing or wrong credentials,
 the same answer whatever failed; 404 a door that is off; 408 the request did not
-arrive in time (``read_deadline``); 413 too large; 415 not JSON; 422 an
-``Idempotency-Key`` reused for another body; 429 a token over its events per
-minute; 503 Redis did not take it, the queue is full, or too many bodies are
-being read (each with ``Retry-After``: every sender resends on 5xx).
+arrive in time and 431 its headers are too large (both answered by ``protocol``);
+413 too large; 415 not JSON; 422 an ``Idempotency-Key`` reused for another body;
+429 a token over its events per minute; 503 Redis did not take it, the queue is
+full, or too many bodies are being read (each with ``Retry-After``: every sender
+resends on 5xx).
 
 The public port serves the doors, ``/healthz`` and ``/readyz``; ``/openapi.json``
 answers the holders of an intake token; ``/metrics`` has a listener of its own.
@@ -44,8 +45,8 @@ from worker.intake.deliveries import (
     dedupe_key,
 )
 from worker.intake.openapi import openapi_document
+from worker.intake.protocol import READ_DEADLINE_STATE
 from worker.intake.rates import TokenRates
-from worker.intake.read_deadline import READ_DEADLINE_STATE
 from worker.intake.ticket_states import TicketStates
 from worker.jobs.producer import encode_report
 from worker.jobs.redis_connection import resolve_redis_url
@@ -200,7 +201,7 @@ class Intake:
         gc.collect()
         gc.freeze()
         try:
-            # The server's protocol reads the deadline here (worker.intake.read_deadline).
+            # The server's protocol reads the deadline here (worker.intake.protocol).
             yield {READ_DEADLINE_STATE: intake.read_deadline_seconds}
         finally:
             await self._client.aclose()

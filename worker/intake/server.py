@@ -14,8 +14,8 @@ from starlette.applications import Starlette
 #: How long requests in flight may take to finish after SIGTERM.
 GRACEFUL_SHUTDOWN_SECONDS = 30
 
-#: uvicorn's httptools protocol with a deadline on each request's arrival (read_deadline).
-HTTP_PROTOCOL = "worker.intake.read_deadline:ReadDeadlineProtocol"
+#: uvicorn's httptools protocol with a deadline and a header bound on each request (protocol).
+HTTP_PROTOCOL = "worker.intake.protocol:IntakeProtocol"
 
 
 def _log_config(level: str) -> dict[str, Any]:
