@@ -239,3 +239,22 @@ def test_a_metrics_port_already_taken_is_refused_naming_it(cli_env: dict[str, st
         result = run_cli(cli_env, "worker", "-p", "1", "--metrics-port", str(port), timeout=60)
     assert result.returncode == 2
     assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
+
+
+def test_serve_refuses_a_metrics_port_already_taken_naming_it(cli_env: dict[str, str]) -> None:
+    import socket
+
+    data = yaml.safe_load(Path(cli_env["REPLAY_ATTACH_CONFIG"]).read_text())
+    data["intake"] = {"tokens": "intake-token-one-0123456789"}
+    path = Path(cli_env["REPLAY_ATTACH_CONFIG"]).with_name("serve-config.yaml")
+    path.write_text(yaml.safe_dump(data))
+    env = {**cli_env, "REPLAY_ATTACH_CONFIG": str(path)}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(
+            env, "serve", "--port", str(free_port()), "--metrics-port", str(port), timeout=60
+        )
+    assert result.returncode == 2
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr

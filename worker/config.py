@@ -364,7 +364,8 @@ class IntakeConfig(_Section):
     jira_session_field: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,100}$")
     #: The ``whsec_...`` signing secret of the PostHog webhook destination.
     posthog_webhook_secret: SecretStr | None = None
-    #: How long a delivery id or ``Idempotency-Key`` is remembered, so a resent one enqueues once.
+    #: How long a delivery id or ``Idempotency-Key`` is remembered, so a resent one enqueues
+    #: once; also how far back solving and reopening are ordered (an older change is dropped).
     deduplicate_hours: float = Field(default=24.0, ge=24.0, le=24 * 30)
     #: A signed delivery whose timestamp is further than this from now is refused (replays).
     timestamp_tolerance_seconds: int = Field(default=300, ge=30, le=3600)
