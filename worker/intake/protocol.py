@@ -66,7 +66,7 @@ class IntakeProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._closed_by_us = False
 
-    # --------------------------------------------------------------- the deadline
+    # --------------------------------------------------------------- the bounds
 
     def _arm(self) -> None:
         seconds = float(self.app_state.get(READ_DEADLINE_STATE, DEFAULT_READ_DEADLINE_SECONDS))
@@ -110,8 +110,6 @@ class IntakeProtocol(HttpToolsProtocol):
             return f"{self.scope['method']} {self.scope['path']} from {client}"
         return f"a request from {client}"
 
-    # --------------------------------------------------------------- uvicorn's hooks
-
     def _refuse_headers(self) -> None:
         self._closed_by_us = True
         self._disarm()
@@ -123,6 +121,8 @@ class IntakeProtocol(HttpToolsProtocol):
         )
         self.transport.write(_HEADERS_TOO_LARGE_ANSWER)
         self.transport.close()
+
+    # --------------------------------------------------------------- uvicorn's hooks
 
     def data_received(self, data: bytes) -> None:
         if self._closed_by_us:
