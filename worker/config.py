@@ -375,8 +375,9 @@ class IntakeConfig(_Section):
     #: Bodies one server process reads at once over several network reads; one more is
     #: answered 503 (each may hold up to 1 MiB until it is complete).
     max_bodies_read_at_once: int = Field(default=64, ge=1, le=10_000)
-    #: Events each intake token may enqueue per minute (a list counts each event), shared
-    #: by every server process through Redis; more is answered 429. At least a full list.
+    #: Events each intake token may send per minute (a list counts each event, a resend counts
+    #: again), shared by every server process through Redis; more is answered 429. At least a
+    #: full list.
     events_per_minute_per_token: int = Field(default=6000, ge=1000, le=10_000_000)
     #: From this many jobs waiting on the queue, every door answers 503 to deliveries that
     #: would enqueue more (the workers are far behind; Redis must not fill up).
