@@ -195,6 +195,9 @@ def measure(
             "POSTHOG_PROJECT_ID": "1",
             "POSTHOG_PERSONAL_API_KEY": "phx_bench",
             "PYTHONPATH": str(ROOT / "bench"),
+            # A run enqueues up to about 100,000 deliveries, which no worker drains here:
+            # the intake's load shedding (intake.max_queue_depth) must not answer them.
+            "REPLAY_ATTACH_INTAKE_MAX_QUEUE_DEPTH": "100000000",
         }
     )
     if kind == "intake":

@@ -49,7 +49,13 @@ def intake_config(redis_url: str, **intake: Any) -> dict[str, Any]:
 class IntakeServer:
     """``python -m worker serve`` on a free port, its output in a log file."""
 
-    def __init__(self, config: dict[str, Any], directory: Path, processes: int = 1) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        directory: Path,
+        processes: int = 1,
+        metrics_port: int = 0,
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -63,6 +69,7 @@ class IntakeServer:
         }
         self.env["REPLAY_ATTACH_CONFIG"] = str(path)
         self.processes = processes
+        self.metrics_port = metrics_port
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> IntakeServer:
@@ -77,6 +84,8 @@ class IntakeServer:
                     str(self.port),
                     "--workers",
                     str(self.processes),
+                    "--metrics-port",
+                    str(self.metrics_port),
                 ],
                 env=self.env,
                 stdout=out,

@@ -21,7 +21,7 @@ def delivery(first: int, count: int, key: str | None = None, digest: str = "d") 
         encode_report(BugReport(session_id=f"s-{n}", zendesk_ticket=n + 1), keys.QUEUE_NAME)
         for n in range(first, first + count)
     ]
-    return Delivery(messages, digest, key)
+    return Delivery(messages, digest, () if key is None else (key,))
 
 
 def write_together(redis_url: str, deliveries: list[Delivery]) -> list[Written]:

@@ -502,10 +502,18 @@ def test_each_door_is_off_without_its_secret(redis_url: str, tmp_path: Path) -> 
         assert post(server.url + "/webhooks/zendesk", body, zendesk_headers(body)).ok
 
 
-def test_health_readiness_and_openapi(intake: str) -> None:
+def test_health_and_readiness_answer_anyone(intake: str) -> None:
     assert requests.get(intake + "/healthz", timeout=5).json() == {"status": "ok"}
     assert requests.get(intake + "/readyz", timeout=5).json() == {"status": "ready"}
-    document = requests.get(intake + "/openapi.json", timeout=5).json()
+
+
+def test_openapi_answers_the_holders_of_an_intake_token(intake: str) -> None:
+    for headers in ({}, {"Authorization": f"Bearer {INTAKE_TOKENS[0][:-1]}"}):
+        refused = requests.get(intake + "/openapi.json", headers=headers, timeout=5)
+        assert refused.status_code == 401 and "paths" not in refused.text
+    document = requests.get(
+        intake + "/openapi.json", headers={"Authorization": f"Bearer {INTAKE_TOKENS[1]}"}, timeout=5
+    ).json()
     validate(document)
     schema = document["components"]["schemas"]["BugReport"]
     assert {"session_id", "zendesk_ticket", "jira_issue"} <= set(schema["properties"])
@@ -515,6 +523,12 @@ def test_health_readiness_and_openapi(intake: str) -> None:
         "/webhooks/jira",
         "/webhooks/posthog",
     }
+    assert {"408", "429", "503"} <= set(document["paths"]["/v1/bug-reports"]["post"]["responses"])
+
+
+def test_the_public_port_serves_no_metrics(intake: str) -> None:
+    answer = requests.get(intake + "/metrics", timeout=5)
+    assert answer.status_code == 404 and "replay_attach" not in answer.text
 
 
 def test_no_secret_in_any_answer_or_log_line(server: IntakeServer, intake: str) -> None:
@@ -567,3 +581,234 @@ def test_what_the_server_built_at_start_is_kept_out_of_the_collectors_full_passe
     finally:
         gc.unfreeze()
     assert frozen > 10_000
+
+
+# --------------------------------------------------------------------------- tokens, whole
+
+
+@pytest.mark.parametrize(
+    "token",
+    [INTAKE_TOKENS[0][:-1], INTAKE_TOKENS[0][:8], INTAKE_TOKENS[0] + "0", INTAKE_TOKENS[1] + "x"],
+    ids=["all but one character", "a short prefix", "extended by a digit", "extended"],
+)
+def test_a_token_is_taken_only_whole(intake: str, redis_client: redis.Redis, token: str) -> None:
+    event = {"session_id": "s", "zendesk_ticket": 1}
+    for door in ("/v1/bug-reports", "/webhooks/posthog"):
+        answer = post(intake + door, event, bearer(token))
+        assert answer.status_code == 401, door
+    assert queued(redis_client) == []
+
+
+def test_an_idempotency_key_belongs_to_the_token_that_sent_it(
+    intake: str, redis_client: redis.Redis
+) -> None:
+    event = {"session_id": "s-1", "zendesk_ticket": 7}
+    key = {"Idempotency-Key": "shared-key-1"}
+    first = post(intake + "/v1/bug-reports", event, {**bearer(INTAKE_TOKENS[0]), **key})
+    other = post(intake + "/v1/bug-reports", event, {**bearer(INTAKE_TOKENS[1]), **key})
+    assert first.status_code == other.status_code == 202
+    assert "Idempotent-Replayed" not in other.headers
+    assert first.json()["job_ids"] != other.json()["job_ids"]
+    again = post(intake + "/v1/bug-reports", event, {**bearer(INTAKE_TOKENS[1]), **key})
+    assert again.json() == other.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert len(queued(redis_client)) == 2
+    for name in redis_client.keys("*"):
+        assert not any(token.encode() in name for token in INTAKE_TOKENS)
+
+
+# --------------------------------------------------------------------------- numbers and keys
+
+
+LONG_NUMBER = b"1" * 5000
+
+
+@pytest.mark.parametrize(
+    ("door", "body", "field"),
+    [
+        ("/v1/bug-reports", b'{"session_id": "s", "zendesk_ticket": ' + LONG_NUMBER + b"}", ""),
+        ("/webhooks/zendesk", b'{"session_id": "s", "ticket_id": ' + LONG_NUMBER + b"}", ""),
+        ("/webhooks/posthog", b'{"session_id": "s", "replay_seconds": ' + LONG_NUMBER + b"}", ""),
+        ("/webhooks/zendesk", '{"session_id": "s", "ticket_id": "²"}'.encode(), "ticket_id"),
+        ("/webhooks/zendesk", '{"session_id": "s", "ticket_id": "①"}'.encode(), "ticket_id"),
+        ("/webhooks/zendesk", b'{"session_id": "s", "ticket_id": "' + LONG_NUMBER + b'"}', ""),
+        (
+            "/webhooks/zendesk",
+            '{"session_id": "s", "ticket_id": "1", "replay_seconds": "①"}'.encode(),
+            "replay_seconds",
+        ),
+        (
+            "/webhooks/posthog",
+            '{"session_id": "s", "zendesk_ticket": "²"}'.encode(),
+            "zendesk_ticket",
+        ),
+    ],
+    ids=[
+        "long integer, bug-reports",
+        "long integer, zendesk",
+        "long integer, posthog",
+        "superscript two",
+        "circled one",
+        "long digit string",
+        "circled replay_seconds",
+        "superscript zendesk_ticket",
+    ],
+)
+def test_numbers_python_cannot_convert_are_400_naming_the_field(
+    intake: str, redis_client: redis.Redis, door: str, body: bytes, field: str
+) -> None:
+    if door == "/webhooks/zendesk":
+        headers = zendesk_headers(body)
+    elif door == "/webhooks/posthog":
+        headers = posthog_headers(body, f"msg-{uuid.uuid4()}")
+    else:
+        headers = bearer()
+    if not field:  # the field the number was given in
+        field = {"/v1/bug-reports": "zendesk_ticket", "/webhooks/posthog": "replay_seconds"}.get(
+            door, "ticket_id"
+        )
+    answer = post(intake + door, body, headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"].startswith(f"{field}:"), answer.json()
+    assert queued(redis_client) == []
+
+
+def jira_resolution(key: Any = "BUG-9", solved: bool = True, at_ms: Any = 1764590400000) -> bytes:
+    payload: dict[str, Any] = {
+        "webhookEvent": "jira:issue_updated",
+        "issue": {"id": "10001", "key": key, "fields": {"summary": "x"}},
+        "changelog": {
+            "items": [{"fieldId": "resolution", "to": "1" if solved else None, "toString": None}]
+        },
+    }
+    if at_ms is not None:
+        payload["timestamp"] = at_ms
+    return json.dumps(payload).encode()
+
+
+@pytest.mark.parametrize(
+    ("key", "at_ms", "names"),
+    [
+        ("BUG-9\n" + "x" * 3000, None, "issue.key:"),
+        ("not a key", None, "issue.key:"),
+        (42, None, "issue.key:"),
+        ("BUG-9", "yesterday", "timestamp:"),
+        ("BUG-9", None, "timestamp:"),
+    ],
+    ids=["3 KB with a newline", "not a key", "a number", "a text timestamp", "no timestamp"],
+)
+def test_a_jira_resolution_with_a_bad_key_or_time_is_400_and_records_nothing(
+    intake: str, redis_client: redis.Redis, key: Any, at_ms: Any, names: str
+) -> None:
+    stamp = at_ms if at_ms is not None or names == "timestamp:" else 1764590400000
+    body = jira_resolution(key, at_ms=stamp)
+    answer = post(intake + "/webhooks/jira", body, jira_headers(body))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"].startswith(names)
+    assert redis_client.zcard(keys.SOLVED_TICKETS_KEY) == 0
+    assert redis_client.keys(keys.REDIS_PREFIX + ":ticket-state-at:*") == []
+
+
+# --------------------------------------------------------------------------- resent deliveries
+
+
+def test_a_jira_delivery_resent_under_new_identifiers_enqueues_once(
+    intake: str, redis_client: redis.Redis
+) -> None:
+    # X-Atlassian-Webhook-Identifier is not signed: a captured delivery can carry any.
+    body = jira_body()
+    for identifier in ("wh-1", "wh-2", None):
+        answer = post(intake + "/webhooks/jira", body, jira_headers(body, identifier=identifier))
+        assert answer.status_code == 202
+    assert len(queued(redis_client)) == 1
+    # Another delivery (Jira's timestamp differs) is another job.
+    later = json.loads(body)
+    later["timestamp"] += 1
+    other = json.dumps(later).encode()
+    assert post(intake + "/webhooks/jira", other, jira_headers(other, identifier="wh-1")).ok
+    assert len(queued(redis_client)) == 2
+
+
+@pytest.mark.parametrize("first", ["inv-1", None], ids=["with an id", "without"])
+def test_a_zendesk_delivery_resent_under_another_invocation_id_enqueues_once(
+    intake: str, redis_client: redis.Redis, first: str | None
+) -> None:
+    body = zendesk_body()
+    signed = zendesk_headers(body, invocation=first)
+    answers = [post(intake + "/webhooks/zendesk", body, signed)]
+    for invocation in ("inv-2", None):
+        headers = {k: v for k, v in signed.items() if k != "X-Zendesk-Webhook-Invocation-Id"}
+        if invocation is not None:
+            headers["X-Zendesk-Webhook-Invocation-Id"] = invocation
+        answers.append(post(intake + "/webhooks/zendesk", body, headers))
+    assert [a.status_code for a in answers] == [202, 202, 202]
+    assert answers[0].json() == answers[1].json() == answers[2].json()
+    assert len(queued(redis_client)) == 1
+
+
+# --------------------------------------------------------------------------- solved, reopened
+
+
+def solved_tickets(client: redis.Redis) -> set[str]:
+    return {member.decode() for member in client.zrange(keys.SOLVED_TICKETS_KEY, 0, -1)}
+
+
+def zendesk_status_change(intake: str, ticket: str, status: str, at: datetime) -> dict[str, Any]:
+    body = zendesk_body(ticket=ticket, session="", status=status)
+    headers = zendesk_headers(body, at=at, invocation=f"inv-{uuid.uuid4()}")
+    answer = post(intake + "/webhooks/zendesk", body, headers)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_a_captured_zendesk_solved_sent_again_does_not_undo_a_later_reopening(
+    intake: str, redis_client: redis.Redis
+) -> None:
+    now = datetime.now(timezone.utc)
+    solved_at, reopened_at = now - timedelta(seconds=120), now - timedelta(seconds=60)
+    assert "solved" in zendesk_status_change(intake, "321", "solved", solved_at)["ticket"]
+    assert solved_tickets(redis_client) == {"zendesk:321"}
+    zendesk_status_change(intake, "321", "open", reopened_at)
+    assert solved_tickets(redis_client) == set()
+    # The captured "solved" again (within the timestamp window, under a new invocation id).
+    replayed = zendesk_status_change(intake, "321", "solved", solved_at)
+    assert "not changed" in replayed["ticket"]
+    assert solved_tickets(redis_client) == set()
+
+
+def test_a_captured_zendesk_reopening_sent_again_does_not_cancel_a_later_solving(
+    intake: str, redis_client: redis.Redis
+) -> None:
+    now = datetime.now(timezone.utc)
+    reopened_at, solved_at = now - timedelta(seconds=120), now - timedelta(seconds=60)
+    zendesk_status_change(intake, "322", "open", reopened_at)
+    zendesk_status_change(intake, "322", "closed", solved_at)
+    assert solved_tickets(redis_client) == {"zendesk:322"}
+    assert "not changed" in zendesk_status_change(intake, "322", "open", reopened_at)["ticket"]
+    assert solved_tickets(redis_client) == {"zendesk:322"}
+    # A genuine later reopening still applies.
+    zendesk_status_change(intake, "322", "pending", now)
+    assert solved_tickets(redis_client) == set()
+
+
+def test_jira_resolutions_apply_in_the_order_jira_signed_them(
+    intake: str, redis_client: redis.Redis
+) -> None:
+    now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+
+    def send(solved: bool, at_ms: int) -> str:
+        body = jira_resolution("BUG-77", solved, at_ms)
+        answer = post(intake + "/webhooks/jira", body, jira_headers(body, identifier="any"))
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["ticket"])
+
+    assert "solved" in send(True, now_ms - 5000)
+    assert "open" in send(False, now_ms - 1000)
+    assert solved_tickets(redis_client) == set()
+    # A resolution set earlier, arriving late (or captured and sent again): nothing changes.
+    assert "not changed" in send(True, now_ms - 3000)
+    assert solved_tickets(redis_client) == set()
+    # Older than intake.deduplicate_hours: its order cannot be known, so it is not applied.
+    assert "older than" in send(True, now_ms - 25 * 3600 * 1000)
+    assert solved_tickets(redis_client) == set()
+    assert "solved" in send(True, now_ms)
+    assert solved_tickets(redis_client) == {"jira:BUG-77"}

@@ -139,6 +139,7 @@ def test_a_jira_issue_given_a_resolution_loses_its_link(
     with run_worker(app) as worker:
         worker.drain()
         update = {
+            "timestamp": int(time.time() * 1000),
             "webhookEvent": "jira:issue_updated",
             "issue": {"id": "1", "key": "BUG-2", "fields": {}},
             "changelog": {"items": [{"fieldId": "resolution", "to": "10000", "toString": "Done"}]},

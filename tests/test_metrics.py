@@ -190,6 +190,9 @@ def test_the_alerts_and_dashboard_use_only_names_the_product_exposes(redis_clien
         "ReplayAttachVendorRateLimited",
         "ReplayAttachWorkerDown",
         "ReplayAttachRetryingForAnHour",
+        "ReplayAttachIntakeShedding",
+        "ReplayAttachIntakeTokenRateLimited",
+        "ReplayAttachIntakeSlowSenders",
     }
     json.loads((ROOT / "deploy/grafana-dashboard.json").read_text())
     if shutil.which("promtool"):
@@ -204,7 +207,8 @@ def test_the_alerts_and_dashboard_use_only_names_the_product_exposes(redis_clien
 def test_serve_counts_its_deliveries_by_door_and_answer(
     redis_url: str, redis_client: Any, tmp_path: Path
 ) -> None:
-    with IntakeServer(intake_config(redis_url), tmp_path) as server:
+    metrics_port = free_port()
+    with IntakeServer(intake_config(redis_url), tmp_path, metrics_port=metrics_port) as server:
         for ticket in ("1", "2"):
             body = json.dumps({"ticket_id": ticket, "session_id": f"d-{ticket}"}).encode()
             requests.post(
@@ -212,7 +216,8 @@ def test_serve_counts_its_deliveries_by_door_and_answer(
             )
         forged = zendesk_headers(b"{}", secret="c29tZW9uZSBlbHNlcyBzZWNyZXQ=")
         requests.post(server.url + "/webhooks/zendesk", data=b"{}", headers=forged)
-        samples = scrape(server.url + "/metrics")
+        samples = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert requests.get(server.url + "/metrics", timeout=5).status_code == 404
     door = "/webhooks/zendesk"
     assert total(samples, "replay_attach_intake_deliveries_total", door=door, status="202") == 2
     assert total(samples, "replay_attach_intake_deliveries_total", door=door, status="401") == 1
@@ -271,3 +276,22 @@ def test_the_oldest_retrys_age_counts_from_its_first_attempt(
         )
         schedule_retry(app.broker, message, delay_seconds=due_in)
     assert 7190 < age() < 7300
+
+
+def test_serve_refuses_a_metrics_port_already_taken_naming_it(cli_env: dict[str, str]) -> None:
+    import socket
+
+    data = yaml.safe_load(Path(cli_env["REPLAY_ATTACH_CONFIG"]).read_text())
+    data["intake"] = {"tokens": "intake-token-one-0123456789"}
+    path = Path(cli_env["REPLAY_ATTACH_CONFIG"]).with_name("serve-config.yaml")
+    path.write_text(yaml.safe_dump(data))
+    env = {**cli_env, "REPLAY_ATTACH_CONFIG": str(path)}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(
+            env, "serve", "--port", str(free_port()), "--metrics-port", str(port), timeout=60
+        )
+    assert result.returncode == 2
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr

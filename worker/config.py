@@ -378,10 +378,24 @@ class IntakeConfig(_Section):
     jira_session_field: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,100}$")
     #: The ``whsec_...`` signing secret of the PostHog webhook destination.
     posthog_webhook_secret: SecretStr | None = None
-    #: How long a delivery id or ``Idempotency-Key`` is remembered, so a resent one enqueues once.
+    #: How long a delivery id or ``Idempotency-Key`` is remembered, so a resent one enqueues
+    #: once; also how far back solving and reopening are ordered (an older change is dropped).
     deduplicate_hours: float = Field(default=24.0, ge=24.0, le=24 * 30)
     #: A signed delivery whose timestamp is further than this from now is refused (replays).
     timestamp_tolerance_seconds: int = Field(default=300, ge=30, le=3600)
+    #: A request whose headers and body have not all arrived this long after it began (or
+    #: after the connection opened) is answered 408 and closed.
+    read_deadline_seconds: float = Field(default=10.0, ge=0.5, le=300)
+    #: Bodies one server process reads at once over several network reads; one more is
+    #: answered 503 (each may hold up to 1 MiB until it is complete).
+    max_bodies_read_at_once: int = Field(default=64, ge=1, le=10_000)
+    #: Events each intake token may send per minute (a list counts each event, a resend counts
+    #: again), shared by every server process through Redis; more is answered 429. At least a
+    #: full list.
+    events_per_minute_per_token: int = Field(default=6000, ge=1000, le=10_000_000)
+    #: From this many jobs waiting on the queue, every door answers 503 to deliveries that
+    #: would enqueue more (the workers are far behind; Redis must not fill up).
+    max_queue_depth: int = Field(default=100_000, ge=1000, le=100_000_000)
 
     @field_validator("tokens", mode="before")
     @classmethod

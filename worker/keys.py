@@ -52,8 +52,9 @@ FAILED_INDEX_KEY = REDIS_PREFIX + ":failed:by-time"
 BUDGET_KEY = REDIS_PREFIX + ":budget:{system}"
 
 #: String ``{prefix}:delivery:{door}:{digest}``: one delivery the intake has
-#: enqueued (``worker.intake.deliveries``), by the sha256 of the sender's
-#: delivery id, signature or ``Idempotency-Key``; value: the body's sha256, a
+#: enqueued (``worker.intake.deliveries``), by the sha256 of what identifies it
+#: (the sender's delivery id, its signature, its body, or the ``Idempotency-Key``
+#: with the digest of the token that sent it); value: the body's sha256, a
 #: newline, the JSON list of job ids. Expires after ``intake.deduplicate_hours``.
 DELIVERY_KEY = REDIS_PREFIX + ":delivery:{door}:{digest}"
 
@@ -85,6 +86,17 @@ LINKS_REVOKED_OF_TICKET_KEY = REDIS_PREFIX + ":links:ticket-revoked:{target}"
 #: are due to end (``privacy.revoke_after_solved_days`` after); a reopened ticket leaves it.
 #: Written by the intake's webhook doors, read by the worker fleet's sweep.
 SOLVED_TICKETS_KEY = REDIS_PREFIX + ":links:solved"
+
+#: String ``{prefix}:ticket-state-at:{target}``: when the sender says the last solving or
+#: reopening the intake applied to that ticket happened (unix ms, as signed), so that an
+#: older one arriving later (a retry, or a captured delivery sent again) changes nothing.
+#: Expires after ``intake.deduplicate_hours``; older changes are not applied at all.
+TICKET_STATE_AT_KEY = REDIS_PREFIX + ":ticket-state-at:{target}"
+
+#: String ``{prefix}:intake-rate:{token}:{minute}``: events one intake token enqueued in
+#: one minute (unix time // 60), ``token`` being the token's digest
+#: (``worker.intake.signatures.token_id``), never the token. Expires after two minutes.
+INTAKE_RATE_KEY = REDIS_PREFIX + ":intake-rate:{token}:{minute}"
 
 #: Lock ``{prefix}:lock:sweep``: one worker process of the fleet sweeps at a time.
 SWEEP_LOCK_KEY = REDIS_PREFIX + ":lock:sweep"

@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import redis
@@ -48,6 +48,20 @@ INTAKE_DELIVERIES = Counter(
     "replay_attach_intake_deliveries",
     "Deliveries to replay-attach serve, by door and answer.",
     ["door", "status"],
+)
+INTAKE_REFUSED = Counter(
+    "replay_attach_intake_refused",
+    "Deliveries serve refused to protect itself and Redis, by door and reason: "
+    "rate_limited (429, a token over intake.events_per_minute_per_token), queue_full "
+    "(503, intake.max_queue_depth), bodies_busy (503, intake.max_bodies_read_at_once).",
+    ["door", "reason"],
+)
+INTAKE_CLOSED = Counter(
+    "replay_attach_intake_requests_closed",
+    "Requests that never arrived whole, by reason: read_deadline (closed by serve after "
+    "intake.read_deadline_seconds), headers_too_large (431), client_left (the client "
+    "closed its connection).",
+    ["reason"],
 )
 
 
@@ -108,7 +122,6 @@ class RedisFigures(Collector):
             "Solved tickets whose links are waiting to end.",
             solved,
         )
-
 
     def _oldest_retry_age(self) -> float:
         """Read from the retries due soonest: all of them, unless a flood of retries waits."""
@@ -197,33 +210,22 @@ def worker_health(client: redis.Redis, processes: int) -> tuple[bool, dict[str, 
     return healthy, {"processes": alive, "expected": processes, "redis": redis_ok}
 
 
-def serve_worker_metrics(
-    host: str, port: int, client: redis.Redis, queue_name: str, processes: int
-) -> ThreadingHTTPServer:
-    """``/metrics`` and ``/healthz`` of a ``replay-attach worker``, from a thread of its parent."""
+#: What a metrics listener answers for a path: (status, body, content type).
+Page = tuple[int, bytes, str]
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+NOT_FOUND: Page = (404, b"not found\n", "text/plain")
+
+
+def _listen(host: str, port: int, page: Callable[[str], Page]) -> ThreadingHTTPServer:
+    """A small HTTP listener in a thread of this process, answering GETs with ``page``."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             try:
-                self._get()
+                status, body, content_type = page(self.path)
             except Exception:  # a failed scrape must say so, not drop the connection
                 log.exception("could not answer %s", self.path)
-                self._answer(500, b"internal error\n", "text/plain")
-
-        def _get(self) -> None:
-            healthy, detail = worker_health(client, processes)
-            if self.path == "/metrics":
-                body = exposition(client, queue_name, healthy)
-                self._answer(200, body, "text/plain; version=0.0.4; charset=utf-8")
-            elif self.path == "/healthz":
-                detail["status"] = "ok" if healthy else "unhealthy"
-                self._answer(
-                    200 if healthy else 503, json.dumps(detail).encode(), "application/json"
-                )
-            else:
-                self._answer(404, b"not found\n", "text/plain")
-
-        def _answer(self, status: int, body: bytes, content_type: str) -> None:
+                status, body, content_type = 500, b"internal error\n", "text/plain"
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
@@ -231,11 +233,43 @@ def serve_worker_metrics(
             self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
-            pass  # scrapes every 15 s would drown the worker's own lines
+            pass  # scrapes every 15 s would drown the process's own lines
 
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="replay-attach metrics", daemon=True).start()
+    return server
+
+
+def serve_intake_metrics(
+    host: str, port: int, client: redis.Redis, queue_name: str
+) -> ThreadingHTTPServer:
+    """``/metrics`` of a ``replay-attach serve``, from a thread of its parent: a listener of
+    its own, so that the public port serves the doors and nothing else."""
+
+    def page(path: str) -> Page:
+        if path != "/metrics":
+            return NOT_FOUND
+        return 200, exposition(client, queue_name), TEXT_FORMAT
+
+    return _listen(host, port, page)
+
+
+def serve_worker_metrics(
+    host: str, port: int, client: redis.Redis, queue_name: str, processes: int
+) -> ThreadingHTTPServer:
+    """``/metrics`` and ``/healthz`` of a ``replay-attach worker``, from a thread of its parent."""
+
+    def page(path: str) -> Page:
+        if path not in ("/metrics", "/healthz"):
+            return NOT_FOUND
+        healthy, detail = worker_health(client, processes)
+        if path == "/metrics":
+            return 200, exposition(client, queue_name, healthy), TEXT_FORMAT
+        detail["status"] = "ok" if healthy else "unhealthy"
+        return 200 if healthy else 503, json.dumps(detail).encode(), "application/json"
+
+    server = _listen(host, port, page)
     global _parent_server
     _parent_server = (os.getpid(), server)
-    threading.Thread(target=server.serve_forever, name="replay-attach metrics", daemon=True).start()
     return server

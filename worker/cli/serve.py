@@ -27,8 +27,33 @@ from worker.cli.context import config_of, die
     show_default=True,
     help="Server processes.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=9192,
+    show_default=True,
+    envvar="REPLAY_ATTACH_METRICS_PORT",
+    show_envvar=True,
+    help="Serve /metrics (Prometheus, every server process together) here, apart from "
+    "the doors; 0: off.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="REPLAY_ATTACH_METRICS_HOST",
+    show_envvar=True,
+    help="Address of the metrics port (0.0.0.0 for a Prometheus on another host).",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, processes: int) -> None:
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    processes: int,
+    metrics_port: int,
+    metrics_host: str,
+) -> None:
     """Take bug reports over HTTP until SIGTERM (requests in flight finish first).
 
     \b
@@ -37,9 +62,11 @@ def serve(ctx: click.Context, host: str, port: int, processes: int) -> None:
       POST /webhooks/zendesk  signed with ZENDESK_WEBHOOK_SECRET
       POST /webhooks/jira     signed with JIRA_WEBHOOK_SECRET (field JIRA_SESSION_FIELD)
       POST /webhooks/posthog  signed with POSTHOG_WEBHOOK_SECRET, or an intake token
-    Also GET /healthz, GET /readyz (Redis answers), GET /metrics (Prometheus) and
-    GET /openapi.json.
-    A 202 answer means the report is in Redis; 503 means "send again later".
+    Also GET /healthz, GET /readyz (Redis answers) and GET /openapi.json (with an
+    intake token). /metrics is served on --metrics-port only.
+    A 202 answer means the report is in Redis; 429 and 503 mean "send again later".
+    Limits (intake section of config.yaml): read_deadline_seconds,
+    max_bodies_read_at_once, events_per_minute_per_token, max_queue_depth.
 
     \b
     Example:
@@ -59,7 +86,7 @@ def serve(ctx: click.Context, host: str, port: int, processes: int) -> None:
         )
     # Start (or join) the embedded Redis before the server's processes start, so
     # that its lifetime spans all of them.
-    resolve_redis_url(config)
+    url = resolve_redis_url(config)
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger(__name__).info(
         "replay-attach serve on http://%s:%d, doors: %s", host, port, ", ".join(on)
@@ -67,5 +94,15 @@ def serve(ctx: click.Context, host: str, port: int, processes: int) -> None:
     from worker.cli.run import metrics_directory
 
     # Every server process counts its deliveries; /metrics serves their sum.
-    with metrics_directory(port):
+    with metrics_directory(metrics_port):
+        if metrics_port:
+            from worker.jobs.redis_connection import redis_client
+            from worker.metrics import serve_intake_metrics
+
+            try:
+                serve_intake_metrics(
+                    metrics_host, metrics_port, redis_client(url), config.broker.queue
+                )
+            except OSError as exc:
+                die(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror}")
         run_intake_server(host, port, processes)

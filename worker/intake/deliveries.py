@@ -3,8 +3,10 @@
 A delivery (one webhook, or one ``POST /v1/bug-reports`` of up to 1,000
 events) is written by one Lua script, atomically: its messages go where
 dramatiq's enqueue puts them, and, when it has a deduplication key (the
-sender's delivery id, or an ``Idempotency-Key``), that key is set in the same
-step. A resent delivery finds its key and gets the first one's job ids back.
+sender's delivery id, or an ``Idempotency-Key``), those keys are set in the same
+step. A resent delivery finds one of its keys and gets the first one's job ids back.
+When the queue already holds ``max_queue_depth`` messages, a new delivery is
+refused (shed) instead, so that a flood cannot fill Redis.
 
 Deliveries that arrive while a write is in flight wait and go together in the
 next script call: under load, one Redis round trip carries many deliveries.
@@ -26,32 +28,52 @@ from worker.jobs.producer import EncodedMessage
 #: Deliveries per script call: bounds the time Redis spends in one script.
 MAX_DELIVERIES_PER_WRITE = 256
 
-# KEYS: the queue's list, its messages' hash, then each delivery's dedupe key.
-# ARGV: the keys' lifetime in seconds, then per delivery: the index of its key
-# in KEYS (0: none), its record (the body's digest, a line break, the job ids
-# as JSON), the number of messages, and each message's Redis id and data.
+# KEYS: the queue's list, its messages' hash, then each delivery's dedupe keys.
+# ARGV: the keys' lifetime in seconds, the queue depth from which new deliveries
+# are shed (0: none), then per delivery: its number of keys in KEYS (they follow
+# the previous delivery's), its record (the body's digest, a line break, the job
+# ids as JSON), the number of messages, and each message's Redis id and data.
 # Returns, per delivery: 1 and the stored record when it was already written,
-# else 0 and its own record. The new deliveries' messages are written together
-# at the end, in the order they came (in chunks: Lua's unpack takes a few
-# thousand values at most).
+# 2 and its own record when it was shed, else 0 and its own record. The new
+# deliveries' messages are written together at the end, in the order they came
+# (in chunks: Lua's unpack takes a few thousand values at most).
 _WRITE_SCRIPT = """
 local ttl = tonumber(ARGV[1])
+local max_depth = tonumber(ARGV[2])
+local full = max_depth > 0 and redis.call("LLEN", KEYS[1]) >= max_depth
 local results, ids, fields = {}, {}, {}
-local i = 2
+local k = 3
+local i = 3
 while i <= #ARGV do
-  local key_index = tonumber(ARGV[i])
+  local key_count = tonumber(ARGV[i])
   local record = ARGV[i + 1]
   local count = tonumber(ARGV[i + 2])
   local first = i + 3
   i = first + 2 * count
   local stored = false
-  if key_index > 0 and not redis.call("SET", KEYS[key_index], record, "NX", "EX", ttl) then
-    stored = redis.call("GET", KEYS[key_index])
+  local claimed = key_count == 1 and not full
+  if claimed then
+    if not redis.call("SET", KEYS[k], record, "NX", "EX", ttl) then
+      stored = redis.call("GET", KEYS[k])
+    end
+  else
+    for j = k, k + key_count - 1 do
+      stored = redis.call("GET", KEYS[j])
+      if stored then break end
+    end
   end
   if stored then
     results[#results + 1] = 1
     results[#results + 1] = stored
+  elseif full then
+    results[#results + 1] = 2
+    results[#results + 1] = record
   else
+    if not claimed then
+      for j = k, k + key_count - 1 do
+        redis.call("SET", KEYS[j], record, "EX", ttl)
+      end
+    end
     for m = first, first + 2 * count - 1, 2 do
       ids[#ids + 1] = ARGV[m]
       fields[#fields + 1] = ARGV[m]
@@ -60,6 +82,7 @@ while i <= #ARGV do
     results[#results + 1] = 0
     results[#results + 1] = record
   end
+  k = k + key_count
 end
 for first = 1, #ids, 1000 do
   redis.call("RPUSH", KEYS[1], unpack(ids, first, math.min(first + 999, #ids)))
@@ -75,6 +98,14 @@ class RedisUnavailable(Exception):
     """Redis did not take the delivery: nothing of it was answered as accepted."""
 
 
+class QueueFull(Exception):
+    """The queue holds ``max_queue_depth`` messages or more: a new delivery was not written."""
+
+
+#: The script's mark of a delivery refused because the queue is full.
+_SHED = 2
+
+
 @dataclass(frozen=True)
 class Delivery:
     """What one request asks to enqueue."""
@@ -82,8 +113,9 @@ class Delivery:
     messages: list[EncodedMessage]
     #: The body's sha256, to tell a resent delivery from a different one under the same key.
     digest: str
-    #: ``keys.DELIVERY_KEY`` for this delivery, or None when nothing identifies a resend.
-    dedupe_key: str | None = None
+    #: ``keys.DELIVERY_KEY`` of each thing that identifies a resend of this delivery (none:
+    #: nothing does); any one of them found means the delivery was already written.
+    dedupe_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,17 +149,24 @@ class DeliveryWriter:
     """Writes deliveries to the bug-report queue, batching those that arrive together."""
 
     def __init__(
-        self, client: aioredis.Redis, queue_key: str, messages_key: str, ttl_seconds: int
+        self,
+        client: aioredis.Redis,
+        queue_key: str,
+        messages_key: str,
+        ttl_seconds: int,
+        max_queue_depth: int = 0,
     ) -> None:
         self._client = client
         self._script = client.register_script(_WRITE_SCRIPT)
         self._queue_key, self._messages_key = queue_key, messages_key
         self._ttl = ttl_seconds
+        self._max_depth = max_queue_depth
         self._waiting: list[_Waiting] = []
         self._flushing: asyncio.Task[None] | None = None
 
     async def write(self, delivery: Delivery) -> Written:
-        """Write one delivery; raise ``RedisUnavailable`` when Redis did not take it."""
+        """Write one delivery; raise ``RedisUnavailable`` when Redis did not take it and
+        ``QueueFull`` when it was shed."""
         waiting = _Waiting(delivery)
         self._waiting.append(waiting)
         if self._flushing is None or self._flushing.done():
@@ -147,7 +186,11 @@ class DeliveryWriter:
                 self._fail(batch, exc)
                 continue
             for waiting, written in zip(batch, results, strict=True):
-                if not waiting.answer.done():
+                if waiting.answer.done():
+                    continue
+                if written is None:
+                    waiting.answer.set_exception(QueueFull())
+                else:
                     waiting.answer.set_result(written)
 
     @staticmethod
@@ -156,23 +199,25 @@ class DeliveryWriter:
             if not waiting.answer.done():
                 waiting.answer.set_exception(error)
 
-    async def _run(self, batch: list[_Waiting]) -> list[Written]:
+    async def _run(self, batch: list[_Waiting]) -> list[Written | None]:
+        """Each delivery's outcome, None for a shed one."""
         script_keys: list[str] = [self._queue_key, self._messages_key]
-        args: list[str | bytes | int] = [self._ttl]
+        args: list[str | bytes | int] = [self._ttl, self._max_depth]
         for waiting in batch:
             delivery = waiting.delivery
-            key_index = 0
-            if delivery.dedupe_key is not None:
-                script_keys.append(delivery.dedupe_key)
-                key_index = len(script_keys)
+            script_keys += delivery.dedupe_keys
             job_ids = json.dumps([message.job_id for message in delivery.messages])
-            args += [key_index, f"{delivery.digest}\n{job_ids}", len(delivery.messages)]
+            args += [len(delivery.dedupe_keys), f"{delivery.digest}\n{job_ids}"]
+            args.append(len(delivery.messages))
             for message in delivery.messages:
                 args += [message.redis_id, message.data]
         reply = await self._script(keys=script_keys, args=args)
-        written = []
+        written: list[Written | None] = []
         pairs = zip(reply[::2], reply[1::2], strict=True)
         for waiting, (seen, record) in zip(batch, pairs, strict=True):
+            if seen == _SHED:
+                written.append(None)
+                continue
             digest, _, job_ids = record.decode().partition("\n")
             written.append(
                 Written(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from worker.attach.events import BugReport, InvalidEvent, parse_event
+from worker.attach.events import JIRA_ISSUE_PATTERN, BugReport, InvalidEvent, parse_event
 from worker.config import Config
 
 #: The most events one ``POST /v1/bug-reports`` may carry.
@@ -23,6 +23,32 @@ MAX_BATCH_EVENTS = 1000
 
 #: Fields the webhook doors take as numbers, from the strings templates render.
 _NUMERIC_FIELDS = ("zendesk_ticket", "replay_seconds")
+
+#: A rendered number: ASCII digits only (``str.isdigit`` also takes "²" and "①", which
+#: ``int`` refuses), and no longer than any id or offset can be.
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+#: A JSON integer longer than this is no id or offset of ours: it is kept as
+#: ``TooLongNumber``, which every field refuses by name (``json.loads`` would raise a
+#: bare ValueError past Python's 4,300-digit conversion limit).
+MAX_JSON_INT_DIGITS = 40
+
+
+class TooLongNumber:
+    """A JSON integer of more than ``MAX_JSON_INT_DIGITS`` digits, left unconverted."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"<a number of {self.digits} digits>"
+
+
+def _json_int(text: str) -> int | TooLongNumber:
+    if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
+        return TooLongNumber(len(text))
+    return int(text)
+
 
 #: The path of a replay in PostHog's app (with or without the project).
 _REPLAY_PATH = re.compile(r"^/(?:project/\d+/)?replay/([A-Za-z0-9_-]{1,200})/?$")
@@ -45,6 +71,9 @@ class TicketStatus:
 
     target: str
     solved: bool
+    #: When the sender says the change happened (ms, as signed): an older change never
+    #: overrides a newer one, so a captured delivery cannot undo what came after it.
+    stated_at_ms: int
 
 
 @dataclass(frozen=True)
@@ -58,7 +87,7 @@ def parse_json(body: bytes) -> Any:
     """The body as JSON; raise ``InvalidEvent`` naming what is wrong."""
     try:
         # Decoded here: json.loads would guess UTF-16 or UTF-32 from the first bytes.
-        return json.loads(body.decode("utf-8"))
+        return json.loads(body.decode("utf-8"), parse_int=_json_int)
     except UnicodeDecodeError:
         raise InvalidEvent("the body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -89,7 +118,7 @@ def _from_template(data: Mapping[str, Any]) -> dict[str, Any]:
     event = {key: value for key, value in data.items() if value not in ("", None)}
     for key in _NUMERIC_FIELDS:
         value = event.get(key)
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
             event[key] = int(value)
     return event
 
@@ -131,23 +160,27 @@ def _bug_report(item: Any, posthog_host: str) -> BugReport:
     return parse_event(event)
 
 
-def read_zendesk(data: Any, posthog_host: str) -> tuple[BugReport | Ignored, TicketStatus | None]:
+def read_zendesk(
+    data: Any, posthog_host: str, signed_at_ms: int
+) -> tuple[BugReport | Ignored, TicketStatus | None]:
     """A Zendesk trigger's body: ``ticket_id``, ``session_id``, ``status``, and event fields.
 
-    A solved or closed ticket gets no replay: its status is all that is read.
+    A solved or closed ticket gets no replay: its status is all that is read;
+    ``signed_at_ms`` (the signed timestamp header) orders it.
     """
     event = {_ZENDESK_KEYS.get(key, key): value for key, value in _object(data, "the body").items()}
     status = event.pop(_ZENDESK_STATUS, None)
     event = _from_template(event)
-    if isinstance(event.get("zendesk_ticket"), str):
+    ticket = event.get("zendesk_ticket")
+    if ticket is not None and (isinstance(ticket, bool) or not isinstance(ticket, int)):
         raise InvalidEvent('ticket_id: must be a Zendesk ticket id such as "123"')
-    state = _zendesk_status(status, event.get("zendesk_ticket"))
+    state = _zendesk_status(status, event.get("zendesk_ticket"), signed_at_ms)
     if state is not None and state.solved:
         return Ignored("the ticket is solved or closed: no replay is attached to it"), state
     return _with_session(event, posthog_host), state
 
 
-def _zendesk_status(status: Any, ticket: Any) -> TicketStatus | None:
+def _zendesk_status(status: Any, ticket: Any, signed_at_ms: int) -> TicketStatus | None:
     if not isinstance(status, str) or not status.strip() or not isinstance(ticket, int):
         return None
     name = status.strip().lower()
@@ -155,7 +188,7 @@ def _zendesk_status(status: Any, ticket: Any) -> TicketStatus | None:
         return None
     if name not in _ZENDESK_SOLVED | _ZENDESK_REOPENED:
         raise InvalidEvent(f"status: {status!r} is not a Zendesk ticket status")
-    return TicketStatus(f"zendesk:{ticket}", name in _ZENDESK_SOLVED)
+    return TicketStatus(f"zendesk:{ticket}", name in _ZENDESK_SOLVED, signed_at_ms)
 
 
 def read_posthog(data: Any, posthog_host: str) -> BugReport | Ignored:
@@ -188,11 +221,25 @@ def _resolution(payload: Mapping[str, Any], issue: Mapping[str, Any]) -> TicketS
     for item in items if isinstance(items, list) else []:
         if isinstance(item, Mapping) and "resolution" in (item.get("fieldId"), item.get("field")):
             key = issue.get("key")
-            if isinstance(key, str) and key:
-                return TicketStatus(
-                    f"jira:{key.strip().upper()}", bool(item.get("to") or item.get("toString"))
-                )
+            name = key.strip().upper() if isinstance(key, str) else ""
+            if not re.match(JIRA_ISSUE_PATTERN, name):
+                raise InvalidEvent("issue.key: must be a Jira issue key such as BUG-42")
+            return TicketStatus(
+                f"jira:{name}",
+                bool(item.get("to") or item.get("toString")),
+                _jira_timestamp(payload.get("timestamp")),
+            )
     return None
+
+
+def _jira_timestamp(value: Any) -> int:
+    # The only time Jira signs (it is in the body): it orders solving and reopening.
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**53:
+        raise InvalidEvent(
+            "timestamp: must be the webhook's time in milliseconds (it orders a resolution "
+            "change against the issue's others)"
+        )
+    return value
 
 
 def read_jira(

@@ -3,13 +3,20 @@
 Answers: 202 enqueued (``{"job_ids": [...]}``, the same ids again for a resent
 delivery); 200 ignored, with the reason, so that the sender does not resend;
 400 invalid JSON or event, naming the field; 401 missing or wrong credentials,
-the same answer whatever failed; 404 a door that is off; 413 too large; 415 not
-JSON; 422 an ``Idempotency-Key`` reused for another body; 503 Redis did not
-take it (with ``Retry-After``: every sender resends on 5xx).
+the same answer whatever failed; 404 a door that is off; 408 the request did not
+arrive in time and 431 its headers are too large (both answered by ``protocol``);
+413 too large; 415 not JSON; 422 an ``Idempotency-Key`` reused for another body;
+429 a token over its events per minute; 503 Redis did not take it, the queue is
+full, or too many bodies are being read (each with ``Retry-After``: every sender
+resends on 5xx).
+
+The public port serves the doors, ``/healthz`` and ``/readyz``; ``/openapi.json``
+answers the holders of an intake token; ``/metrics`` has a listener of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -19,11 +26,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import redis
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -34,15 +39,19 @@ from worker.intake import doors, signatures
 from worker.intake.deliveries import (
     Delivery,
     DeliveryWriter,
+    QueueFull,
     RedisUnavailable,
     body_digest,
     dedupe_key,
 )
 from worker.intake.openapi import openapi_document
+from worker.intake.protocol import READ_DEADLINE_STATE
+from worker.intake.rates import TokenRates
+from worker.intake.ticket_states import TicketStates
 from worker.jobs.producer import encode_report
-from worker.jobs.redis_connection import redis_client, resolve_redis_url
+from worker.jobs.redis_connection import resolve_redis_url
 from worker.logs import job_fields
-from worker.metrics import INTAKE_DELIVERIES, exposition
+from worker.metrics import INTAKE_DELIVERIES, INTAKE_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +68,20 @@ REDIS_TIMEOUT_SECONDS = 5.0
 
 
 class Refused(Exception):
-    """A delivery answered with an error status and a message that reveals no secret."""
+    """A delivery answered with an error status and a message that reveals no secret.
 
-    def __init__(self, status: int, message: str) -> None:
+    With ``reason``, a refusal that protects the intake (counted by reason); with
+    ``retry_after``, the seconds the sender should wait before sending again.
+    """
+
+    def __init__(
+        self, status: int, message: str, reason: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.reason = reason
+        self.retry_after = retry_after
 
 
 UNAUTHORIZED = Refused(401, "missing or invalid credentials")
@@ -76,11 +93,14 @@ class Accepted:
     """What a door read from an authenticated delivery."""
 
     reports: list[BugReport] | doors.Ignored
-    #: What identifies a resend of this delivery (None: nothing does).
-    identity: str | None
+    #: What identifies a resend of this delivery (none: nothing does); any one found is a resend.
+    identities: tuple[str, ...]
     body: bytes
     #: A ticket solved or reopened, as the delivery tells.
     status: doors.TicketStatus | None = None
+    #: The ``token_id`` of the intake token that sent it, if one did: its events count
+    #: against that token's rate.
+    token: str | None = None
 
 
 #: A request's headers by lower-case name (the first of repeated ones, as Starlette's ``get``).
@@ -95,18 +115,47 @@ def request_headers(request: Request) -> RequestHeaders:
     return headers
 
 
-async def _read_body(request: Request, headers: RequestHeaders, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes ``limit`` bytes."""
+BODIES_BUSY = Refused(
+    503, "too many requests are sending their body; send again later", "bodies_busy", 1
+)
+
+
+async def _read_body(
+    request: Request, headers: RequestHeaders, limit: int, slots: asyncio.Semaphore
+) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` bytes.
+
+    A body that takes more than one read holds one of ``slots`` until it is
+    complete (it is kept in memory meanwhile); when none is free it is refused
+    with 503 at once. A body that arrives whole needs none, so slow senders
+    holding every slot do not hold up deliveries that arrive promptly.
+    Raises ``ClientDisconnect`` when the client leaves (or the read deadline
+    closes the connection) before the body is complete.
+    """
     declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared[:20]) > limit:
         raise Refused(413, f"the body is larger than {limit // 1024} KiB")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Refused(413, f"the body is larger than {limit // 1024} KiB")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    chunks, size, holding = [], 0, False
+    try:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise Refused(413, f"the body is larger than {limit // 1024} KiB")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+            if not holding:
+                if slots.locked():
+                    raise BODIES_BUSY
+                await slots.acquire()
+                holding = True
+    finally:
+        if holding:
+            slots.release()
 
 
 def _require_json(headers: RequestHeaders) -> None:
@@ -123,12 +172,14 @@ class Intake:
         self._redis_url = redis_url
         self._writer: DeliveryWriter | None = None
         self._client: aioredis.Redis | None = None
-        self._figures: redis.Redis | None = None
+        self._states: TicketStates | None = None
+        self._rates: TokenRates | None = None
+        self._body_slots = asyncio.Semaphore(config.intake.max_bodies_read_at_once)
 
     # ----------------------------------------------------------------- lifecycle
 
     @contextlib.asynccontextmanager
-    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(self, app: Starlette) -> AsyncIterator[dict[str, float]]:
         # Starts (or joins) the embedded Redis when no redis_url is configured.
         url = self._redis_url or resolve_redis_url(self.config)
         self._client = aioredis.Redis.from_url(
@@ -137,20 +188,23 @@ class Intake:
             socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
             health_check_interval=30,
         )
-        # The figures /metrics reads (queue depth, links...), on a client of their own.
-        self._figures = redis_client(url)
+        intake = self.config.intake
         queue_key, messages_key = keys.queue_keys(self.config.broker.queue)
-        ttl = int(self.config.intake.deduplicate_hours * 3600)
-        self._writer = DeliveryWriter(self._client, queue_key, messages_key, ttl)
+        ttl = int(intake.deduplicate_hours * 3600)
+        self._writer = DeliveryWriter(
+            self._client, queue_key, messages_key, ttl, intake.max_queue_depth
+        )
+        self._states = TicketStates(self._client, ttl)
+        self._rates = TokenRates(self._client, intake.events_per_minute_per_token)
         # What exists now lives as long as the process: left to the collector, each full
         # pass walks it all and holds up every request in flight meanwhile.
         gc.collect()
         gc.freeze()
         try:
-            yield
+            # The server's protocol reads the deadline here (worker.intake.protocol).
+            yield {READ_DEADLINE_STATE: intake.read_deadline_seconds}
         finally:
             await self._client.aclose()
-            self._figures.close()
 
     def application(self) -> Starlette:
         routes = [
@@ -166,7 +220,6 @@ class Intake:
             Route("/healthz", self._healthz, methods=["GET"]),
             Route("/readyz", self._readyz, methods=["GET"]),
             Route("/openapi.json", self._openapi, methods=["GET"]),
-            Route("/metrics", self._metrics, methods=["GET"]),
         ]
         return Starlette(routes=routes, lifespan=self.lifespan)
 
@@ -179,7 +232,11 @@ class Intake:
             headers = request_headers(request)
             delivery_id = _delivery_id(headers)
             with job_fields(delivery_id=delivery_id):
-                response = await answer_delivery(request, headers, door, delivery_id)
+                try:
+                    response = await answer_delivery(request, headers, door, delivery_id)
+                except ClientDisconnect:
+                    # Nobody is left to answer; the server's protocol logged it once.
+                    return Response(status_code=400)
                 INTAKE_DELIVERIES.labels(door, str(response.status_code)).inc()
                 return response
 
@@ -190,7 +247,14 @@ class Intake:
                 accepted = await read(request, headers)
                 response = await self._enqueue(door, accepted, delivery_id)
             except Refused as refused:
-                response = JSONResponse({"error": refused.message}, status_code=refused.status)
+                retry = None
+                if refused.retry_after is not None:
+                    retry = {"Retry-After": str(refused.retry_after)}
+                if refused.reason is not None:
+                    INTAKE_REFUSED.labels(door, refused.reason).inc()
+                response = JSONResponse(
+                    {"error": refused.message}, status_code=refused.status, headers=retry
+                )
             except InvalidEvent as exc:
                 response = JSONResponse({"error": str(exc)}, status_code=400)
             except RedisUnavailable as exc:
@@ -207,24 +271,42 @@ class Intake:
         return answer
 
     async def _record_status(self, door: str, status: doors.TicketStatus) -> str | None:
-        """Note a ticket solved (its links end later) or reopened; what to tell the sender."""
-        assert self._client is not None
+        """Note a ticket solved (its links end later) or reopened, unless a later change of
+        it came first; what to tell the sender."""
+        assert self._states is not None
         after = self.config.privacy.revoke_after_solved_days
         if after is None:
             return None
+        ends = time.time() + after * 86400
         try:
-            if status.solved:
-                ends = time.time() + after * 86400
-                await self._client.zadd(keys.SOLVED_TICKETS_KEY, {status.target: ends}, nx=True)
-                at = datetime.fromtimestamp(ends, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
-                told = f"{status.target} solved: its replay links end at {at}"
-            else:
-                await self._client.zrem(keys.SOLVED_TICKETS_KEY, status.target)
-                told = f"{status.target} open: its replay links stay"
+            applied = await self._states.apply(status, ends)
         except (aioredis.RedisError, OSError) as exc:
             raise RedisUnavailable(type(exc).__name__) from None
+        if not applied.applied:
+            told = f"{status.target} not changed: {applied.reason}"
+        elif status.solved:
+            at = datetime.fromtimestamp(ends, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+            told = f"{status.target} solved: its replay links end at {at}"
+        else:
+            told = f"{status.target} open: its replay links stay"
         log.info("%s: %s", door, told)
         return told
+
+    async def _take_rate(self, token: str, events: int) -> None:
+        """Count the events against the token's rate; 429 when it is over."""
+        assert self._rates is not None
+        try:
+            wait = await self._rates.take(token, events)
+        except (aioredis.RedisError, OSError) as exc:
+            raise RedisUnavailable(type(exc).__name__) from None
+        if wait is not None:
+            per_minute = self.config.intake.events_per_minute_per_token
+            raise Refused(
+                429,
+                f"this token may enqueue {per_minute} events per minute; send again later",
+                "rate_limited",
+                wait,
+            )
 
     async def _enqueue(self, door: str, accepted: Accepted, delivery_id: str) -> Response:
         told = None
@@ -244,10 +326,21 @@ class Intake:
                 except InvalidEvent as exc:
                     where = f"event {number}: " if len(accepted.reports) > 1 else ""
                     raise InvalidEvent(f"{where}{exc}") from None
-        key = None if accepted.identity is None else dedupe_key(door, accepted.identity)
+        if accepted.token is not None:
+            await self._take_rate(accepted.token, len(accepted.reports))
+        dedupe_keys = tuple(dedupe_key(door, identity) for identity in accepted.identities)
         queue = self.config.broker.queue
         messages = [encode_report(report, queue, delivery_id, door) for report in accepted.reports]
-        written = await self._writer.write(Delivery(messages, body_digest(accepted.body), key))
+        delivery = Delivery(messages, body_digest(accepted.body), dedupe_keys)
+        try:
+            written = await self._writer.write(delivery)
+        except QueueFull:
+            raise Refused(
+                503,
+                "the queue is full (the workers are behind); send again later",
+                "queue_full",
+                RETRY_AFTER_SECONDS,
+            ) from None
         if written.different_body and door == "/v1/bug-reports":
             raise Refused(422, "this Idempotency-Key was already used for another body")
         log.info(
@@ -270,9 +363,10 @@ class Intake:
         tokens = self.config.intake.tokens
         if not tokens:
             raise DOOR_OFF
-        if not signatures.token_matches(headers.get("authorization"), tokens):
+        token = signatures.matching_token(headers.get("authorization"), tokens)
+        if token is None:
             raise UNAUTHORIZED
-        body = await _read_body(request, headers, MAX_BATCH_BYTES)
+        body = await _read_body(request, headers, MAX_BATCH_BYTES, self._body_slots)
         _require_json(headers)
         data = doors.parse_json(body)
         if not isinstance(data, list) and len(body) > MAX_EVENT_BYTES:
@@ -280,30 +374,43 @@ class Intake:
         key = headers.get("idempotency-key")
         if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
             raise Refused(400, f"Idempotency-Key: must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} characters")
-        return Accepted(doors.read_bug_reports(data, self._host), key, body)
+        # Scoped to the token: another token's key names another delivery.
+        identities = () if key is None else (f"{token}:{key}",)
+        return Accepted(doors.read_bug_reports(data, self._host), identities, body, token=token)
 
     async def _zendesk(self, request: Request, headers: RequestHeaders) -> Accepted:
         secret = self.config.intake.zendesk_webhook_secret
         if secret is None:
             raise DOOR_OFF
-        body = await _read_body(request, headers, MAX_EVENT_BYTES)
+        body = await _read_body(request, headers, MAX_EVENT_BYTES, self._body_slots)
         now = datetime.now(timezone.utc)
         tolerance = self.config.intake.timestamp_tolerance_seconds
-        if not signatures.zendesk_signature_ok(secret, body, headers, now, tolerance):
+        signed_at = signatures.zendesk_signed_at(headers)
+        if signed_at is None or not signatures.zendesk_signature_ok(
+            secret, body, headers, now, tolerance
+        ):
             raise UNAUTHORIZED
         _require_json(headers)
-        report, status = doors.read_zendesk(doors.parse_json(body), self._host)
-        identity = headers.get("x-zendesk-webhook-invocation-id") or headers.get(
-            "x-zendesk-webhook-signature"
+        signed_ms = int(signed_at.timestamp() * 1000)
+        report, status = doors.read_zendesk(doors.parse_json(body), self._host, signed_ms)
+        # The invocation id is not signed: a resend under a new one (or none) within the
+        # timestamp window carries the same signature, which is remembered too.
+        identities = tuple(
+            value
+            for value in (
+                headers.get("x-zendesk-webhook-invocation-id"),
+                headers.get("x-zendesk-webhook-signature", "").strip(),
+            )
+            if value
         )
-        return Accepted(_listed(report), identity, body, status)
+        return Accepted(_listed(report), identities, body, status)
 
     async def _jira(self, request: Request, headers: RequestHeaders) -> Accepted:
         intake = self.config.intake
         secret, field = intake.jira_webhook_secret, intake.jira_session_field
         if secret is None or field is None:
             raise DOOR_OFF
-        body = await _read_body(request, headers, MAX_BATCH_BYTES)
+        body = await _read_body(request, headers, MAX_BATCH_BYTES, self._body_slots)
         signed = "x-hub-signature" in headers
         if not (
             signatures.jira_signature_ok(secret, body, headers)
@@ -313,31 +420,32 @@ class Intake:
             raise UNAUTHORIZED
         _require_json(headers)
         report, status = doors.read_jira(doors.parse_json(body), field, self._host)
-        identity = (
-            headers.get("x-atlassian-webhook-identifier")
-            or headers.get("x-hub-signature")
-            or body_digest(body)
-        )
-        return Accepted(_listed(report), identity, body, status)
+        # Only the body is signed (X-Atlassian-Webhook-Identifier is not, and there is no
+        # signed timestamp): a delivery is known by its body, which carries Jira's timestamp.
+        return Accepted(_listed(report), (body_digest(body),), body, status)
 
     async def _posthog(self, request: Request, headers: RequestHeaders) -> Accepted:
         intake = self.config.intake
         if intake.posthog_webhook_secret is None and not intake.tokens:
             raise DOOR_OFF
-        body = await _read_body(request, headers, MAX_EVENT_BYTES)
+        body = await _read_body(request, headers, MAX_EVENT_BYTES, self._body_slots)
         signed = "webhook-signature" in headers
+        token = None
         if signed and intake.posthog_webhook_secret is not None:
             ok = signatures.standard_webhook_ok(intake.posthog_webhook_secret, body, headers)
         else:
-            ok = not signed and signatures.token_matches(
-                headers.get("authorization"), intake.tokens
+            token = (
+                None
+                if signed
+                else signatures.matching_token(headers.get("authorization"), intake.tokens)
             )
+            ok = token is not None
         if not ok:
             raise UNAUTHORIZED
         _require_json(headers)
         report = doors.read_posthog(doors.parse_json(body), self._host)
         identity = headers.get("webhook-id") or body_digest(body)
-        return Accepted(_listed(report), identity, body)
+        return Accepted(_listed(report), (identity,), body, token=token)
 
     # ----------------------------------------------------------------- health
 
@@ -356,12 +464,13 @@ class Intake:
             )
         return JSONResponse({"status": "ready"})
 
-    async def _metrics(self, request: Request) -> Response:
-        # Reading Redis's figures is a few quick blocking commands: off the event loop.
-        text = await run_in_threadpool(exposition, self._figures, self.config.broker.queue)
-        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
-
     async def _openapi(self, request: Request) -> Response:
+        # The doors' description is for those who call them: the holders of an intake token.
+        tokens = self.config.intake.tokens
+        if not tokens:
+            return JSONResponse({"error": DOOR_OFF.message}, status_code=404)
+        if not signatures.token_matches(request.headers.get("authorization"), tokens):
+            return JSONResponse({"error": UNAUTHORIZED.message}, status_code=401)
         return JSONResponse(openapi_document())
 
 

@@ -32,6 +32,14 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _later(why: str) -> dict[str, Any]:
+    return {
+        "description": why + " Send again after Retry-After seconds.",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        "content": {"application/json": {"schema": _ERROR}},
+    }
+
+
 def _answers(*extra: tuple[str, str]) -> dict[str, Any]:
     answers = {
         "202": _json(_ENQUEUED, "Enqueued (a resent delivery gets the first one's job ids)."),
@@ -39,13 +47,13 @@ def _answers(*extra: tuple[str, str]) -> dict[str, Any]:
         "400": _json(_ERROR, "Invalid JSON or event; the message names the field."),
         "401": _json(_ERROR, "Missing or invalid credentials, signature or timestamp."),
         "404": _json(_ERROR, "This door is off: its secret is not configured."),
+        "408": _json(_ERROR, "The request did not arrive whole within the read deadline."),
         "413": _json(_ERROR, "The body is too large."),
         "415": _json(_ERROR, "The body is not sent as application/json."),
-        "503": {
-            "description": "The queue is unavailable; send again after Retry-After seconds.",
-            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-            "content": {"application/json": {"schema": _ERROR}},
-        },
+        "429": _later("This token sent more events per minute than it may."),
+        "503": _later(
+            "The queue is unavailable or full, or too many bodies are being read at once."
+        ),
     }
     for status, description in extra:
         answers[status] = _json(_ERROR, description)

@@ -14,6 +14,9 @@ from starlette.applications import Starlette
 #: How long requests in flight may take to finish after SIGTERM.
 GRACEFUL_SHUTDOWN_SECONDS = 30
 
+#: uvicorn's httptools protocol with a deadline and a header bound on each request (protocol).
+HTTP_PROTOCOL = "worker.intake.protocol:IntakeProtocol"
+
 
 def _log_config(level: str) -> dict[str, Any]:
     handler = {
@@ -55,6 +58,7 @@ def run_intake_server(host: str, port: int, processes: int, log_level: str = "in
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         # Senders open many short connections at once; a short backlog would refuse some.
         backlog=2048,
+        http=HTTP_PROTOCOL,
     )
 
 
@@ -62,7 +66,9 @@ def run_intake_server(host: str, port: int, processes: int, log_level: str = "in
 def intake_in_thread(app: Starlette, port: int, host: str = "127.0.0.1") -> Iterator[str]:
     """Serve ``app`` from a thread of this process (the demo); yields its base URL."""
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, http=HTTP_PROTOCOL
+        )
     )
     thread = threading.Thread(target=server.run, name="intake", daemon=True)
     thread.start()

@@ -27,13 +27,32 @@ def bearer_token(authorization: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def token_matches(authorization: str | None, tokens: Iterable[SecretStr]) -> bool:
-    """Whether the header carries one of ``tokens``; every token is compared, to keep time flat."""
+def token_id(token: SecretStr) -> str:
+    """A name of a configured token that is safe to store (Redis keys): a digest, never the token.
+
+    Tokens are long and random, so their digest tells nothing of them.
+    """
+    return hashlib.sha256(token.get_secret_value().strip().encode()).hexdigest()[:32]
+
+
+def matching_token(authorization: str | None, tokens: Iterable[SecretStr]) -> str | None:
+    """The ``token_id`` of the configured token the header carries, else None.
+
+    The whole token must match: every token is compared in full, to keep time flat.
+    """
     given = bearer_token(authorization)
     if given is None:
-        return False
-    matches = [_same(given, token.get_secret_value().strip()) for token in tokens]
-    return any(matches)
+        return None
+    found = None
+    for token in tokens:
+        if _same(given, token.get_secret_value().strip()) and found is None:
+            found = token_id(token)
+    return found
+
+
+def token_matches(authorization: str | None, tokens: Iterable[SecretStr]) -> bool:
+    """Whether the header carries one of ``tokens``, whole."""
+    return matching_token(authorization, tokens) is not None
 
 
 def _fresh(moment: datetime, now: datetime, tolerance_seconds: float) -> bool:
@@ -47,6 +66,11 @@ def _iso_time(text: str) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def zendesk_signed_at(headers: Mapping[str, str]) -> datetime | None:
+    """The time a Zendesk delivery was signed at, as its timestamp header says."""
+    return _iso_time(headers.get("x-zendesk-webhook-signature-timestamp", ""))
 
 
 def zendesk_signature_ok(

@@ -1,0 +1,66 @@
+"""How many events each intake token may enqueue per minute, shared by every server process.
+
+A sliding window over two one-minute counters in Redis (the previous minute's
+count weighted by how much of it the window still covers, plus this minute's):
+the rate-limiter pattern of Redis's own ``INCR`` documentation, made smooth at
+the minute's turn and taken in one script so that processes cannot race.
+dramatiq's ``WindowRateLimiter`` (which the worker uses for vendor budgets)
+is synchronous and takes one permit per call; here one request may carry
+1,000 events, and the intake's Redis client is asynchronous.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import redis.asyncio as aioredis
+
+from worker import keys
+
+#: Seconds a minute's counter is kept: it is read again as the previous minute.
+_COUNTER_SECONDS = 120
+
+# KEYS: this minute's counter, the previous minute's. ARGV: the events asked
+# for, the limit per minute, how much of this minute has passed (0-1). Returns 0
+# when taken (and counted), else the milliseconds to wait before asking again.
+_TAKE_SCRIPT = """
+local events = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local elapsed = tonumber(ARGV[3])
+local previous = tonumber(redis.call("GET", KEYS[2]) or "0")
+local current = tonumber(redis.call("GET", KEYS[1]) or "0")
+if previous * (1 - elapsed) + current + events <= limit then
+  redis.call("INCRBY", KEYS[1], events)
+  redis.call("EXPIRE", KEYS[1], ARGV[4])
+  return 0
+end
+local room = limit - current - events
+if room < 0 or previous == 0 then
+  return math.ceil((1 - elapsed) * 60000)
+end
+return math.max(1, math.ceil(((1 - room / previous) - elapsed) * 60000))
+"""
+
+
+class TokenRates:
+    """The per-token event budget (``intake.events_per_minute_per_token``)."""
+
+    def __init__(self, client: aioredis.Redis, per_minute: int) -> None:
+        self._script = client.register_script(_TAKE_SCRIPT)
+        self._per_minute = per_minute
+
+    async def take(self, token: str, events: int) -> int | None:
+        """Count ``events`` for ``token`` (a ``token_id``); the seconds to wait when over budget."""
+        now = time.time()
+        minute = int(now // 60)
+        wait_ms = await self._script(
+            keys=[
+                keys.INTAKE_RATE_KEY.format(token=token, minute=minute),
+                keys.INTAKE_RATE_KEY.format(token=token, minute=minute - 1),
+            ],
+            args=[events, self._per_minute, repr((now % 60) / 60), _COUNTER_SECONDS],
+        )
+        if not wait_ms:
+            return None
+        return max(1, math.ceil(int(wait_ms) / 1000))
