@@ -586,3 +586,21 @@ def test_status_shows_each_waiting_retry_with_its_attempts_and_last_error(
     selected = json.loads(run(env, "status", "--session-id", "s-stuck", "--json").stdout)
     assert [r["job_id"] for r in selected["retries"]] == [retry["job_id"]]
     assert "waiting job" in run(env, "status", "--zendesk-ticket", "101").stdout
+
+
+def test_serve_on_a_taken_port_says_so_in_one_line_and_never_that_it_serves_there(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    import socket
+
+    env = _with(cli_env, tmp_path, "intake", tokens="intake-token-one-0123456789")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(env, "serve", "--port", str(port), "--metrics-port", "0", timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"replay-attach: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+    assert f":{port}" not in result.stdout

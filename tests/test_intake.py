@@ -32,6 +32,7 @@ from tests.intake_server import (
     posthog_headers,
     zendesk_headers,
 )
+from tests.scenarios import wait_for
 from worker import keys
 
 
@@ -812,3 +813,111 @@ def test_jira_resolutions_apply_in_the_order_jira_signed_them(
     assert solved_tickets(redis_client) == set()
     assert "solved" in send(True, now_ms)
     assert solved_tickets(redis_client) == {"jira:BUG-77"}
+
+
+# --------------------------------------------------------------------------- formats as they come
+
+
+def test_posthog_js_replay_url_with_the_project_token_and_its_moment(
+    intake: str, redis_client: redis.Redis
+) -> None:
+    """posthog.get_session_replay_url({withTimestamp: true}) names the project by its token."""
+    url = POSTHOG_HOST + "/project/phc_AbC123xyz/replay/0192c0de-cccc?t=12"
+    assert post(intake + "/v1/bug-reports", {"session_id": url, "zendesk_ticket": 3}, bearer()).ok
+    given = POSTHOG_HOST + "/project/phc_AbC123xyz/replay/0192c0de-dddd?t=12"
+    event = {"session_id": given, "zendesk_ticket": 3, "replay_seconds": 40}
+    assert post(intake + "/v1/bug-reports", event, bearer()).ok
+    first, second = queued(redis_client)
+    assert (first["session_id"], first["replay_seconds"]) == ("0192c0de-cccc", 12)
+    assert (second["session_id"], second["replay_seconds"]) == ("0192c0de-dddd", 40)
+    body = json.dumps({"session_id": url, "zendesk_ticket": "4"}).encode()
+    answer = post(intake + "/webhooks/posthog", body, posthog_headers(body, "msg-phc-1"))
+    assert answer.status_code == 202, answer.text
+    assert queued(redis_client)[-1]["replay_seconds"] == 12
+
+
+@pytest.mark.parametrize(
+    ("status", "category", "solved"),
+    [
+        ("Open", None, None),  # a creation: nothing to record
+        ("Offen", None, None),  # translated: unknown, the report still goes through
+        ("Waiting for parts", "open", False),  # a custom status: its category says
+        ("Gelöst", "solved", True),
+        ("On-hold", None, False),
+        ("on hold", None, False),
+        ("SOLVED", None, True),
+    ],
+)
+def test_a_zendesk_status_is_never_a_reason_to_refuse_a_delivery(
+    intake: str, redis_client: redis.Redis, status: str, category: str | None, solved: bool | None
+) -> None:
+    fields = {"ticket_id": "321", "session_id": "0192-st", "status": status}
+    if category is not None:
+        fields["status_category"] = category
+    body = json.dumps(fields).encode()
+    answer = post(intake + "/webhooks/zendesk", body, zendesk_headers(body))
+    assert answer.status_code in (200, 202), answer.text
+    recorded = redis_client.zscore(keys.SOLVED_TICKETS_KEY, "zendesk:321")
+    if solved:
+        assert answer.status_code == 200 and recorded is not None and queued(redis_client) == []
+    else:
+        assert answer.status_code == 202 and recorded is None
+        assert [e["zendesk_ticket"] for e in queued(redis_client)] == [321]
+
+
+def test_a_zendesk_reopening_by_its_category_takes_the_ticket_off_the_solved(
+    intake: str, redis_client: redis.Redis
+) -> None:
+    solved = json.dumps({"ticket_id": "322", "session_id": "", "status": "Solved"}).encode()
+    assert post(intake + "/webhooks/zendesk", solved, zendesk_headers(solved)).ok
+    assert redis_client.zscore(keys.SOLVED_TICKETS_KEY, "zendesk:322") is not None
+    later = datetime.now(timezone.utc) + timedelta(seconds=2)
+    reopened = json.dumps(
+        {"ticket_id": "322", "session_id": "", "status": "In Arbeit", "status_category": "open"}
+    ).encode()
+    assert post(intake + "/webhooks/zendesk", reopened, zendesk_headers(reopened, at=later)).ok
+    assert redis_client.zscore(keys.SOLVED_TICKETS_KEY, "zendesk:322") is None
+
+
+def test_jira_automation_issue_data_in_automation_format_is_a_creation(
+    intake: str, redis_client: redis.Redis
+) -> None:
+    """Automation's "Issue data (Automation format)": the bare issue, not {"issue": ...}."""
+    bare = {
+        "self": "https://acme.atlassian.net/rest/api/2/issue/10002",
+        "id": "10002",
+        "key": "BUG-12",
+        "fields": {"summary": "x", JIRA_FIELD: "0192-auto"},
+    }
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {JIRA_SECRET}"}
+    answer = post(intake + "/webhooks/jira", bare, headers)
+    assert answer.status_code == 202, answer.text
+    (event,) = queued(redis_client)
+    assert (event["jira_issue"], event["session_id"]) == ("BUG-12", "0192-auto")
+
+
+def test_each_401_logs_its_cause_on_the_server_and_answers_the_same(
+    server: IntakeServer, intake: str, redis_client: redis.Redis
+) -> None:
+    body = zendesk_body(ticket="401")
+    stale = datetime.now(timezone.utc) - timedelta(hours=1)
+    cases = [
+        ("/webhooks/zendesk", body, {"Content-Type": "application/json"}, "no X-Zendesk-"),
+        ("/webhooks/zendesk", body, zendesk_headers(body, at=stale), "a stale timestamp"),
+        (
+            "/webhooks/zendesk",
+            body,
+            zendesk_headers(body, secret="c29tZW9uZSBlbHNlcyBzZWNyZXQ="),
+            "a signature that does not match",
+        ),
+        ("/v1/bug-reports", {}, {"Content-Type": "application/json"}, "no Authorization: Bearer"),
+        ("/v1/bug-reports", {}, bearer("not-a-configured-token-at-all"), "not a configured one"),
+        ("/webhooks/jira", b"{}", jira_headers(b"{}", secret="x" * 20), "does not match"),
+    ]
+    answers = set()
+    for path, sent, headers, cause in cases:
+        answer = post(intake + path, sent, headers)
+        assert answer.status_code == 401
+        answers.add(answer.text)
+        wait_for(lambda c=cause: c in server.log_text(), 10, f"the log to say {cause!r}")
+    assert len(answers) == 1 and "stale" not in answers.pop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import click
 
@@ -84,13 +85,13 @@ def serve(
             "JIRA_WEBHOOK_SECRET or POSTHOG_WEBHOOK_SECRET (see the intake section of "
             "config.yaml)"
         )
+    _refuse_a_taken_address(host, port)
     # Start (or join) the embedded Redis before the server's processes start, so
     # that its lifetime spans all of them.
     url = resolve_redis_url(config)
     logging.getLogger().setLevel(logging.INFO)
-    logging.getLogger(__name__).info(
-        "replay-attach serve on http://%s:%d, doors: %s", host, port, ", ".join(on)
-    )
+    # The address is said by uvicorn ("Uvicorn running on ...") once it listens there.
+    logging.getLogger(__name__).info("replay-attach serve, doors on: %s", ", ".join(on))
     from worker.cli.run import metrics_directory
 
     # Every server process counts its deliveries; /metrics serves their sum.
@@ -106,3 +107,16 @@ def serve(
             except OSError as exc:
                 die(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror}")
         run_intake_server(host, port, processes)
+
+
+def _refuse_a_taken_address(host: str, port: int) -> None:
+    """Exit with one line when ``host:port`` cannot be listened on (taken, or not this host's),
+    before anything says that it is served."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As uvicorn binds: a port in TIME_WAIT is free to it.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        die(f"cannot listen on {host}:{port}: {exc.strerror or exc}")

@@ -9,14 +9,17 @@ session may be given as the PostHog replay URL an agent pasted.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from worker.attach.events import JIRA_ISSUE_PATTERN, BugReport, InvalidEvent, parse_event
 from worker.config import Config
+
+log = logging.getLogger(__name__)
 
 #: The most events one ``POST /v1/bug-reports`` may carry.
 MAX_BATCH_EVENTS = 1000
@@ -50,18 +53,25 @@ def _json_int(text: str) -> int | TooLongNumber:
     return int(text)
 
 
-#: The path of a replay in PostHog's app (with or without the project).
-_REPLAY_PATH = re.compile(r"^/(?:project/\d+/)?replay/([A-Za-z0-9_-]{1,200})/?$")
+#: The path of a replay in PostHog's app, with or without the project: its id, or the public
+#: project token (``phc_...``) that posthog-js's ``get_session_replay_url()`` puts there.
+_REPLAY_PATH = re.compile(
+    r"^/(?:project/(?:\d+|phc_[A-Za-z0-9_-]{1,100})/)?replay/([A-Za-z0-9_-]{1,200})/?$"
+)
 
 #: The Zendesk trigger's body: our names for its keys (the rest is the event contract).
 _ZENDESK_KEYS = {"ticket_id": "zendesk_ticket"}
+#: The ticket's state: ``status`` as ``{{ticket.status}}`` renders it (capitalised, maybe in the
+#: account's language, or a custom status's name), and ``status_category`` where the trigger
+#: gives one (its five values are fixed), which wins.
 _ZENDESK_STATUS = "status"
+_ZENDESK_STATUS_CATEGORY = "status_category"
 
 
-#: Zendesk's statuses (``{{ticket.status}}`` renders them capitalised) and what they mean here.
-#: "new" is a ticket that was never solved: nothing to reopen, so nothing to record.
+#: Zendesk's statuses and status categories, and what they mean here. "new" is a ticket
+#: that was never solved: nothing to reopen, so nothing to record.
 _ZENDESK_SOLVED = frozenset({"solved", "closed"})
-_ZENDESK_REOPENED = frozenset({"open", "pending", "hold", "on-hold"})
+_ZENDESK_REOPENED = frozenset({"open", "pending", "hold", "on-hold", "on hold"})
 _ZENDESK_NEW = "new"
 
 
@@ -97,10 +107,11 @@ def parse_json(body: bytes) -> Any:
         raise InvalidEvent("the JSON is nested too deeply") from None
 
 
-def session_from_replay_url(value: Any, posthog_host: str) -> Any:
-    """The session id of a replay URL on ``posthog_host``; anything else unchanged."""
+def _replay_url(value: Any, posthog_host: str) -> tuple[Any, int | None]:
+    """(session id, its ``?t=`` seconds) of a replay URL on ``posthog_host``; anything else
+    is (unchanged, None)."""
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        return value
+        return value, None
     parts, host = urlsplit(value.strip()), urlsplit(posthog_host)
     if (parts.scheme, parts.netloc.lower()) != (host.scheme, host.netloc.lower()):
         raise InvalidEvent(f"session_id: a URL, but not one of {posthog_host}")
@@ -110,7 +121,18 @@ def session_from_replay_url(value: Any, posthog_host: str) -> Any:
             "session_id: a PostHog URL, but not of a replay (expected "
             f"{posthog_host}/project/<id>/replay/<session id>)"
         )
-    return found.group(1)
+    moment = parse_qs(parts.query).get("t", [""])[0]
+    return found.group(1), int(moment) if _DIGITS.fullmatch(moment) else None
+
+
+def _session_in(event: dict[str, Any], posthog_host: str) -> dict[str, Any]:
+    """``event`` with a replay URL in ``session_id`` read: the session, and its moment as
+    ``replay_seconds`` unless the event gives one."""
+    session, moment = _replay_url(event["session_id"], posthog_host)
+    event["session_id"] = session
+    if moment is not None and event.get("replay_seconds") is None:
+        event["replay_seconds"] = moment
+    return event
 
 
 def _from_template(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,8 +154,7 @@ def _object(data: Any, what: str) -> Mapping[str, Any]:
 def _with_session(event: dict[str, Any], posthog_host: str) -> BugReport | Ignored:
     if "session_id" not in event:
         return Ignored("no session id in the delivery (the session field is empty)")
-    event["session_id"] = session_from_replay_url(event["session_id"], posthog_host)
-    return parse_event(event)
+    return parse_event(_session_in(event, posthog_host))
 
 
 def read_bug_reports(data: Any, posthog_host: str) -> list[BugReport]:
@@ -156,7 +177,7 @@ def read_bug_reports(data: Any, posthog_host: str) -> list[BugReport]:
 def _bug_report(item: Any, posthog_host: str) -> BugReport:
     event = dict(_object(item, "an event"))
     if "session_id" in event:
-        event["session_id"] = session_from_replay_url(event["session_id"], posthog_host)
+        event = _session_in(event, posthog_host)
     return parse_event(event)
 
 
@@ -170,24 +191,42 @@ def read_zendesk(
     """
     event = {_ZENDESK_KEYS.get(key, key): value for key, value in _object(data, "the body").items()}
     status = event.pop(_ZENDESK_STATUS, None)
+    category = event.pop(_ZENDESK_STATUS_CATEGORY, None)
     event = _from_template(event)
     ticket = event.get("zendesk_ticket")
     if ticket is not None and (isinstance(ticket, bool) or not isinstance(ticket, int)):
         raise InvalidEvent('ticket_id: must be a Zendesk ticket id such as "123"')
-    state = _zendesk_status(status, event.get("zendesk_ticket"), signed_at_ms)
+    state = _zendesk_status(_known(category) or status, event.get("zendesk_ticket"), signed_at_ms)
     if state is not None and state.solved:
         return Ignored("the ticket is solved or closed: no replay is attached to it"), state
     return _with_session(event, posthog_host), state
 
 
-def _zendesk_status(status: Any, ticket: Any, signed_at_ms: int) -> TicketStatus | None:
-    if not isinstance(status, str) or not status.strip() or not isinstance(ticket, int):
+def _known(status: Any) -> str | None:
+    """A status or category this door knows, lower case; None for anything else."""
+    if not isinstance(status, str):
         return None
     name = status.strip().lower()
+    return name if name in _ZENDESK_SOLVED | _ZENDESK_REOPENED | {_ZENDESK_NEW} else None
+
+
+def _zendesk_status(status: Any, ticket: Any, signed_at_ms: int) -> TicketStatus | None:
+    """What the delivery says of the ticket's life. A status this door does not know
+    (translated, a custom status's name) changes no link's life: the delivery is never
+    refused for it, since Zendesk does not resend after a 4xx and its report would be lost."""
+    if not isinstance(status, str) or not status.strip() or not isinstance(ticket, int):
+        return None
+    name = _known(status)
+    if name is None:
+        log.info(
+            "zendesk:%s: status %r is not one this door knows: no link's life changes "
+            "(send status_category with it)",
+            ticket,
+            status[:60],
+        )
+        return None
     if name == _ZENDESK_NEW:
         return None
-    if name not in _ZENDESK_SOLVED | _ZENDESK_REOPENED:
-        raise InvalidEvent(f"status: {status!r} is not a Zendesk ticket status")
     return TicketStatus(f"zendesk:{ticket}", name in _ZENDESK_SOLVED, signed_at_ms)
 
 
@@ -248,10 +287,14 @@ def read_jira(
     """A Jira webhook: ``jira:issue_created``, or ``jira:issue_updated`` setting the session field
     (or the resolution, which solves or reopens the issue).
 
-    Jira Automation's "Send web request" with the issue data sends the same
-    ``issue`` without ``webhookEvent``: that counts as a creation.
+    Jira Automation's "Send web request" with "Issue data (Jira format)" sends the
+    same ``issue`` without ``webhookEvent``, and "Issue data (Automation format)"
+    the bare issue (``self``, ``id``, ``key``, ``fields``): both count as a creation.
     """
     payload = _object(data, "the body")
+    if "issue" not in payload and "key" in payload and "fields" in payload:
+        # Automation's "Issue data (Automation format)": the bare issue, a creation.
+        payload = {"issue": payload}
     kind = payload.get("webhookEvent", "jira:issue_created")
     if kind not in ("jira:issue_created", "jira:issue_updated"):
         return Ignored(f"{kind} is not an issue creation or update"), None

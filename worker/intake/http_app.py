@@ -71,20 +71,31 @@ class Refused(Exception):
     """A delivery answered with an error status and a message that reveals no secret.
 
     With ``reason``, a refusal that protects the intake (counted by reason); with
-    ``retry_after``, the seconds the sender should wait before sending again.
+    ``retry_after``, the seconds the sender should wait before sending again; ``detail``
+    is logged by the server, never answered.
     """
 
     def __init__(
-        self, status: int, message: str, reason: str | None = None, retry_after: int | None = None
+        self,
+        status: int,
+        message: str,
+        reason: str | None = None,
+        retry_after: int | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.reason = reason
         self.retry_after = retry_after
+        self.detail = detail
 
 
-UNAUTHORIZED = Refused(401, "missing or invalid credentials")
+def unauthorized(why: str) -> Refused:
+    """The one 401 answer, whatever failed; ``why`` goes to the server's log only."""
+    return Refused(401, "missing or invalid credentials", detail=why)
+
+
 DOOR_OFF = Refused(404, "not found")
 
 
@@ -243,6 +254,7 @@ class Intake:
         async def answer_delivery(
             request: Request, headers: RequestHeaders, door: str, delivery_id: str
         ) -> Response:
+            detail = None
             try:
                 accepted = await read(request, headers)
                 response = await self._enqueue(door, accepted, delivery_id)
@@ -252,6 +264,7 @@ class Intake:
                     retry = {"Retry-After": str(refused.retry_after)}
                 if refused.reason is not None:
                     INTAKE_REFUSED.labels(door, refused.reason).inc()
+                detail = refused.detail
                 response = JSONResponse(
                     {"error": refused.message}, status_code=refused.status, headers=retry
                 )
@@ -265,7 +278,9 @@ class Intake:
                     headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
                 )
             if response.status_code >= 400:
-                log.info("%s: answered %d", door, response.status_code)
+                # Why a 401 was answered is said here only: the answer reveals nothing.
+                why = f": {detail}" if detail else ""
+                log.info("%s: answered %d%s", door, response.status_code, why)
             return response
 
         return answer
@@ -365,7 +380,7 @@ class Intake:
             raise DOOR_OFF
         token = signatures.matching_token(headers.get("authorization"), tokens)
         if token is None:
-            raise UNAUTHORIZED
+            raise unauthorized(signatures.token_problem(headers.get("authorization"), tokens) or "")
         body = await _read_body(request, headers, MAX_BATCH_BYTES, self._body_slots)
         _require_json(headers)
         data = doors.parse_json(body)
@@ -386,10 +401,9 @@ class Intake:
         now = datetime.now(timezone.utc)
         tolerance = self.config.intake.timestamp_tolerance_seconds
         signed_at = signatures.zendesk_signed_at(headers)
-        if signed_at is None or not signatures.zendesk_signature_ok(
-            secret, body, headers, now, tolerance
-        ):
-            raise UNAUTHORIZED
+        problem = signatures.zendesk_signature_problem(secret, body, headers, now, tolerance)
+        if problem is not None or signed_at is None:
+            raise unauthorized(problem or "no readable signature timestamp")
         _require_json(headers)
         signed_ms = int(signed_at.timestamp() * 1000)
         report, status = doors.read_zendesk(doors.parse_json(body), self._host, signed_ms)
@@ -412,12 +426,13 @@ class Intake:
             raise DOOR_OFF
         body = await _read_body(request, headers, MAX_BATCH_BYTES, self._body_slots)
         signed = "x-hub-signature" in headers
-        if not (
-            signatures.jira_signature_ok(secret, body, headers)
+        problem = (
+            signatures.jira_signature_problem(secret, body, headers)
             if signed
-            else signatures.token_matches(headers.get("authorization"), [secret])
-        ):
-            raise UNAUTHORIZED
+            else signatures.token_problem(headers.get("authorization"), [secret])
+        )
+        if problem is not None:
+            raise unauthorized(problem)
         _require_json(headers)
         report, status = doors.read_jira(doors.parse_json(body), field, self._host)
         # Only the body is signed (X-Atlassian-Webhook-Identifier is not, and there is no
@@ -432,16 +447,17 @@ class Intake:
         signed = "webhook-signature" in headers
         token = None
         if signed and intake.posthog_webhook_secret is not None:
-            ok = signatures.standard_webhook_ok(intake.posthog_webhook_secret, body, headers)
-        else:
-            token = (
-                None
-                if signed
-                else signatures.matching_token(headers.get("authorization"), intake.tokens)
+            problem = signatures.standard_webhook_problem(
+                intake.posthog_webhook_secret, body, headers
             )
-            ok = token is not None
-        if not ok:
-            raise UNAUTHORIZED
+        elif signed:
+            problem = "a signed delivery, but POSTHOG_WEBHOOK_SECRET is not set"
+        else:
+            authorization = headers.get("authorization")
+            token = signatures.matching_token(authorization, intake.tokens)
+            problem = signatures.token_problem(authorization, intake.tokens)
+        if problem is not None:
+            raise unauthorized(problem)
         _require_json(headers)
         report = doors.read_posthog(doors.parse_json(body), self._host)
         identity = headers.get("webhook-id") or body_digest(body)
@@ -469,8 +485,8 @@ class Intake:
         tokens = self.config.intake.tokens
         if not tokens:
             return JSONResponse({"error": DOOR_OFF.message}, status_code=404)
-        if not signatures.token_matches(request.headers.get("authorization"), tokens):
-            return JSONResponse({"error": UNAUTHORIZED.message}, status_code=401)
+        if signatures.token_problem(request.headers.get("authorization"), tokens) is not None:
+            return JSONResponse({"error": "missing or invalid credentials"}, status_code=401)
         return JSONResponse(openapi_document())
 
 

@@ -50,9 +50,13 @@ def matching_token(authorization: str | None, tokens: Iterable[SecretStr]) -> st
     return found
 
 
-def token_matches(authorization: str | None, tokens: Iterable[SecretStr]) -> bool:
-    """Whether the header carries one of ``tokens``, whole."""
-    return matching_token(authorization, tokens) is not None
+def token_problem(authorization: str | None, tokens: Iterable[SecretStr]) -> str | None:
+    """Why the header does not carry one of ``tokens``, whole (None: it does)."""
+    if bearer_token(authorization) is None:
+        return "no Authorization: Bearer header"
+    if matching_token(authorization, tokens) is None:
+        return "a bearer token that is not a configured one"
+    return None
 
 
 def _fresh(moment: datetime, now: datetime, tolerance_seconds: float) -> bool:
@@ -73,42 +77,62 @@ def zendesk_signed_at(headers: Mapping[str, str]) -> datetime | None:
     return _iso_time(headers.get("x-zendesk-webhook-signature-timestamp", ""))
 
 
-def zendesk_signature_ok(
+def zendesk_signature_problem(
     secret: SecretStr,
     body: bytes,
     headers: Mapping[str, str],
     now: datetime,
     tolerance_seconds: float,
-) -> bool:
-    """Zendesk: base64(HMAC-SHA256(secret, timestamp + body)), timestamp in ISO 8601."""
+) -> str | None:
+    """Zendesk: base64(HMAC-SHA256(secret, timestamp + body)), timestamp in ISO 8601.
+
+    Why the delivery is not Zendesk's, for the server's log only (None: it is).
+    """
     signature = headers.get("x-zendesk-webhook-signature", "")
     timestamp = headers.get("x-zendesk-webhook-signature-timestamp", "")
     moment = _iso_time(timestamp)
-    if not signature or moment is None or not _fresh(moment, now, tolerance_seconds):
-        return False
+    if not signature:
+        return "no X-Zendesk-Webhook-Signature header"
+    if moment is None:
+        return "no readable X-Zendesk-Webhook-Signature-Timestamp header"
+    if not _fresh(moment, now, tolerance_seconds):
+        away = abs((now - moment).total_seconds())
+        return f"a stale timestamp ({away:.0f} s away, tolerance {tolerance_seconds:g} s)"
     digest = hmac.new(
         secret.get_secret_value().encode(), timestamp.encode() + body, hashlib.sha256
     ).digest()
-    return _same(signature.strip(), base64.b64encode(digest).decode())
+    if not _same(signature.strip(), base64.b64encode(digest).decode()):
+        return "a signature that does not match the body and the secret"
+    return None
 
 
-def jira_signature_ok(secret: SecretStr, body: bytes, headers: Mapping[str, str]) -> bool:
-    """Jira admin webhooks: ``X-Hub-Signature: sha256=<hex HMAC-SHA256(secret, body)>``."""
+def jira_signature_problem(
+    secret: SecretStr, body: bytes, headers: Mapping[str, str]
+) -> str | None:
+    """Jira admin webhooks: ``X-Hub-Signature: sha256=<hex HMAC-SHA256(secret, body)>``.
+
+    Why the delivery is not Jira's, for the server's log only (None: it is).
+    """
     algorithm, _, given = headers.get("x-hub-signature", "").partition("=")
     if algorithm.strip().lower() != "sha256" or not given:
-        return False
+        return "an X-Hub-Signature header that is not sha256=<hex>"
     digest = hmac.new(secret.get_secret_value().encode(), body, hashlib.sha256).hexdigest()
-    return _same(given.strip().lower(), digest)
+    if not _same(given.strip().lower(), digest):
+        return "a signature that does not match the body and the secret"
+    return None
 
 
-def standard_webhook_ok(secret: SecretStr, body: bytes, headers: Mapping[str, str]) -> bool:
+def standard_webhook_problem(
+    secret: SecretStr, body: bytes, headers: Mapping[str, str]
+) -> str | None:
     """PostHog's signing destinations: Standard Webhooks, checked by its own library.
 
     The library checks a 5-minute tolerance; a malformed header or a body that
-    is not UTF-8 raises ``ValueError`` there, which is a failed check here.
+    is not UTF-8 raises ``ValueError`` there. Why the delivery is not PostHog's, in the
+    library's words, for the server's log only (None: it is).
     """
     try:
         Webhook(secret.get_secret_value().strip()).verify(body, dict(headers), json_parse=False)
-    except (WebhookVerificationError, ValueError):
-        return False
-    return True
+    except (WebhookVerificationError, ValueError) as exc:
+        return f"a Standard Webhooks signature refused ({exc or type(exc).__name__})"
+    return None
