@@ -119,13 +119,23 @@ def test_a_solved_ticket_loses_its_link_after_the_delay_and_a_reopened_one_keeps
     assert redis_client.zcard("replay-attach:links:solved") == 0
 
 
-def test_a_solved_ticket_gets_no_replay_and_a_bad_status_is_400(intake: IntakeServer) -> None:
+def test_a_solved_ticket_gets_no_replay_and_an_unknown_status_changes_nothing(
+    intake: IntakeServer, redis_client: redis.Redis
+) -> None:
     body = json.dumps({"ticket_id": "103", "session_id": "late", "status": "closed"}).encode()
     answer = requests.post(
         intake.url + "/webhooks/zendesk", data=body, headers=zendesk_headers(body), timeout=10
     )
     assert answer.status_code == 200 and "solved or closed" in answer.json()["ignored"]
-    assert zendesk_status(intake, 103, "frozen").status_code == 400
+    # Zendesk does not resend after a 4xx: a status the door does not know is no refusal.
+    unknown = zendesk_status(intake, 104, "frozen")
+    assert unknown.status_code == 200 and "ticket" not in unknown.json()
+    assert redis_client.zscore("replay-attach:links:solved", "zendesk:104") is None
+    wait_for(
+        lambda: "status 'frozen' is not one this door knows" in intake.log_text(),
+        10,
+        "the log to say the status was not known",
+    )
 
 
 def test_a_jira_issue_given_a_resolution_loses_its_link(
