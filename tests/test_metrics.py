@@ -190,6 +190,7 @@ def test_the_alerts_and_dashboard_use_only_names_the_product_exposes(redis_clien
         "ReplayAttachVendorRateLimited",
         "ReplayAttachWorkerDown",
         "ReplayAttachRetryingForAnHour",
+        "ReplayAttachIntakeAnswers503",
         "ReplayAttachIntakeShedding",
         "ReplayAttachIntakeTokenRateLimited",
         "ReplayAttachIntakeSlowSenders",
