@@ -45,6 +45,12 @@ def live(box: Sandbox, token: str) -> bool:
     return requests.get(f"{box.posthog.url}/embedded/{token}", timeout=5).status_code == 200
 
 
+def older_posthog(box: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PostHog older than sharing/refresh/, where re-enabling brings the old token back."""
+    box.posthog.reenable = "same_token"
+    refuse(monkeypatch, box.posthog, "POST", r"/sharing/refresh/?$", NOT_FOUND)
+
+
 def revoked_notes(box: Sandbox, ticket: int) -> list[dict[str, Any]]:
     return [n for n in notes_on(box, ticket) if REVOKED in n["body"]]
 
@@ -358,9 +364,7 @@ def test_a_revoked_link_that_answers_again_is_revoked_again(
     cli_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # An older PostHog (no refresh/), where re-enabling brings the old token back.
-    sandbox.posthog.reenable = "same_token"
-    refuse(monkeypatch, sandbox.posthog, "POST", r"/sharing/refresh/?$", NOT_FOUND)
+    older_posthog(sandbox, monkeypatch)
     app = make_app(config_data(sandbox))
     attach(app, sandbox, run_worker, session_id="back", zendesk_ticket=101)
     token = embed_token(notes_on(sandbox, 101)[0]["html_body"])
@@ -383,9 +387,7 @@ def test_a_posthog_that_cannot_rotate_tokens_is_never_asked_to_share_a_revoked_s
     cli_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # An older PostHog: re-enabling brings the old token back, and there is no refresh/.
-    sandbox.posthog.reenable = "same_token"
-    refuse(monkeypatch, sandbox.posthog, "POST", r"/sharing/refresh/?$", NOT_FOUND)
+    older_posthog(sandbox, monkeypatch)
     app = make_app(config_data(sandbox))
     attach(app, sandbox, run_worker, session_id="old-posthog", zendesk_ticket=101)
     token = embed_token(notes_on(sandbox, 101)[0]["html_body"])

@@ -295,7 +295,8 @@ class PostHogDouble(Double):
                 "authentication_failed",
                 "Personal API key found in request Authorization header is invalid.",
             )
-        if request.params.get("pid") != str(self.project_id):
+        # Organisation-wide routes name no project.
+        if request.params.get("pid", str(self.project_id)) != str(self.project_id):
             return self.not_found_response(request)
         if scope not in scopes and "*" not in scopes:
             return _error(
@@ -423,22 +424,9 @@ class PostHogDouble(Double):
 
     def _get_organization(self, request: Request) -> Response:
         """`GET /api/organizations/@current/`: the settings the sandbox models."""
-        key = bearer_token(request.headers)
-        scopes = self.api_keys.get(key) if key else None
-        if scopes is None:
-            return _error(
-                401,
-                "authentication_error",
-                "authentication_failed",
-                "Personal API key found in request Authorization header is invalid.",
-            )
-        if "organization:read" not in scopes and "*" not in scopes:
-            return _error(
-                403,
-                "authentication_error",
-                "permission_denied",
-                "API key missing required scope 'organization:read'",
-            )
+        denied = self._authorize(request, "organization:read")
+        if denied:
+            return denied
         return json_response(
             200,
             {
