@@ -119,10 +119,12 @@ def status(
 ) -> None:
     """Queue depth, jobs in flight, retries, failed jobs, links; or what landed.
 
-    Also names the redis-server that answers (its version and executable).
+    Also names the redis-server that answers (its version and executable), and
+    each job waiting for a retry: its attempts, the last error, the next attempt.
     With --session-id and/or a ticket: what has landed for them (link, note,
     tag, remote link, comment, each pending or done), each link's state
-    (active and when it ends, or revoked when and why) and their failed jobs.
+    (active and when it ends, or revoked when and why), their failed jobs and
+    their waiting retries.
 
     \b
     Examples:
@@ -206,8 +208,9 @@ def _attachments(
 def check(ctx: click.Context) -> None:
     """Validate the configuration and each configured system's credentials.
 
-    One line per system, then which doors of `serve` are on; exit status 1 if
-    any check fails. No secret is printed.
+    One line per system (a failure names the URL tried), then whether Redis
+    answers (REDIS_URL, or the embedded one), then which doors of `serve` are
+    on; exit status 1 if any check fails. No secret is printed.
 
     \b
     Example:
