@@ -1,17 +1,22 @@
-"""Benchmark: signed Zendesk deliveries per second through ``replay-attach serve``.
+"""Benchmark: signed Zendesk deliveries per second through ``replay-attach serve``, against a peer.
 
 Each run sends distinct, validly signed Zendesk webhook deliveries with wrk (Debian's
 ``wrk`` package) over 64 connections for a fixed time, at 1 and 2 server processes,
-then checks that every 2xx answer is an event on the queue. Beside it, in the same
-run, the same framework's bare endpoint (Starlette on uvicorn, answering 202 with
-no verification and no enqueue) gives the ratio. Not a test: it prints figures.
+then checks that every 2xx answer is an event on the queue. In the same run, in turn
+with the intake (which of the two goes first alternates from round to round), the
+peer (``bench/peer_receiver.py``) takes the same deliveries: the simplest correct
+receiver on the same framework and server (Starlette on uvicorn, uvloop and
+httptools, as many processes), which checks the same signature, reads the JSON and
+writes one dramatiq message to Redis, and whose answers are checked on the queue
+alike. Not a test: it prints figures, and writes them with the machine's description
+to ``bench/results/intake.json``.
 
     .venv/bin/python bench/intake.py              # 3 rounds of 10 s per setting
     .venv/bin/python bench/intake.py --seconds 5 --rounds 1
 
 Redis: ``REDIS_URL`` if set, else the embedded Redis in a temporary directory.
-Target on a 2-core machine: at least 2,000 deliveries/s, p99 under 50 ms, and at
-least half of the bare endpoint's rate.
+Goals, as ratios to the peer measured in the same round (median over the rounds):
+the intake's rate at least 0.6 of the peer's, its p99 at most 1.5 times the peer's.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import hashlib
 import hmac
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -34,29 +40,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 import requests
 from dramatiq import Message
-from fleet import ROOT, redis_url
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from fleet import ROOT, free_port, redis_url
 
 from worker import keys
 
 SECRET = base64.b64encode(os.urandom(32)).decode()
 CONNECTIONS = 64
-PORT = 18080
-
-
-async def _bare(request: Request) -> Response:
-    await request.body()
-    return JSONResponse({"job_ids": []}, status_code=202)
-
-
-#: The bare endpoint: the framework's own cost of taking a POST and answering 202.
-bare_app = Starlette(routes=[Route("/webhooks/zendesk", _bare, methods=["POST"])])
+#: The servers measured, in the order of the first round.
+SERVERS = ("intake", "peer")
+#: The goals: the intake's rate at least this share of the peer's...
+GOAL_RATE_RATIO = 0.6
+#: ...and its p99 at most this multiple of the peer's.
+GOAL_P99_RATIO = 1.5
+RESULTS = ROOT / "bench" / "results" / "intake.json"
 
 # Each wrk thread cycles through its own share of the pre-signed deliveries.
 WRK_SCRIPT = r"""
@@ -110,7 +110,9 @@ def write_deliveries(path: Path, count: int) -> None:
             out.write(f"{signature}\t{timestamp}\t{run}-{n}\t{body}\n")
 
 
-def start_server(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    command: list[str], env: dict[str, str], log: Path, port: int
+) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         process = subprocess.Popen(
             command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -118,15 +120,19 @@ def start_server(command: list[str], env: dict[str, str], log: Path) -> subproce
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            requests.get(f"http://127.0.0.1:{PORT}/healthz", timeout=1)
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
             return process
         except requests.ConnectionError:
+            if process.poll() is not None:
+                break
             time.sleep(0.1)
+    stop_server(process)
     raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
 
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=40)
     except subprocess.TimeoutExpired:
@@ -134,7 +140,9 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def run_wrk(script: Path, deliveries: Path, answered: Path, seconds: int) -> dict[str, Any]:
+def run_wrk(
+    script: Path, deliveries: Path, answered: Path, seconds: int, port: int
+) -> dict[str, Any]:
     output = subprocess.run(
         [
             "wrk",
@@ -146,7 +154,7 @@ def run_wrk(script: Path, deliveries: Path, answered: Path, seconds: int) -> dic
             "10s",
             "-s",
             str(script),
-            f"http://127.0.0.1:{PORT}/webhooks/zendesk",
+            f"http://127.0.0.1:{port}/webhooks/zendesk",
             "--",
             str(deliveries),
             str(answered),
@@ -177,6 +185,23 @@ def run_wrk(script: Path, deliveries: Path, answered: Path, seconds: int) -> dic
     }
 
 
+def server_command(kind: str, processes: int, port: int) -> list[str]:
+    """How to serve ``kind``: the intake as it ships, the peer with uvicorn's same settings."""
+    if kind == "intake":
+        return [
+            *(sys.executable, "-m", "worker", "serve", "--port", str(port)),
+            *("--workers", str(processes)),
+        ]
+    # worker.intake.server's settings: no access log, no server header, a long backlog; its
+    # loop and parser are uvicorn's "auto" ones, uvloop and httptools, named here.
+    return [
+        *(sys.executable, "-m", "uvicorn", "peer_receiver:app", "--port", str(port)),
+        *("--workers", str(processes), "--loop", "uvloop", "--http", "httptools"),
+        *("--no-access-log", "--log-level", "warning", "--no-server-header"),
+        *("--backlog", "2048", "--timeout-graceful-shutdown", "30"),
+    ]
+
+
 def measure(
     kind: str, processes: int, url: str, args: argparse.Namespace, work: Path
 ) -> dict[str, Any]:
@@ -187,6 +212,7 @@ def measure(
         client.delete(key)
     deliveries = work / "deliveries.tsv"
     write_deliveries(deliveries, args.deliveries)
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REPLAY_ATTACH_", "ZENDESK_"))}
     env.update(
         {
@@ -198,44 +224,17 @@ def measure(
             # A run enqueues up to about 100,000 deliveries, which no worker drains here:
             # the intake's load shedding (intake.max_queue_depth) must not answer them.
             "REPLAY_ATTACH_INTAKE_MAX_QUEUE_DEPTH": "100000000",
+            # On, as it ships, but on a port of its own: another run may hold the default.
+            "REPLAY_ATTACH_METRICS_PORT": str(free_port()),
         }
     )
-    if kind == "intake":
-        command = [
-            sys.executable,
-            "-m",
-            "worker",
-            "serve",
-            "--port",
-            str(PORT),
-            "--workers",
-            str(processes),
-        ]
-    else:
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "intake:bare_app",
-            "--port",
-            str(PORT),
-            "--workers",
-            str(processes),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--no-server-header",
-            "--backlog",
-            "2048",
-        ]
-    process = start_server(command, env, work / f"{kind}.log")
+    process = start_server(server_command(kind, processes, port), env, work / f"{kind}.log", port)
     answered = work / "answered"
     try:
-        figures = run_wrk(work / "deliveries.lua", deliveries, answered, args.seconds)
+        figures = run_wrk(work / "deliveries.lua", deliveries, answered, args.seconds, port)
     finally:
         stop_server(process)
-    if kind == "intake":
-        figures.update(check_queued(client, answered))
+    figures.update(check_queued(client, answered))
     client.close()
     return figures
 
@@ -260,6 +259,95 @@ def check_queued(client: redis.Redis, answered: Path) -> dict[str, int]:
     }
 
 
+def every_2xx_queued(run: dict[str, Any]) -> bool:
+    """Every request answered 202, with a job id that is on the queue, and nothing else."""
+    return bool(
+        run["non_2xx"] == 0
+        and run["answered_202"] == run["requests"]
+        and run["answered_and_queued"] == run["answered_202"]
+        and run["queued"] - run["answered_202"] <= CONNECTIONS
+        and not run["socket_errors"]
+    )
+
+
+def machine(url: str) -> dict[str, Any]:
+    """What the figures were measured on."""
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
+        model = found.group(1).strip() if found else ""
+    client = redis.Redis.from_url(url)
+    server: dict[str, Any] = client.info("server")
+    client.close()
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "redis": server["redis_version"],
+        "redis_where": "REDIS_URL" if os.environ.get("REDIS_URL") else "embedded",
+    }
+
+
+def summarise(processes: int, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Medians per server, and the intake's ratios to the peer round by round, with their median."""
+    rate_ratios = [i["rate"] / p["rate"] for i, p in zip(runs["intake"], runs["peer"], strict=True)]
+    p99_ratios = [i["p99"] / p["p99"] for i, p in zip(runs["intake"], runs["peer"], strict=True)]
+    rate_ratio, p99_ratio = statistics.median(rate_ratios), statistics.median(p99_ratios)
+    return {
+        "processes": processes,
+        "median": {
+            kind: {m: statistics.median(r[m] for r in kind_runs) for m in ("rate", "p50", "p99")}
+            for kind, kind_runs in runs.items()
+        },
+        "every_2xx_queued": {
+            kind: all(every_2xx_queued(r) for r in kind_runs) for kind, kind_runs in runs.items()
+        },
+        "rate_ratio": {
+            "median": rate_ratio,
+            "per_round": rate_ratios,
+            "goal_met": rate_ratio >= GOAL_RATE_RATIO,
+        },
+        "p99_ratio": {
+            "median": p99_ratio,
+            "per_round": p99_ratios,
+            "goal_met": p99_ratio <= GOAL_P99_RATIO,
+        },
+        "runs": runs,
+    }
+
+
+def print_rows(summary: dict[str, Any]) -> None:
+    for kind, runs in summary["runs"].items():
+        median = summary["median"][kind]
+        every = "yes" if summary["every_2xx_queued"][kind] else "NO"
+        detail = ", ".join(f"{r['answered_and_queued']}/{r['answered_202']}" for r in runs)
+        print(
+            f"| {kind} | {summary['processes']} | {median['rate']:,.0f} | {median['p50']:.1f} | "
+            f"{median['p99']:.1f} | {every} ({detail}) |",
+            flush=True,
+        )
+
+
+def print_ratios(summaries: list[dict[str, Any]]) -> None:
+    print(
+        f"\n| processes | intake rate / peer rate (goal >= {GOAL_RATE_RATIO}) | "
+        f"intake p99 / peer p99 (goal <= {GOAL_P99_RATIO}) |"
+    )
+    print("|---|---|---|")
+    for summary in summaries:
+        cells = []
+        for name in ("rate_ratio", "p99_ratio"):
+            ratio = summary[name]
+            rounds = ", ".join(f"{r:.2f}" for r in ratio["per_round"])
+            met = "met" if ratio["goal_met"] else "NOT met"
+            cells.append(f"{ratio['median']:.2f} {met} (rounds: {rounds})")
+        print(f"| {summary['processes']} | {cells[0]} | {cells[1]} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="Length of each wrk run.")
@@ -267,49 +355,52 @@ def main() -> int:
     parser.add_argument(
         "--deliveries", type=int, default=200_000, help="Distinct signed deliveries."
     )
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="Where to write the figures (JSON)."
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
-    print(
-        f"# {CONNECTIONS} connections, {args.seconds} s per run, median of {args.rounds}; "
-        f"{os.cpu_count()} cores"
-    )
-    print("| server | processes | deliveries/s | p50 ms | p99 ms | of bare | every 2xx queued |")
-    print("|---|---|---|---|---|---|---|")
+    summaries: list[dict[str, Any]] = []
     with redis_url() as url, tempfile.TemporaryDirectory(prefix="ra-bench-intake-") as tmp:
+        about = machine(url)
+        print(
+            f"# {about['date']}: {about['cores']} cores ({about['cpu']}), "
+            f"{about['memory_gib']} GiB, Python {about['python']}, Redis {about['redis']}"
+        )
+        print(
+            f"# {CONNECTIONS} connections, {args.seconds} s per run, median of {args.rounds} "
+            "round(s); intake and peer in turn"
+        )
+        print("| server | processes | deliveries/s | p50 ms | p99 ms | every 2xx queued |")
+        print("|---|---|---|---|---|---|")
         work = Path(tmp)
         (work / "deliveries.lua").write_text(WRK_SCRIPT)
         for processes in (1, 2):
-            rows: dict[str, list[dict[str, Any]]] = {"bare": [], "intake": []}
-            for _ in range(args.rounds):  # in turn, so that both see the same machine
-                for kind in ("bare", "intake"):
-                    rows[kind].append(measure(kind, processes, url, args, work))
-            bare_rate = statistics.median(r["rate"] for r in rows["bare"])
-            for kind, runs in rows.items():
-                rate = statistics.median(r["rate"] for r in runs)
-                p50 = statistics.median(r["p50"] for r in runs)
-                p99 = statistics.median(r["p99"] for r in runs)
-                if kind == "intake":
-                    every = all(
-                        r["non_2xx"] == 0
-                        and r["answered_202"] == r["requests"]
-                        and r["answered_and_queued"] == r["answered_202"]
-                        and r["queued"] - r["answered_202"] <= CONNECTIONS
-                        and not r["socket_errors"]
-                        for r in runs
-                    )
-                    detail = ", ".join(
-                        f"{r['answered_and_queued']}/{r['answered_202']}" for r in runs
-                    )
-                    queued = f"{'yes' if every else 'NO'} ({detail})"
-                else:
-                    queued = "-"
-                print(
-                    f"| {kind} | {processes} | {rate:,.0f} | {p50:.1f} | {p99:.1f} | "
-                    f"{rate / bare_rate:.2f} | {queued} |",
-                    flush=True,
-                )
+            runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in SERVERS}
+            for round_number in range(args.rounds):
+                # In turn, each first every other round: both see the same machine.
+                order = SERVERS if round_number % 2 == 0 else SERVERS[::-1]
+                for kind in order:
+                    runs[kind].append(measure(kind, processes, url, args, work))
+            summaries.append(summarise(processes, runs))
+            print_rows(summaries[-1])
+    print_ratios(summaries)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    results = {
+        "machine": about,
+        "settings": {
+            "connections": CONNECTIONS,
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "deliveries": args.deliveries,
+        },
+        "goals": {"rate_ratio_at_least": GOAL_RATE_RATIO, "p99_ratio_at_most": GOAL_P99_RATIO},
+        "settings_measured": summaries,
+    }
+    args.results.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {args.results}")
     return 0
 
 
