@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import click
 
 from worker.cli.context import config_of, die
+from worker.config import POSTHOG_CREDENTIALS
 
 
 @click.command()
@@ -61,7 +62,7 @@ def worker(
     Example:
       replay-attach worker --processes 2 --threads 8 --metrics-port 9191
     """
-    config = config_of(ctx)
+    config = config_of(ctx, *POSTHOG_CREDENTIALS)
     logging.getLogger().setLevel(logging.INFO)
     with metrics_directory(metrics_port):
         from worker.jobs.dramatiq_compat import run_worker_processes
