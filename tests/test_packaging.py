@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,27 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.containers import clean_copy
+
 ROOT = Path(__file__).parent.parent
-
-
-def clean_copy(destination: Path) -> Path:
-    """The project's files as a fresh clone has them (tracked or not ignored), links kept."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        source, target = ROOT / name, destination / name
-        if not source.is_symlink() and not source.exists():
-            continue  # deleted in the work tree, not yet in the index
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_symlink():
-            target.symlink_to(source.readlink())
-        else:
-            shutil.copy2(source, target)
-    return destination
 
 
 def test_the_wheel_ships_the_top_level_configuration(tmp_path: Path) -> None:
