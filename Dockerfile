@@ -14,7 +14,10 @@ WORKDIR /src
 COPY . .
 # The wheel first, then a virtual environment holding it and its dependencies: the final
 # stage copies that environment alone, so nothing of the build reaches it.
-RUN python3 -m venv /opt/build \
+# An empty PIP_CERT or PIP_INDEX_URL (compose passes them through unset) would be a bad setting.
+RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
+    && if [ -z "$PIP_INDEX_URL" ]; then unset PIP_INDEX_URL; fi \
+    && python3 -m venv /opt/build \
     && /opt/build/bin/pip wheel --no-deps --wheel-dir /wheels . \
     && python3 -m venv /opt/replay-attach \
     && /opt/replay-attach/bin/pip install /wheels/*.whl \

@@ -394,3 +394,13 @@ def test_the_requester_rule_defaults_to_the_webhook_doors_and_names_a_bad_mode()
         r"should be 'webhooks', 'all' or 'off'",
     ):
         load_config(DEFAULT_CONFIG_PATH, env={**base, "REPLAY_ATTACH_MATCH_REQUESTER": "maybe"})
+
+
+def test_a_plain_http_posthog_host_is_refused_only_with_a_key_to_send() -> None:
+    # serve reads posthog.host for replay URLs, and holds no key that could travel in clear.
+    env = {"POSTHOG_HOST": "http://sandbox:8001"}
+    assert load_config(DEFAULT_CONFIG_PATH, env=env).posthog.host == "http://sandbox:8001"
+    with pytest.raises(ConfigError, match="clear text"):
+        load_config(DEFAULT_CONFIG_PATH, env={**env, **BASE_ENV})
+    allowed = {**env, **BASE_ENV, "POSTHOG_ALLOW_INSECURE_HTTP": "true"}
+    assert load_config(DEFAULT_CONFIG_PATH, env=allowed).posthog.allow_insecure_http

@@ -8,9 +8,13 @@ Needs a Docker engine: ``./dev image-test`` (``pytest -m image``). Redis, the wo
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +23,7 @@ import requests
 
 from sandbox.app import Sandbox
 from tests.containers import (
+    ROOT,
     base_image,
     build_image,
     container,
@@ -208,3 +213,59 @@ def test_a_report_sent_to_serve_lands_once_and_a_stopped_worker_loses_nothing(
             wait_for(lambda: landed() == len(tickets), 120, f"every note ({logs(second)})")
             time.sleep(1)  # a duplicate would land by now
         assert_attached_exactly_once(box, tickets, {})
+
+
+def compose_command() -> list[str]:
+    """``docker compose`` (v2) when installed, else ``docker-compose`` (1.29)."""
+    if docker("compose", "version", check=False).returncode == 0:
+        return ["docker", "compose"]
+    return ["docker-compose"]
+
+
+def compose(project: str, env: dict[str, str], *args: str, timeout: float = 300) -> Any:
+    return subprocess.run(
+        [*compose_command(), "--project-name", project, "--env-file", env["ENV_FILE"], *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_compose_with_the_sandbox_profile_lands_a_replay_on_a_ticket(
+    image: Image, tmp_path: Path, capsys: Any
+) -> None:
+    # The README's steps: .env from .env.example, then up with the sandbox profile.
+    env_file = tmp_path / ".env"
+    shutil.copy(ROOT / ".env.example", env_file)
+    env = {
+        "ENV_FILE": str(env_file),
+        "REPLAY_ATTACH_IMAGE": image.tag,
+        "REDIS_IMAGE": base_image("redis"),
+        "REPLAY_ATTACH_SERVE_ADDRESS": f"127.0.0.1:{free_port()}",
+        "SANDBOX_CONSOLE_ADDRESS": f"127.0.0.1:{free_port()}",
+    }
+    project = f"ra-test-{free_port()}"
+    for profile in ([], ["--profile", "sandbox"]):
+        checked = compose(project, env, *profile, "config", "--quiet")
+        assert checked.returncode == 0, checked.stderr
+    try:
+        started = compose(project, env, "--profile", "sandbox", "up", "--detach", "--no-build")
+        assert started.returncode == 0, started.stderr
+        report = compose(project, env, "ps", "--quiet", "sandbox-report").stdout.strip()
+
+        def exited() -> bool:
+            state = json.loads(docker("inspect", report).stdout)[0]["State"]
+            return state["Status"] == "exited"
+
+        wait_for(exited, 240, "the sandbox-report service to finish")
+        state = json.loads(docker("inspect", report).stdout)[0]["State"]
+        output = logs(report)
+        assert state["ExitCode"] == 0, output + compose(project, env, "logs").stdout[-5000:]
+        assert "Zendesk ticket 101 now has the replay" in output
+        with capsys.disabled():
+            print(f"\n{' '.join(compose_command())}, sandbox profile: {output.strip()}")
+    finally:
+        compose(project, env, "--profile", "sandbox", "down", "--volumes", timeout=120)

@@ -207,7 +207,9 @@ class PostHogConfig(_Section):
 
     @model_validator(mode="after")
     def _over_tls(self) -> PostHogConfig:
-        _refuse_clear_text("posthog", "host", self.host, self.allow_insecure_http)
+        # Without a key (serve, the producers) nothing secret is sent to the host.
+        if self.personal_api_key is not None:
+            _refuse_clear_text("posthog", "host", self.host, self.allow_insecure_http)
         return self
 
 

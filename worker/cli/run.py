@@ -158,6 +158,12 @@ def demo(keep: bool) -> None:
     help="First of four consecutive ports (0: any free).",
 )
 @click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the doubles listen on (0.0.0.0 in a container, for the other containers).",
+)
+@click.option(
     "--jira-deployment",
     type=click.Choice(["cloud", "datacenter"]),
     default="cloud",
@@ -176,6 +182,7 @@ def sandbox(
     fault_rate: float,
     fault_kinds: str,
     port: int,
+    host: str,
     jira_deployment: str,
     intake_url: str,
 ) -> None:
@@ -197,7 +204,7 @@ def sandbox(
 
     kinds = [k.strip() for k in fault_kinds.split(",") if k.strip()]
     try:
-        serve(click.echo, latency, fault_rate, kinds, port, jira_deployment, intake_url)
+        serve(click.echo, latency, fault_rate, kinds, port, jira_deployment, intake_url, host)
     except ValueError as exc:
         die(str(exc))
     except OSError as exc:
