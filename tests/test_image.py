@@ -33,7 +33,8 @@ from tests.containers import (
 )
 from tests.scenarios import assert_attached_exactly_once, free_port, notes_on, wait_for
 
-pytestmark = pytest.mark.image
+# The first test also makes the base images and builds the image (its module fixture).
+pytestmark = [pytest.mark.image, pytest.mark.timeout(1200)]
 
 TAG = "replay-attach:test"
 TOKEN = "image-test-intake-token-0123456789"
