@@ -134,10 +134,13 @@ def test_worker_and_serve_refuse_to_start_without_redis_url(image: Image) -> Non
     assert "posthog.project_id (from ${POSTHOG_PROJECT_ID}): is required" in check.stderr
 
 
-def start_worker(image: Image, name: str, box: Sandbox, redis_url: str) -> Any:
+def worker_env(box: Sandbox, redis_url: str) -> dict[str, str]:
     vendors = {k: v for k, v in box.env().items() if k.startswith(("POSTHOG_", "ZENDESK_"))}
-    env = {**vendors, "REDIS_URL": redis_url, "REPLAY_ATTACH_METRICS_PORT": str(free_port())}
-    flags = [f"--env={k}={v}" for k, v in env.items()]
+    return {**vendors, "REDIS_URL": redis_url, "REPLAY_ATTACH_METRICS_PORT": str(free_port())}
+
+
+def start_worker(image: Image, name: str, box: Sandbox, redis_url: str) -> Any:
+    flags = [f"--env={k}={v}" for k, v in worker_env(box, redis_url).items()]
     return container(name, *HARDENED, *flags, image.tag, "worker", "-p", "1", "-t", "4")
 
 
@@ -179,6 +182,9 @@ def test_a_report_sent_to_serve_lands_once_and_a_stopped_worker_loses_nothing(
                 return False
 
         wait_for(ready, 60, f"serve's /readyz ({logs(serve)})")
+        check = run(image, "check", env=worker_env(box, redis_url))
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert "PostHog: ok" in check.stdout and "Zendesk: ok" in check.stdout
         with start_worker(image, f"ra-test-worker-1-{port}", box, redis_url) as first:
             report(serve_url, 2001)
             wait_for(lambda: len(notes_on(box, 2001)) == 1, 60, f"the first note ({logs(first)})")
