@@ -21,7 +21,7 @@ RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
     && /opt/build/bin/pip wheel --no-deps --wheel-dir /wheels . \
     && python3 -m venv /opt/replay-attach \
     && /opt/replay-attach/bin/pip install /wheels/*.whl \
-    && /opt/replay-attach/bin/pip uninstall --yes pip setuptools wheel >/dev/null 2>&1 || true \
+    && /opt/replay-attach/bin/pip uninstall --yes --quiet pip setuptools wheel \
     && /opt/replay-attach/bin/replay-attach --help >/dev/null
 
 FROM ${PYTHON_IMAGE}

@@ -110,6 +110,15 @@ def test_the_image_runs_as_a_user_that_is_not_root(image: Image) -> None:
     assert who == "10001"
 
 
+def test_the_image_holds_no_compiler_installer_cache_or_tests(image: Image) -> None:
+    script = (
+        "command -v gcc cc make; ls /opt/replay-attach/bin/pip* /root/.cache 2>/dev/null; "
+        "python3 -c 'import tests' 2>/dev/null && echo tests; exit 0"
+    )
+    found = docker("run", "--rm", "--user=0", "--entrypoint=sh", image.tag, "-c", script)
+    assert found.stdout.strip() == ""
+
+
 def test_its_commands_answer_and_its_demo_exits_0_on_a_read_only_root(image: Image) -> None:
     assert run(image, "--help").returncode == 0
     demo = run(image, "demo")
