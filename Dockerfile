@@ -7,6 +7,8 @@
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
+# Lets a build script remove the untagged images this stage leaves behind.
+LABEL org.replay-attach.stage=build
 ARG PIP_INDEX_URL
 ARG PIP_CERT
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore

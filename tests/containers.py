@@ -114,7 +114,10 @@ def build_image(tag: str, python_image: str, context: Path) -> float:
         args += ["--build-arg", f"PIP_CERT=/src/{CONTEXT_CA}"]
     start = time.monotonic()
     docker(*args, str(context), timeout=1200)
-    return time.monotonic() - start
+    seconds = time.monotonic() - start
+    # The classic builder keeps each build's first stage as an untagged image.
+    docker("image", "prune", "--force", "--filter", "label=org.replay-attach.stage=build")
+    return seconds
 
 
 def image_size(tag: str) -> int:

@@ -28,7 +28,8 @@ make_python_base() {
     echo "debootstrap is needed to make $python_tag (apt-get install debootstrap)" >&2; exit 1; }
   local root
   root=$(mktemp -d /var/tmp/replay-attach-debootstrap.XXXXXX)
-  trap 'rm -rf "$root"' RETURN
+  # EXIT, not RETURN: set -e leaves through exit when debootstrap or docker import fails.
+  trap 'rm -rf "$root"' EXIT
   echo "making $python_tag from $mirror ($suite) with debootstrap" >&2
   debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
     "$suite" "$root" "$mirror" >&2
