@@ -22,10 +22,12 @@ def serve(
     first_port: int,
     jira_deployment: str,
     intake_url: str | None = DEFAULT_INTAKE_URL,
+    host: str = "127.0.0.1",
 ) -> None:
     """Serve until Ctrl-C or SIGTERM; raises ``ValueError`` (bad options) or ``OSError`` (ports).
 
-    Zendesk and Jira fire their webhooks at ``intake_url`` (None: no webhooks)."""
+    Zendesk and Jira fire their webhooks at ``intake_url`` (None: no webhooks). ``host`` is
+    the address every double listens on (0.0.0.0 in a container, for the other containers)."""
     ports = {name: first_port + i for i, name in enumerate(PORT_NAMES)} if first_port else None
     box = Sandbox(
         latency=latency,
@@ -34,6 +36,8 @@ def serve(
         ports=ports,
         jira_deployment=jira_deployment,
     )
+    for double in (*box.vendors, box.console):
+        double.host = host
     if intake_url is not None:
         # Before start(), so a bad URL is refused before any port is taken.
         box.send_webhooks_to(intake_url)

@@ -7,8 +7,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
-from worker.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
+from worker.config import (
+    DEFAULT_CONFIG_PATH,
+    POSTHOG_CREDENTIALS,
+    POSTHOG_PROJECT,
+    ConfigError,
+    load_config,
+)
 
 BASE_ENV = {"POSTHOG_PROJECT_ID": "42", "POSTHOG_PERSONAL_API_KEY": "phx_secret_value"}
 
@@ -62,10 +69,6 @@ def test_default_in_reference_is_used_when_variable_is_empty(tmp_path: Path) -> 
     ("env", "expected"),
     [
         (
-            {"POSTHOG_PERSONAL_API_KEY": "phx_secret_value"},
-            "posthog.project_id (from ${POSTHOG_PROJECT_ID}): is required",
-        ),
-        (
             {**BASE_ENV, "POSTHOG_PROJECT_ID": "abc"},
             "posthog.project_id (from ${POSTHOG_PROJECT_ID}): Input should be a valid integer",
         ),
@@ -112,6 +115,27 @@ def test_invalid_values_are_named_without_their_value(env: dict[str, str], expec
     assert "phx_secret_value" not in str(caught.value)
 
 
+def test_posthog_credentials_are_optional_at_load_and_named_when_required() -> None:
+    config = load_config(DEFAULT_CONFIG_PATH, env={"POSTHOG_PERSONAL_API_KEY": "phx_secret_value"})
+    config.require()
+    with pytest.raises(ConfigError) as caught:
+        config.require(*POSTHOG_CREDENTIALS)
+    assert str(caught.value) == (
+        f"invalid configuration in {DEFAULT_CONFIG_PATH}:\n"
+        "  posthog.project_id (from ${POSTHOG_PROJECT_ID}): is required"
+    )
+    with pytest.raises(ConfigError, match=r"posthog\.personal_api_key"):
+        load_config(DEFAULT_CONFIG_PATH, env={"POSTHOG_PROJECT_ID": "7"}).require(
+            *POSTHOG_CREDENTIALS
+        )
+    load_config(DEFAULT_CONFIG_PATH, env={"POSTHOG_PROJECT_ID": "7"}).require(*POSTHOG_PROJECT)
+
+
+def test_the_default_configuration_is_the_top_level_file() -> None:
+    # In the source tree the package's copy is a link to the one file people edit.
+    assert DEFAULT_CONFIG_PATH.resolve() == (Path(__file__).parent.parent / "config.yaml").resolve()
+
+
 def test_unknown_key_and_wrong_type_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(
@@ -148,32 +172,112 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
         load_config(bad, env={})
 
 
+def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *command],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **env},
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["worker"],
+        ["check"],
+        ["revoke", "--session-id", "s"],
+        ["status", "--session-id", "s"],
+    ],
+)
+def test_commands_that_need_the_posthog_project_refuse_to_start_with_exit_2(
+    command: list[str], tmp_path: Path
+) -> None:
+    result = _run(command, {"POSTHOG_PERSONAL_API_KEY": "phx_secret_value", "HOME": str(tmp_path)})
+    assert result.returncode == 2, result.stderr
+    assert "posthog.project_id (from ${POSTHOG_PROJECT_ID}): is required" in result.stderr
+    assert "phx_secret_value" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["worker"], ["check"], ["revoke", "--session-id", "s"]])
+def test_commands_that_talk_to_posthog_refuse_to_start_without_its_key(
+    command: list[str], tmp_path: Path
+) -> None:
+    result = _run(command, {"POSTHOG_PROJECT_ID": "7", "HOME": str(tmp_path)})
+    assert result.returncode == 2, result.stderr
+    assert (
+        "posthog.personal_api_key (from ${POSTHOG_PERSONAL_API_KEY}): is required" in result.stderr
+    )
+
+
 @pytest.mark.parametrize(
     "command",
     [
         ["enqueue", "--session-id", "s", "--zendesk-ticket", "1"],
-        ["worker"],
         ["failed", "list"],
         ["status"],
-        ["check"],
     ],
 )
-def test_commands_refuse_to_start_with_exit_2(command: list[str], tmp_path: Path) -> None:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "POSTHOG_PERSONAL_API_KEY": "phx_secret_value",
-        "HOME": str(tmp_path),
-    }
+def test_producers_and_queue_commands_need_no_vendor_credential(
+    command: list[str], redis_url: str, redis_client: object
+) -> None:
+    result = _run(command, {"REDIS_URL": redis_url})
+    assert result.returncode == 0, result.stderr
+
+
+def test_serve_starts_with_only_redis_and_a_door_secret(
+    redis_url: str, redis_client: object
+) -> None:
+    from tests.scenarios import free_port, wait_for
+
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": redis_url}
+    env["REPLAY_ATTACH_INTAKE_TOKENS"] = token = "intake-token-0123456789"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "worker", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            try:
+                return requests.get(url + "/readyz", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_for(ready, 30, "serve to answer /readyz")
+        answer = requests.post(
+            url + "/v1/bug-reports",
+            json={"session_id": "s-1", "zendesk_ticket": 1},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        )
+        assert answer.status_code == 202, answer.text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_the_python_producer_needs_no_vendor_credential(
+    redis_url: str, redis_client: object
+) -> None:
+    code = "import worker; print(worker.enqueue_bug_report(session_id='s-1', zendesk_ticket=1))"
     result = subprocess.run(
-        [sys.executable, "-m", "worker", *command],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        env=env,
+        env={"PATH": "/usr/bin:/bin", "REDIS_URL": redis_url},
         timeout=60,
+        cwd=Path(__file__).parent.parent,
     )
-    assert result.returncode == 2, result.stderr
-    assert "posthog.project_id (from ${POSTHOG_PROJECT_ID}): is required" in result.stderr
-    assert "phx_secret_value" not in result.stderr + result.stdout
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
 
 
 @pytest.mark.parametrize(
@@ -332,3 +436,13 @@ def test_a_message_naming_a_key_names_its_variable(env: dict[str, str], expected
     with pytest.raises(ConfigError) as caught:
         load_config(DEFAULT_CONFIG_PATH, env={**base, **env})
     assert expected in str(caught.value)
+
+
+def test_a_plain_http_posthog_host_is_refused_only_with_a_key_to_send() -> None:
+    # serve reads posthog.host for replay URLs, and holds no key that could travel in clear.
+    env = {"POSTHOG_HOST": "http://sandbox:8001"}
+    assert load_config(DEFAULT_CONFIG_PATH, env=env).posthog.host == "http://sandbox:8001"
+    with pytest.raises(ConfigError, match="clear text"):
+        load_config(DEFAULT_CONFIG_PATH, env={**env, **BASE_ENV})
+    allowed = {**env, **BASE_ENV, "POSTHOG_ALLOW_INSECURE_HTTP": "true"}
+    assert load_config(DEFAULT_CONFIG_PATH, env=allowed).posthog.allow_insecure_http

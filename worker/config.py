@@ -5,10 +5,15 @@ empty, ``${NAME-default}`` only when it is unset: an empty ``NAME`` then turns
 the setting off (a time to live of "never", say).
 
 ``load_config()`` reads the file named by ``REPLAY_ATTACH_CONFIG`` (default: the
-``config.yaml`` next to the project), substitutes environment variables,
+``config.yaml`` shipped inside the package), substitutes environment variables,
 validates everything and returns a frozen ``Config``. Any problem raises one
 ``ConfigError`` whose message names each bad key (and the environment variable
 it came from) without ever echoing a value: values may be secrets.
+
+PostHog's project id and personal API key are optional at load time, so that
+the internet-facing ``serve`` and the producers start without any vendor
+credential; the commands that talk to PostHog ask for them with
+``Config.require()``, which fails with the same kind of message.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -38,8 +44,9 @@ from worker import keys
 #: Environment variable naming the configuration file.
 CONFIG_ENV = "REPLAY_ATTACH_CONFIG"
 
-#: The shipped, commented default configuration.
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
+#: The shipped, commented default configuration: package data in a wheel; in the source tree a
+#: symbolic link to the repository's top-level ``config.yaml``, the one copy that is edited.
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "config.yaml"
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?)-([^}]*))?\}")
 #: A dotted configuration key named in a problem's text (``zendesk.email``).
@@ -154,8 +161,9 @@ SHARE_SETTINGS = (
 
 class PostHogConfig(_Section):
     host: str = "https://us.posthog.com"
-    project_id: int = Field(gt=0)
-    personal_api_key: SecretStr
+    #: Required by the commands that talk to PostHog or key its links (``Config.require``).
+    project_id: int | None = Field(default=None, gt=0)
+    personal_api_key: SecretStr | None = None
     #: Allows an ``http://`` host other than a loopback address (credentials in clear text).
     allow_insecure_http: bool = False
     #: How long after the report a missing recording is looked for again (ingestion lags).
@@ -191,14 +199,30 @@ class PostHogConfig(_Section):
 
     @field_validator("personal_api_key")
     @classmethod
-    def _key(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
+    def _key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
             raise ValueError("is empty")
         return value
 
+    @property
+    def project(self) -> int:
+        """``project_id``, which ``Config.require`` has checked before anything runs."""
+        if self.project_id is None:
+            raise ConfigError("posthog.project_id is required")
+        return self.project_id
+
+    @property
+    def api_key(self) -> SecretStr:
+        """``personal_api_key``, which ``Config.require`` has checked before anything runs."""
+        if self.personal_api_key is None:
+            raise ConfigError("posthog.personal_api_key is required")
+        return self.personal_api_key
+
     @model_validator(mode="after")
     def _over_tls(self) -> PostHogConfig:
-        _refuse_clear_text("posthog", "host", self.host, self.allow_insecure_http)
+        # Without a key (serve, the producers) nothing secret is sent to the host.
+        if self.personal_api_key is not None:
+            _refuse_clear_text("posthog", "host", self.host, self.allow_insecure_http)
         return self
 
 
@@ -473,9 +497,15 @@ class PrivacyConfig(_Section):
         return _never(value)
 
 
+#: What talking to PostHog needs (the worker, ``check``, ``revoke``).
+POSTHOG_CREDENTIALS = ("posthog.project_id", "posthog.personal_api_key")
+#: What reading the ledger and the links needs: their Redis keys hold the project id.
+POSTHOG_PROJECT = ("posthog.project_id",)
+
+
 class Config(_Section):
     broker: BrokerConfig = BrokerConfig()
-    posthog: PostHogConfig
+    posthog: PostHogConfig = PostHogConfig()
     zendesk: ZendeskConfig = ZendeskConfig()
     jira: JiraConfig = JiraConfig()
     http: HttpConfig = HttpConfig()
@@ -495,6 +525,29 @@ class Config(_Section):
                 "a job still waiting for its recording would be given up first"
             )
         return self
+
+    #: Where each key's value came from (``${NAME}``) and the file, for ``require``'s message.
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+    _source: str = PrivateAttr(default="the configuration")
+
+    def require(self, *keys: str) -> None:
+        """Raise ``ConfigError`` naming each of the dotted ``keys`` that is unset."""
+        missing = [key for key in keys if _lookup(self, key) is None]
+        if missing:
+            lines = [f"  {key}{_hint(self._origins, key)}: is required" for key in missing]
+            raise ConfigError(f"invalid configuration in {self._source}:\n" + "\n".join(lines))
+
+
+def _lookup(config: Config, dotted: str) -> object:
+    value: object = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _hint(origins: dict[str, str], key: str) -> str:
+    origin = origins.get(key)
+    return f" (from ${{{origin}}})" if origin else ""
 
 
 def _substitute(
@@ -536,9 +589,7 @@ def _describe(error: ValidationError, origins: dict[str, str], source: str) -> s
             problem = "is not a known setting"
         else:
             problem = str(item["msg"]).removeprefix("Value error, ")
-        origin = origins.get(key)
-        hint = f" (from ${{{origin}}})" if origin else ""
-        lines.append(f"  {key}{hint}: {_name_variables(problem, origins)}")
+        lines.append(f"  {key}{_hint(origins, key)}: {_name_variables(problem, origins)}")
     return f"invalid configuration in {source}:\n" + "\n".join(lines)
 
 
@@ -591,6 +642,9 @@ def load_config(
             "(write ${NAME}, ${NAME:-default} or ${NAME-default})"
         ) from None
     try:
-        return Config.model_validate(substituted)
+        config = Config.model_validate(substituted)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, origins, str(chosen))) from None
+    config._origins = origins
+    config._source = str(chosen)
+    return config

@@ -91,7 +91,7 @@ def _tell(link: Link, target: str, posted: str, services: Services) -> bool:
         jira = services.jira
         if jira is None:
             raise NotConfigured("Jira", f"Jira is not configured: cannot tell {target}")
-        project_id = services.config.posthog.project_id
+        project_id = services.config.posthog.project
         jira.remove_remote_link(ticket, f"posthog-replay:{project_id}:{link.session_id}")
         if not (state is StepState.PENDING and jira.has_comment_containing(ticket, marker)):
             services.links.mark(link.session_id, trace, Ledger.pending())

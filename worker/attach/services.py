@@ -13,7 +13,7 @@ from integrations.posthog import PostHogSharing
 from integrations.zendesk import ZendeskTickets
 from worker.attach.ledger import Ledger
 from worker.attach.links import Links
-from worker.config import Config
+from worker.config import POSTHOG_CREDENTIALS, Config
 
 #: Makes the request budget of one system (its name, its requests per minute), or None.
 ThrottleFactory = Callable[[str, int | None], Throttle | None]
@@ -35,6 +35,7 @@ def build_services(
     config: Config, client: redis.Redis, throttle: ThrottleFactory | None = None
 ) -> Services:
     """Clients for one thread; without ``throttle``, no request budgets are asked."""
+    config.require(*POSTHOG_CREDENTIALS)
     limits = config.rate_limits
 
     def budget(system: str, per_minute: int | None) -> Throttle | None:
@@ -43,8 +44,8 @@ def build_services(
     timeouts = (config.http.connect_timeout_seconds, config.http.read_timeout_seconds)
     posthog = PostHogSharing(
         config.posthog.host,
-        config.posthog.project_id,
-        config.posthog.personal_api_key.get_secret_value(),
+        config.posthog.project,
+        config.posthog.api_key.get_secret_value(),
         timeouts,
         budget("PostHog", limits.posthog_per_minute),
         share_settings=config.posthog.share_settings,
@@ -76,8 +77,8 @@ def build_services(
     return Services(
         config=config,
         posthog=posthog,
-        ledger=Ledger(client, config.posthog.project_id),
-        links=Links(client, config.posthog.project_id),
+        ledger=Ledger(client, config.posthog.project),
+        links=Links(client, config.posthog.project),
         zendesk=zendesk,
         jira=jira,
     )

@@ -66,7 +66,7 @@ def plan_missing_steps(event: BugReport, services: Services, looked_until: datet
     """What a ticket gets when PostHog has no recording of the session: a note saying so."""
     event = shown_on_ticket(event, services)
     posthog = services.config.posthog
-    page = rendering.posthog_session_page(posthog.host, posthog.project_id, event.session_id)
+    page = rendering.posthog_session_page(posthog.host, posthog.project, event.session_id)
     marker = rendering.missing_marker(page)
     if event.zendesk_ticket is not None:
         ticket, zendesk = event.zendesk_ticket, _zendesk(services)
@@ -158,7 +158,7 @@ def _jira_steps(event: BugReport, issue: str, services: Services) -> list[Step]:
     config = services.config
     steps = []
     if config.jira.effective_remote_link:
-        project_id = config.posthog.project_id
+        project_id = config.posthog.project
         steps.append(
             Step(
                 "remote_link",

@@ -160,7 +160,7 @@ def _attach(
 def _private_page(event: BugReport, services: Services, start: StartPoint | None) -> str:
     """The session's page in PostHog's app (a login needed), at the report's moment."""
     posthog = services.config.posthog
-    page = rendering.posthog_session_page(posthog.host, posthog.project_id, event.session_id)
+    page = rendering.posthog_session_page(posthog.host, posthog.project, event.session_id)
     return f"{page}?t={start.seconds}" if start else page
 
 

@@ -33,14 +33,15 @@ def die(message: str, code: int = EXIT_USAGE) -> NoReturn:
     sys.exit(code)
 
 
-def config_of(ctx: click.Context) -> Config:
+def config_of(ctx: click.Context, *required: str) -> Config:
+    """The configuration, with each of the dotted ``required`` keys set (else exit 2)."""
     config: Config | None = ctx.obj.get("config")
-    if config is None:
-        try:
-            config = load_config()
-        except ConfigError as exc:
-            die(str(exc))
-        ctx.obj["config"] = config
+    try:
+        if config is None:
+            config = ctx.obj["config"] = load_config()
+        config.require(*required)
+    except ConfigError as exc:
+        die(str(exc))
     return config
 
 

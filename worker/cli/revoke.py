@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from worker.cli.context import checked_session, config_of, die, redis_of, selected_target, when
+from worker.config import POSTHOG_CREDENTIALS
 
 if TYPE_CHECKING:
     from worker.attach.links import Link, Links
@@ -64,7 +65,7 @@ def revoke(
     checked_session(session_id)
     from worker.attach.links import Links
 
-    links = Links(redis_of(ctx), config_of(ctx).posthog.project_id)
+    links = Links(redis_of(ctx), config_of(ctx, *POSTHOG_CREDENTIALS).posthog.project)
     before = None if older_than_days is None else time.time() - older_than_days * 86400
     sessions = links.sessions(session_id=session_id, target=target, shared_before=before)
     if not sessions:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import click
 
 from worker.cli.context import config_of, die
+from worker.config import POSTHOG_CREDENTIALS
 
 
 @click.command()
@@ -61,7 +62,7 @@ def worker(
     Example:
       replay-attach worker --processes 2 --threads 8 --metrics-port 9191
     """
-    config = config_of(ctx)
+    config = config_of(ctx, *POSTHOG_CREDENTIALS)
     logging.getLogger().setLevel(logging.INFO)
     with metrics_directory(metrics_port):
         from worker.jobs.dramatiq_compat import run_worker_processes
@@ -157,6 +158,12 @@ def demo(keep: bool) -> None:
     help="First of four consecutive ports (0: any free).",
 )
 @click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the doubles listen on (0.0.0.0 in a container, for the other containers).",
+)
+@click.option(
     "--jira-deployment",
     type=click.Choice(["cloud", "datacenter"]),
     default="cloud",
@@ -175,6 +182,7 @@ def sandbox(
     fault_rate: float,
     fault_kinds: str,
     port: int,
+    host: str,
     jira_deployment: str,
     intake_url: str,
 ) -> None:
@@ -196,7 +204,7 @@ def sandbox(
 
     kinds = [k.strip() for k in fault_kinds.split(",") if k.strip()]
     try:
-        serve(click.echo, latency, fault_rate, kinds, port, jira_deployment, intake_url)
+        serve(click.echo, latency, fault_rate, kinds, port, jira_deployment, intake_url, host)
     except ValueError as exc:
         die(str(exc))
     except OSError as exc:

@@ -19,7 +19,7 @@ from worker.cli.context import (
     selected_target,
     when,
 )
-from worker.config import Config
+from worker.config import POSTHOG_CREDENTIALS, POSTHOG_PROJECT, Config
 
 if TYPE_CHECKING:
     from worker.attach.links import Links
@@ -174,9 +174,10 @@ def _attachments(
     from worker.jobs.status import attachments
 
     checked_session(session_id)
-    links = Links(redis_of(ctx), config_of(ctx).posthog.project_id)
+    project_id = config_of(ctx, *POSTHOG_PROJECT).posthog.project
+    links = Links(redis_of(ctx), project_id)
     found = attachments(
-        Ledger(redis_of(ctx), config_of(ctx).posthog.project_id),
+        Ledger(redis_of(ctx), project_id),
         failed_jobs_of(ctx),
         session_id,
         target,
@@ -221,7 +222,7 @@ def check(ctx: click.Context) -> None:
     from integrations.errors import IntegrationError
     from worker.attach.services import build_services
 
-    config = config_of(ctx)
+    config = config_of(ctx, *POSTHOG_CREDENTIALS)
     click.echo("configuration: ok")
     # Neither the ledger nor the request budgets are used here: no Redis needed.
     services = build_services(config, redis_lib.Redis())
