@@ -307,7 +307,7 @@ def test_credentials_never_go_to_a_remote_host_in_clear_text(
     message = str(error.value)
     section = key.partition(".")[0]
     assert f"{key} ({variable}) is http://" in message
-    assert f"{section}.allow_insecure_http: true" in message
+    assert f"set {section}.allow_insecure_http (" in message and "): true if" in message
     assert "secret" not in message
 
 
