@@ -14,7 +14,7 @@ from tests.containers import clean_copy
 ROOT = Path(__file__).parent.parent
 
 
-def test_the_wheel_ships_the_top_level_configuration(tmp_path: Path) -> None:
+def test_the_wheel_ships_the_top_level_configuration_and_the_lua_scripts(tmp_path: Path) -> None:
     # From a clean copy: a build/ directory left in the work tree could hide a missing file.
     source = clean_copy(tmp_path / "source")
     subprocess.run(
@@ -26,8 +26,11 @@ def test_the_wheel_ships_the_top_level_configuration(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("replay_attach-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         shipped = archive.read("worker/config.yaml")
+        names = set(archive.namelist())
     # A copy of the file itself, not of the link that stands for it in the source tree.
     assert shipped == (ROOT / "config.yaml").read_bytes()
+    scripts = {str(p.relative_to(ROOT)) for p in (ROOT / "worker").rglob("*.lua")}
+    assert scripts and scripts <= names, scripts - names
 
 
 @pytest.mark.parametrize("command", [["worker"], ["serve"]])

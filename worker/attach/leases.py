@@ -21,6 +21,8 @@ from collections.abc import Iterator
 
 import redis
 
+from worker.lua import lua_script
+
 log = logging.getLogger(__name__)
 
 #: A held lock's time to live: a dead holder's lock lapses within this. Shorter
@@ -31,20 +33,9 @@ LOCK_LEASE_SECONDS = 10.0
 #: Redis restart) before the lease lapses under a live holder.
 LOCK_RENEW_SECONDS = 2.0
 
-# A lock's value is its holder's token: only the holder renews or releases it.
-_RENEW = """
-if redis.call("get", KEYS[1]) == ARGV[1] then
-  return redis.call("pexpire", KEYS[1], ARGV[2])
-end
-return 0
-"""
+_RENEW = lua_script(__name__, "lease_renew.lua")
 
-_RELEASE = """
-if redis.call("get", KEYS[1]) == ARGV[1] then
-  return redis.call("del", KEYS[1])
-end
-return 0
-"""
+_RELEASE = lua_script(__name__, "lease_release.lua")
 
 
 class LockBusy(Exception):

@@ -40,6 +40,7 @@ from redis.commands.core import Script
 from worker import keys
 from worker.attach.leases import Lease, LockBusy, lease_ms, leases
 from worker.attach.links import REVOKED as LINK_REVOKED
+from worker.lua import lua_script
 
 T = TypeVar("T")
 
@@ -53,59 +54,8 @@ MINT_WAIT_SECONDS = 60
 #: How often a job waiting for another worker's mint of the same session looks again.
 MINT_WAIT_POLL_SECONDS = 0.05
 
-# KEYS: attach lock, record, mint lock, the session's link record. ARGV: token,
-# lease ms, record TTL seconds, the "pending" value, then the fields to reserve
-# (set to it if absent). Returns false when the attach lock is taken, else {took
-# the mint lock (0/1), the record as it was before the reservations, the link
-# record's state when the mint lock was taken (a revocation holds it too, so the
-# state cannot change while it is held)}.
-_OPEN = """
-if not redis.call("set", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then
-  return false
-end
-local record = redis.call("hgetall", KEYS[2])
-local minting = 0
-local link_state = false
-if redis.call("hexists", KEYS[2], "link") == 0 then
-  if redis.call("set", KEYS[3], ARGV[1], "NX", "PX", ARGV[2]) then
-    minting = 1
-    link_state = redis.call("hget", KEYS[4], "state")
-  end
-end
-local reserved = 0
-for i = 5, #ARGV do
-  reserved = reserved + redis.call("hsetnx", KEYS[2], ARGV[i], ARGV[4])
-end
-if reserved > 0 then
-  redis.call("expire", KEYS[2], ARGV[3])
-end
-return {minting, record, link_state}
-"""
-# KEYS: record, then the locks to release (held under ARGV[1]). ARGV: token,
-# record TTL seconds, number of fields to set (n), n field/value pairs, then
-# the fields to delete. One script rather than MULTI/EXEC: one command, so
-# one round trip and one reply to parse, twice a job.
-_SAVE = """
-local n = tonumber(ARGV[3])
-local changed = false
-if n > 0 then
-  redis.call("hset", KEYS[1], unpack(ARGV, 4, 3 + 2 * n))
-  changed = true
-end
-if #ARGV > 3 + 2 * n then
-  redis.call("hdel", KEYS[1], unpack(ARGV, 4 + 2 * n, #ARGV))
-  changed = true
-end
-if changed then
-  redis.call("expire", KEYS[1], ARGV[2])
-end
-for i = 2, #KEYS do
-  if redis.call("get", KEYS[i]) == ARGV[1] then
-    redis.call("del", KEYS[i])
-  end
-end
-return 1
-"""
+_OPEN = lua_script(__name__, "ledger_open.lua")
+_SAVE = lua_script(__name__, "ledger_save.lua")
 
 
 class StepState(Enum):

@@ -36,6 +36,7 @@ from dramatiq.middleware import Middleware
 from redis.commands.core import Script
 
 from worker import keys
+from worker.lua import lua_script
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +46,7 @@ MAX_SLEEP_SECONDS = 1.0
 #: Messages moved per script call.
 BATCH = 500
 
-_PROMOTE = """
-local due = redis.call("zrangebyscore", KEYS[1], "-inf", ARGV[1], "LIMIT", 0, ARGV[2])
-for _, id in ipairs(due) do
-  local data = redis.call("hget", KEYS[2], id)
-  if data then
-    redis.call("hset", KEYS[4], id, data)
-    redis.call("rpush", KEYS[3], id)
-  end
-  redis.call("hdel", KEYS[2], id)
-  redis.call("zrem", KEYS[1], id)
-end
-local earliest = redis.call("zrange", KEYS[1], 0, 0, "WITHSCORES")
-return {#due, earliest[2] or false}
-"""
+_PROMOTE = lua_script(__name__, "retry_promote.lua")
 
 
 def schedule_retry(
