@@ -253,7 +253,8 @@ def compose(project: str, env: dict[str, str], *args: str, timeout: float = 300)
 def test_compose_with_the_sandbox_profile_lands_a_replay_on_a_ticket(
     image: Image, tmp_path: Path, capsys: Any
 ) -> None:
-    # The README's steps: .env from .env.example, then up with the sandbox profile.
+    # The documented steps (README, docs/operations.md): .env from .env.example, then up with
+    # the sandbox profile.
     env_file = tmp_path / ".env"
     shutil.copy(ROOT / ".env.example", env_file)
     env = {

@@ -1,6 +1,7 @@
-"""What the README shows a sender sending is what these tests send, rendered as the vendor would.
+"""What the README and docs show a sender sending is what these tests send, rendered as the
+vendor would.
 
-The bodies are read from the README itself, so that a change to either fails here.
+The bodies are read from the documents themselves, so that a change to either fails here.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ from tests.intake_server import (
 )
 from worker import keys
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+HELPDESKS = (ROOT / "docs" / "helpdesks.md").read_text()
 
 
 def block_after(heading: str) -> str:
-    """The first ```json block after ``heading`` in the README (its indentation removed)."""
-    start = README.index(heading)
-    found = re.search(r"```json\n(.*?)\n\s*```", README[start:], re.S)
+    """The first ```json block after ``heading`` in docs/helpdesks.md (indentation removed)."""
+    start = HELPDESKS.index(heading)
+    found = re.search(r"```json\n(.*?)\n\s*```", HELPDESKS[start:], re.S)
     assert found, heading
     return found.group(1).strip()
 
@@ -71,7 +74,7 @@ def test_the_zendesk_trigger_body_as_zendesk_renders_it(
         {"session_id": "0192c0de-readme-zd", "zendesk_ticket": 4321}
     ]
     # The solve trigger of an account with custom statuses: the category as written text.
-    assert '"status_category": "solved"' in README
+    assert '"status_category": "solved"' in (ROOT / "docs" / "how-it-works.md").read_text()
     solved = json.loads(rendered) | {"status": "Erledigt", "status_category": "solved"}
     body = json.dumps(solved).encode()
     answer = requests.post(
@@ -83,7 +86,7 @@ def test_the_zendesk_trigger_body_as_zendesk_renders_it(
 def test_the_posthog_destination_body_as_posthog_renders_it(
     intake: str, redis_client: redis.Redis
 ) -> None:
-    template = block_after("### PostHog: an HTTP webhook destination")
+    template = block_after("## PostHog: an HTTP webhook destination")
     rendered = template.replace("{event.properties.$session_id}", "0192c0de-readme-ph").replace(
         "{event.properties.zendesk_ticket_id}", "77"
     )
