@@ -279,8 +279,8 @@ class JiraIssues:
         if not is_success(response):
             raise ErrorStatus(response)
 
-    def has_comment_containing(self, issue: str, marker: str) -> bool:
-        """Whether any comment on the issue contains ``marker`` (reads every page)."""
+    def has_comment_containing(self, issue: str, *markers: str) -> bool:
+        """Whether any comment on the issue contains any of ``markers`` (reads every page once)."""
         url = self._jira._get_url(f"issue/{issue}/comment")
 
         def scan() -> bool:
@@ -292,7 +292,8 @@ class JiraIssues:
                 page = response.json()
                 comments = page.get("comments") or []
                 for comment in comments:
-                    if marker in json.dumps(comment.get("body"), ensure_ascii=False):
+                    body = json.dumps(comment.get("body"), ensure_ascii=False)
+                    if any(marker in body for marker in markers):
                         return True
                 start += len(comments)
                 if not comments or start >= int(page.get("total", 0)):

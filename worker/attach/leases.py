@@ -124,17 +124,23 @@ leases = LeaseKeeper()
 LOCK_WAIT_POLL_SECONDS = 0.05
 
 
+def acquire(lease: Lease, wait_seconds: float = 0.0) -> None:
+    """Take ``lease``'s lock, held by the process's keeper from then on; raises ``LockBusy``
+    when it is still taken after ``wait_seconds``."""
+    deadline = time.monotonic() + wait_seconds
+    while not lease.client.set(lease.name, lease.token, nx=True, px=lease_ms()):
+        if time.monotonic() >= deadline:
+            raise LockBusy(lease.name)
+        time.sleep(LOCK_WAIT_POLL_SECONDS)
+    leases.hold(lease)
+
+
 @contextlib.contextmanager
 def exclusive(client: redis.Redis, name: str, wait_seconds: float = 0.0) -> Iterator[Lease]:
     """Hold the lock ``name`` for the block, as a lease; raises ``LockBusy`` when it is
     still taken after ``wait_seconds``."""
     lease = Lease(client, name, uuid.uuid4().hex)
-    deadline = time.monotonic() + wait_seconds
-    while not client.set(lease.name, lease.token, nx=True, px=lease_ms()):
-        if time.monotonic() >= deadline:
-            raise LockBusy(lease.name)
-        time.sleep(LOCK_WAIT_POLL_SECONDS)
-    leases.hold(lease)
+    acquire(lease, wait_seconds)
     try:
         yield lease
     finally:

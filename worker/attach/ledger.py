@@ -38,7 +38,7 @@ import redis
 from redis.commands.core import Script
 
 from worker import keys
-from worker.attach.leases import Lease, LockBusy, lease_ms, leases
+from worker.attach.leases import Lease, LockBusy, acquire, lease_ms, leases
 from worker.attach.links import REVOKED as LINK_REVOKED
 from worker.lua import lua_script
 
@@ -51,8 +51,6 @@ log = logging.getLogger(__name__)
 LEDGER_TTL_SECONDS = 30 * 24 * 3600
 #: How long a job waits for another worker's mint of the same session to end.
 MINT_WAIT_SECONDS = 60
-#: How often a job waiting for another worker's mint of the same session looks again.
-MINT_WAIT_POLL_SECONDS = 0.05
 
 _OPEN = lua_script(__name__, "ledger_open.lua")
 _SAVE = lua_script(__name__, "ledger_save.lua")
@@ -202,13 +200,8 @@ class Attachment:
         write that is not safe to repeat, or the last one.
         """
         if not self._mint_held:
-            deadline = time.monotonic() + MINT_WAIT_SECONDS
-            while not self._redis.set(self._mint.name, self._mint.token, nx=True, px=lease_ms()):
-                if time.monotonic() >= deadline:
-                    raise LockBusy(self._mint.name)
-                time.sleep(MINT_WAIT_POLL_SECONDS)
+            acquire(self._mint, MINT_WAIT_SECONDS)
             self._mint_held = True
-            leases.hold(self._mint)
         if self._link_revoked is None:
             state = self._redis.hget(self._link_key, "state")
             self._link_revoked = state == LINK_REVOKED.encode()

@@ -103,10 +103,8 @@ def plan_missing_steps(event: BugReport, services: Services, looked_until: datet
 
 def _jira_has_comment_containing(jira: JiraIssues, issue: str, marker: str) -> bool:
     """Whether a comment on ``issue`` holds ``marker`` in any form its format writes it."""
-    return any(
-        jira.has_comment_containing(issue, form)
-        for form in rendering.jira_markers(marker, api_version=jira.api_version)
-    )
+    forms = rendering.jira_markers(marker, api_version=jira.api_version)
+    return jira.has_comment_containing(issue, *forms)
 
 
 def _zendesk(services: Services) -> ZendeskTickets:

@@ -135,24 +135,21 @@ def _attach(
             # rather than a job retried for a day.
             log.warning("%s", exc.reason)
             replay = Replay(_private_page(event, services, start), facts, start, private=True)
-            unsaved["link"], unsaved["recording"] = replay.link, facts.to_ledger()
             unsaved["private"] = "1"
-            result = AttachResult(link=replay.link, private=True)
-            _write_steps(event, steps, record, attachment, replay, unsaved, result)
-            return result
-        link = embed_link(services.config.posthog.host, token, start.seconds if start else None)
-        # Known before any ticket shows it: no link can escape its end.
-        if not services.links.shared(event.session_id, token, event.target, link):
-            # PostHog brought a revoked token back after all: end it again at once.
-            services.posthog.revoke_sharing(event.session_id, token)
-            raise PermanentFailure(
-                "PostHog",
-                f"PostHog shared session {event.session_id} again under its revoked link, "
-                "so sharing was switched off again and nothing was posted",
-            )
-        unsaved["link"], unsaved["recording"] = link, facts.to_ledger()
-        replay = Replay(link, facts, start)
-    result = AttachResult(link=link, private=replay.private)
+        else:
+            link = embed_link(services.config.posthog.host, token, start.seconds if start else None)
+            # Known before any ticket shows it: no link can escape its end.
+            if not services.links.shared(event.session_id, token, event.target, link):
+                # PostHog brought a revoked token back after all: end it again at once.
+                services.posthog.revoke_sharing(event.session_id, token)
+                raise PermanentFailure(
+                    "PostHog",
+                    f"PostHog shared session {event.session_id} again under its revoked link, "
+                    "so sharing was switched off again and nothing was posted",
+                )
+            replay = Replay(link, facts, start)
+        unsaved["link"], unsaved["recording"] = replay.link, facts.to_ledger()
+    result = AttachResult(link=replay.link, private=replay.private)
     _write_steps(event, steps, record, attachment, replay, unsaved, result)
     return result
 

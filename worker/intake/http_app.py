@@ -455,7 +455,8 @@ class Intake:
         else:
             authorization = headers.get("authorization")
             token = signatures.matching_token(authorization, intake.tokens)
-            problem = signatures.token_problem(authorization, intake.tokens)
+            # Why it failed is worked out only when it did.
+            problem = None if token else signatures.token_problem(authorization, intake.tokens)
         if problem is not None:
             raise unauthorized(problem)
         _require_json(headers)

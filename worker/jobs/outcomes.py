@@ -41,8 +41,6 @@ from worker.metrics import JOBS, system_of
 
 log = logging.getLogger(__name__)
 
-OPTION_ATTEMPTS = keys.OPTION_ATTEMPTS
-OPTION_FIRST_ATTEMPT_AT = keys.OPTION_FIRST_ATTEMPT_AT
 #: The longest last error kept on a message waiting for its retry.
 MAX_LAST_ERROR_CHARS = 500
 
@@ -95,8 +93,8 @@ class JobRunner:
 
     def run(self, message: dramatiq.Message[Any]) -> None:
         options = message.options
-        attempt = int(options.get(OPTION_ATTEMPTS, 0)) + 1
-        first_at = float(options.get(OPTION_FIRST_ATTEMPT_AT) or time.time())
+        attempt = int(options.get(keys.OPTION_ATTEMPTS, 0)) + 1
+        first_at = float(options.get(keys.OPTION_FIRST_ATTEMPT_AT) or time.time())
         raw: Any = message.args[0] if message.args else None
         # Every line logged during the job carries its ids (JSON logs: as keys).
         with job_fields(
@@ -232,8 +230,8 @@ class JobRunner:
         )
         retry = message.copy(
             options={
-                OPTION_ATTEMPTS: attempt,
-                OPTION_FIRST_ATTEMPT_AT: first_at,
+                keys.OPTION_ATTEMPTS: attempt,
+                keys.OPTION_FIRST_ATTEMPT_AT: first_at,
                 # So that `status` shows why a job is waiting, not only that it is.
                 keys.OPTION_LAST_ERROR: reason[:MAX_LAST_ERROR_CHARS],
             }
