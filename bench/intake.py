@@ -47,6 +47,7 @@ from dramatiq import Message
 from fleet import ROOT, free_port, redis_url
 
 from worker import keys
+from worker.jobs.messages import queue_keys
 
 SECRET = base64.b64encode(os.urandom(32)).decode()
 CONNECTIONS = 64
@@ -206,7 +207,7 @@ def measure(
     kind: str, processes: int, url: str, args: argparse.Namespace, work: Path
 ) -> dict[str, Any]:
     client = redis.Redis.from_url(url)
-    queue_key, messages_key = keys.queue_keys(keys.QUEUE_NAME)
+    queue_key, messages_key = queue_keys(keys.QUEUE_NAME)
     client.delete(queue_key, messages_key)
     for key in client.scan_iter(keys.REDIS_PREFIX + ":delivery:*", count=10_000):
         client.delete(key)
@@ -249,7 +250,7 @@ def check_queued(client: redis.Redis, answered: Path) -> dict[str, int]:
     for part in answered.parent.glob(answered.name + ".*"):
         ids.update(line for line in part.read_text().splitlines() if line)
         part.unlink()
-    queue_key, messages_key = keys.queue_keys(keys.QUEUE_NAME)
+    queue_key, messages_key = queue_keys(keys.QUEUE_NAME)
     messages: list[bytes] = client.hvals(messages_key)  # type: ignore[assignment]
     queued = {Message.decode(data).message_id for data in messages}
     return {

@@ -27,10 +27,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from worker import keys
 from worker.attach.events import InvalidEvent, parse_event
 from worker.config import load_config
 from worker.intake import signatures
+from worker.jobs.messages import queue_keys
 from worker.jobs.producer import encode_report
 from worker.jobs.redis_connection import resolve_redis_url
 
@@ -41,7 +41,7 @@ _secret = config.intake.zendesk_webhook_secret
 if _secret is None:
     raise SystemExit("the peer receiver needs ZENDESK_WEBHOOK_SECRET")
 SECRET = _secret
-QUEUE_KEY, MESSAGES_KEY = keys.queue_keys(config.broker.queue)
+QUEUE_KEY, MESSAGES_KEY = queue_keys(config.broker.queue)
 _redis: dict[str, aioredis.Redis] = {}
 
 

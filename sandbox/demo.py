@@ -21,13 +21,12 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
-from dramatiq import Worker
 from prometheus_client import REGISTRY
 from tqdm import tqdm
 
 from sandbox.app import SESSION_RECORDED_LATE, SESSION_WITHOUT_RECORDING, Sandbox
 from sandbox.doubles.jira_webhooks import SESSION_FIELD
-from worker.app import App, create_app
+from worker.app import App, create_app, worker_threads
 from worker.attach.events import BugReport, parse_event
 from worker.config import DEFAULT_CONFIG_PATH, Config, RetryConfig, load_config
 from worker.embedded_redis import temporary_embedded_redis
@@ -133,16 +132,14 @@ def run_demo(echo: Callable[[str], None], keep: bool = False) -> int:
         box.send_webhooks_to(f"http://127.0.0.1:{port}")
         config = _demo_config(box, redis_url)
         app = create_app(config, url=redis_url)
-        # What each dramatiq worker process does once: starts the time-limit watch.
-        app.broker.emit_after("process_boot")
-        worker = Worker(app.broker, worker_threads=4, worker_timeout=100)
-        worker.start()
         try:
-            with intake_in_thread(create_application(config, redis_url), port) as intake_url:
+            with (
+                worker_threads(app, threads=4),
+                intake_in_thread(create_application(config, redis_url), port) as intake_url,
+            ):
                 echo(f"replay-attach serve: {intake_url} (Zendesk and Jira webhooks go there)")
                 return _attach_samples(echo, box, app, keep)
         finally:
-            worker.stop()
             app.broker.close()
 
 

@@ -13,8 +13,8 @@ from dramatiq.common import dq_name
 from tests.conftest import config_data
 from worker.app import App
 from worker.attach.events import parse_event
+from worker.jobs.messages import queue_keys
 from worker.jobs.producer import enqueue_bug_report
-from worker.keys import queue_keys
 
 
 def test_only_the_bug_report_queue_is_polled_at_the_idle_poll(

@@ -11,9 +11,10 @@ from dramatiq import Message
 from worker import keys
 from worker.attach.events import BugReport
 from worker.intake.deliveries import Delivery, DeliveryWriter, Written, dedupe_key
+from worker.jobs.messages import queue_keys
 from worker.jobs.producer import encode_report
 
-QUEUE_KEY, MESSAGES_KEY = keys.queue_keys(keys.QUEUE_NAME)
+QUEUE_KEY, MESSAGES_KEY = queue_keys(keys.QUEUE_NAME)
 
 
 def delivery(first: int, count: int, key: str | None = None, digest: str = "d") -> Delivery:

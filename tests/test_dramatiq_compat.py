@@ -1,4 +1,4 @@
-"""What ``worker/jobs/dramatiq_compat.py`` and ``worker/keys.py`` rely on in dramatiq's internals.
+"""What ``worker/jobs/dramatiq_compat.py`` and ``worker/jobs/messages.py`` rely on in dramatiq.
 
 Each test names the internal it checks, so that a dramatiq upgrade that
 removes or changes one fails here, by name, before it fails in production.
@@ -14,12 +14,14 @@ import dramatiq.cli
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import dq_name
 from dramatiq.errors import ActorNotFound
 from packaging.requirements import Requirement
 
 from worker import keys
 from worker.attach.events import BugReport
-from worker.jobs.dramatiq_compat import ReplayAttachBroker, delay_queue_name, failure_of
+from worker.jobs.dramatiq_compat import ReplayAttachBroker, failure_of
+from worker.jobs.messages import ACTOR_NAME, acks_key, delay_queue_name, queue_keys
 from worker.jobs.producer import encode_report
 
 QUEUE = "compat-check"
@@ -68,7 +70,7 @@ def test_dramatiq_lays_out_a_queue_and_its_held_messages_as_worker_keys_says(
     actor = dramatiq.actor(lambda event: None, actor_name="compat", queue_name=QUEUE, broker=broker)
     message = broker.enqueue(actor.message({"session_id": "s"}))
     redis_id = message.options["redis_message_id"]
-    queue_key, messages_key = keys.queue_keys(QUEUE)
+    queue_key, messages_key = queue_keys(QUEUE)
     assert redis_client.lrange(queue_key, 0, -1) == [redis_id.encode()], _relied_on("queue keys")
     assert redis_client.hget(messages_key, redis_id) == message.encode(), _relied_on("queue keys")
 
@@ -76,9 +78,9 @@ def test_dramatiq_lays_out_a_queue_and_its_held_messages_as_worker_keys_says(
     try:
         fetched = next(consumer)
         assert fetched is not None and fetched.message_id == message.message_id
-        held = keys.acks_key(broker.broker_id, QUEUE)
+        held = acks_key(broker.broker_id, QUEUE)
         assert redis_client.smembers(held) == {redis_id.encode()}, _relied_on("the __acks__ keys")
-        assert redis_client.keys(keys.acks_key("*", QUEUE)) == [held.encode()]
+        assert redis_client.keys(acks_key("*", QUEUE)) == [held.encode()]
         # The quarantine sets a held message aside with the broker's nack command.
         broker.do_nack(QUEUE, redis_id)
         assert redis_client.smembers(held) == set(), _relied_on("the nack command")
@@ -100,7 +102,8 @@ def test_the_replay_attach_broker_hands_out_its_own_consumer(redis_client: redis
 
 
 def test_the_delay_queue_is_named_as_dramatiq_names_it() -> None:
-    assert delay_queue_name(QUEUE) == f"{QUEUE}.DQ"
+    for name in (QUEUE, f"{QUEUE}.DQ", f"{QUEUE}.XQ"):
+        assert delay_queue_name(name) == dq_name(name), _relied_on("dq_name")
 
 
 def test_dramatiqs_worker_command_takes_the_arguments_replay_attach_passes() -> None:
@@ -142,7 +145,7 @@ def test_a_producers_message_is_one_dramatiq_decodes_and_encodes_to_the_same_byt
     message = dramatiq.Message.decode(encoded.data)
     assert message.encode() == encoded.data, _relied_on("the JSON layout of Message.encode")
     assert message.queue_name == QUEUE
-    assert message.actor_name == keys.ACTOR_NAME
+    assert message.actor_name == ACTOR_NAME
     assert message.args == (report.to_message(),)
     assert message.kwargs == {}
     assert message.message_id == encoded.job_id

@@ -34,6 +34,7 @@ from tests.intake_server import (
 )
 from tests.scenarios import wait_for
 from worker import keys
+from worker.jobs.messages import ACTOR_NAME, queue_keys
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +51,13 @@ def intake(server: IntakeServer, redis_client: redis.Redis) -> str:
 
 def queued(client: redis.Redis) -> list[dict[str, Any]]:
     """The events waiting on the bug-report queue, in order."""
-    queue_key, messages_key = keys.queue_keys(keys.QUEUE_NAME)
+    queue_key, messages_key = queue_keys(keys.QUEUE_NAME)
     events = []
     for redis_id in client.lrange(queue_key, 0, -1):
         data = client.hget(messages_key, redis_id)
         assert data is not None, "a queued id without its message"
         message = Message.decode(data)
-        assert message.actor_name == keys.ACTOR_NAME
+        assert message.actor_name == ACTOR_NAME
         events.append({"job_id": message.message_id, **message.args[0]})
     return events
 

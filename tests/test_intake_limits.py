@@ -28,6 +28,7 @@ from tests.intake_server import (
 from tests.scenarios import free_port, wait_for
 from tests.test_metrics import scrape, total
 from worker import keys
+from worker.jobs.messages import queue_keys
 
 #: Short, so that a late request is closed within the test.
 DEADLINE = 1.0
@@ -139,7 +140,7 @@ def test_a_body_that_never_completes_is_answered_408_and_closed_at_the_deadline(
     assert log.count(f"POST {door} from 127.0.0.1:") == 1
     assert log.count("(body incomplete)") == 1
     assert "Traceback" not in log and "Exception" not in log
-    assert redis_client.llen(keys.queue_keys(keys.QUEUE_NAME)[0]) == 0
+    assert redis_client.llen(queue_keys(keys.QUEUE_NAME)[0]) == 0
 
 
 def test_headers_without_end_are_answered_431_once_past_32_kib(
@@ -176,7 +177,7 @@ def test_a_large_body_sent_in_one_write_with_its_headers_is_not_taken_for_header
         sock.sendall(request_head("/v1/bug-reports", len(body), bearer()) + body)
         answer = one_answer(sock)
     assert answer.startswith("HTTP/1.1 202"), answer[:200]
-    assert redis_client.llen(keys.queue_keys(keys.QUEUE_NAME)[0]) == 1000
+    assert redis_client.llen(queue_keys(keys.QUEUE_NAME)[0]) == 1000
 
 
 def test_a_connection_that_sends_nothing_is_closed_at_the_deadline_without_a_word(
@@ -198,7 +199,7 @@ def test_a_client_that_leaves_mid_body_makes_one_line_and_no_traceback(
     log = new_lines(strict, before, "left before its request arrived whole")
     assert log.count("POST /v1/bug-reports from 127.0.0.1:") == 1
     assert "Traceback" not in log and "Exception" not in log
-    assert redis_client.llen(keys.queue_keys(keys.QUEUE_NAME)[0]) == 0
+    assert redis_client.llen(queue_keys(keys.QUEUE_NAME)[0]) == 0
 
 
 def test_slow_senders_hold_connections_and_body_slots_while_a_delivery_gets_202(
@@ -240,7 +241,7 @@ def test_slow_senders_hold_connections_and_body_slots_while_a_delivery_gets_202(
         finally:
             for sock in slow_heads + slow_bodies:
                 sock.close()
-    assert redis_client.llen(keys.queue_keys(keys.QUEUE_NAME)[0]) == 1
+    assert redis_client.llen(queue_keys(keys.QUEUE_NAME)[0]) == 1
 
 
 # --------------------------------------------------------------------------- floods
@@ -279,7 +280,7 @@ def test_a_token_over_its_events_per_minute_is_429_on_every_server_process(
         samples = scrape(f"http://127.0.0.1:{port}/metrics")
     assert total(samples, "replay_attach_intake_refused_total", reason="rate_limited") == 2
     assert total(samples, "replay_attach_intake_deliveries_total", status="429") == 2
-    assert redis_client.llen(keys.queue_keys(keys.QUEUE_NAME)[0]) == 1001
+    assert redis_client.llen(queue_keys(keys.QUEUE_NAME)[0]) == 1001
     for name in redis_client.keys(keys.REDIS_PREFIX + ":intake-rate:*"):
         assert not any(token.encode() in name for token in INTAKE_TOKENS)
 
@@ -289,7 +290,7 @@ def test_every_door_sheds_new_deliveries_once_the_queue_is_full(
 ) -> None:
     port = free_port()
     config = intake_config(redis_url, max_queue_depth=1000)
-    queue_key = keys.queue_keys(keys.QUEUE_NAME)[0]
+    queue_key = queue_keys(keys.QUEUE_NAME)[0]
     with IntakeServer(config, tmp_path, metrics_port=port) as server:
         resend = {**bearer(), "Idempotency-Key": "before-the-flood"}
         event = {"session_id": "early", "zendesk_ticket": 1}

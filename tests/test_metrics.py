@@ -25,7 +25,9 @@ from tests.conftest import config_data
 from tests.intake_server import IntakeServer, intake_config, zendesk_headers
 from tests.scenarios import free_port, notes_on, run_cli, wait_for
 from worker.attach.events import parse_event
+from worker.jobs.messages import Job
 from worker.jobs.producer import BugReportQueue
+from worker.jobs.redis_figures import RedisFigures
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -172,10 +174,9 @@ def test_the_alerts_and_dashboard_use_only_names_the_product_exposes(redis_clien
     from prometheus_client import REGISTRY, generate_latest
 
     import integrations.metrics  # noqa: F401 - registers the vendor metrics
-    import worker.metrics
 
     declared = generate_latest(REGISTRY).decode()
-    figures = worker.metrics.RedisFigures(redis_client, "replay-attach")
+    figures = RedisFigures(redis_client, "replay-attach")
     exposed = {family.name for family in text_string_to_metric_families(declared)}
     exposed |= {family.name for family in figures.collect()}
     exposed.add("replay_attach_worker_healthy")  # the worker's own, scraped in the test above
@@ -250,14 +251,11 @@ def test_a_metrics_port_already_taken_is_refused_naming_it(cli_env: dict[str, st
 def test_the_oldest_retrys_age_counts_from_its_first_attempt(
     redis_client: Any, make_app: Any, sandbox: Any
 ) -> None:
-    import dramatiq
-
-    import worker.metrics
     from worker import keys
     from worker.jobs.scheduler import schedule_retry
 
     app = make_app(config_data(sandbox))
-    figures = worker.metrics.RedisFigures(redis_client, "replay-attach")
+    figures = RedisFigures(redis_client, "replay-attach")
 
     def age() -> float:
         (family,) = [
@@ -268,14 +266,13 @@ def test_the_oldest_retrys_age_counts_from_its_first_attempt(
     assert age() == 0.0
     # The job trying longest is not the one due soonest.
     for started, due_in in ((time.time() - 600, 60), (time.time() - 7200, 3000)):
-        message = dramatiq.Message(
+        job = Job(
+            job_id=f"job-{due_in}",
             queue_name="replay-attach",
-            actor_name=keys.ACTOR_NAME,
             args=({"session_id": "s", "zendesk_ticket": 101},),
-            kwargs={},
             options={keys.OPTION_FIRST_ATTEMPT_AT: started, keys.OPTION_ATTEMPTS: 3},
         )
-        schedule_retry(app.broker, message, delay_seconds=due_in)
+        schedule_retry(app.broker, job, delay_seconds=due_in)
     assert 7190 < age() < 7300
 
 

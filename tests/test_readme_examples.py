@@ -23,6 +23,7 @@ from tests.intake_server import (
     zendesk_headers,
 )
 from worker import keys
+from worker.jobs.messages import queue_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -49,7 +50,7 @@ def intake(server: IntakeServer, redis_client: redis.Redis) -> str:
 
 
 def queued_events(client: redis.Redis) -> list[dict[str, object]]:
-    queue_key, messages_key = keys.queue_keys(keys.QUEUE_NAME)
+    queue_key, messages_key = queue_keys(keys.QUEUE_NAME)
     return [
         json.loads(client.hget(messages_key, redis_id) or b"{}")["args"][0]
         for redis_id in client.lrange(queue_key, 0, -1)

@@ -26,6 +26,7 @@ from worker import keys
 from worker.app import App
 from worker.attach.events import parse_event
 from worker.attach.requester import RequesterCheck, check_for
+from worker.jobs.messages import queue_keys
 from worker.jobs.producer import encode_report, enqueue_bug_report
 from worker.metrics import JOBS
 
@@ -231,7 +232,7 @@ def test_a_failed_webhook_job_retried_by_hand_keeps_its_door(
     (failed,) = app.failed.all()
     assert failed.door == ZENDESK
     assert app.failed.retry([job_id], app.queue) == 1
-    queue_key, messages_key = keys.queue_keys(app.queue.queue_name)
+    queue_key, messages_key = queue_keys(app.queue.queue_name)
     (redis_id,) = redis_client.lrange(queue_key, 0, -1)
     message = json.loads(redis_client.hget(messages_key, redis_id) or b"{}")
     assert message["options"][keys.OPTION_DOOR] == ZENDESK

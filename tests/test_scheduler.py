@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import config_data
 from worker.app import App
+from worker.jobs.messages import Job, new_job, queue_keys
 from worker.jobs.scheduler import (
     _PROMOTE,
     RetryScheduler,
@@ -19,11 +20,10 @@ from worker.jobs.scheduler import (
     schedule_retry,
     scheduled_count,
 )
-from worker.keys import queue_keys
 
 
-def _retry(app: App, session: str) -> Any:
-    return app.actor.message({"session_id": session, "zendesk_ticket": 101})
+def _retry(app: App, session: str) -> Job:
+    return new_job(app.config.broker.queue, {"session_id": session, "zendesk_ticket": 101})
 
 
 def _scheduler(app: App) -> RetryScheduler:

@@ -1,19 +1,15 @@
-"""Every Redis key replay-attach reads or writes, and the names fixed in queued messages.
+"""Every Redis key replay-attach writes itself, and the options it keeps in queued messages.
 
 Whoever debugs a production Redis finds here what each key means. replay-attach's
-own keys start with ``REDIS_PREFIX``; dramatiq's start with ``DRAMATIQ_NAMESPACE``
-and are laid out by dramatiq (``queue_keys``, ``acks_key``): replay-attach writes
-and reads some of them itself, and ``tests/test_dramatiq_compat.py`` checks that
-dramatiq still lays them out so.
+own keys start with ``REDIS_PREFIX``; dramatiq's start with ``dramatiq:`` and are
+laid out by dramatiq, as ``worker.jobs.messages`` (the one module that writes and
+reads the queue's format) describes.
 """
 
 from __future__ import annotations
 
 #: The dramatiq queue that carries bug-report events (``broker.queue`` may rename it).
 QUEUE_NAME = "replay-attach"
-
-#: The dramatiq actor name, written into every message: renaming it orphans queued jobs.
-ACTOR_NAME = "attach_replay"
 
 #: Prefix of every Redis key replay-attach writes itself.
 REDIS_PREFIX = "replay-attach"
@@ -115,25 +111,3 @@ OPTION_LAST_ERROR = "replay_attach_last_error"
 #: ``/webhooks/zendesk``); absent for the command line and the Python API. The
 #: worker applies ``privacy.match_requester`` by it.
 OPTION_DOOR = "replay_attach_door"
-
-#: Prefix of dramatiq's own keys (RedisBroker's default namespace).
-DRAMATIQ_NAMESPACE = "dramatiq"
-
-
-def queue_keys(queue_name: str, namespace: str = DRAMATIQ_NAMESPACE) -> tuple[str, str]:
-    """dramatiq's keys of a queue: the list of its message ids, the hash of their data.
-
-    dramatiq's enqueue writes a message to both; replay-attach writes them
-    itself for batched enqueues and promoted retries, and reads them for the
-    quarantine and ``status``.
-    """
-    key = f"{namespace}:{queue_name}"
-    return key, f"{key}.msgs"
-
-
-def acks_key(broker_id: str, queue_name: str, namespace: str = DRAMATIQ_NAMESPACE) -> str:
-    """dramatiq's set of the messages one worker process holds from a queue.
-
-    ``broker_id="*"`` gives the pattern matching every worker's set.
-    """
-    return f"{namespace}:__acks__.{broker_id}.{queue_name}"

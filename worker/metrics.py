@@ -2,10 +2,8 @@
 
 Counters are ``prometheus_client``'s: in ``replay-attach worker`` and ``serve``
 every process writes them to ``PROMETHEUS_MULTIPROC_DIR`` (a directory the
-command makes for its processes), and ``/metrics`` serves their sum. The
-figures kept in Redis (queue depth, the oldest waiting job's age, scheduled
-retries, failed jobs, links) are read at each scrape, cheaply: a few O(1)
-commands.
+command makes for its processes), and ``/metrics`` serves their sum, with the
+figures kept in Redis (``worker.jobs.redis_figures``) read at each scrape.
 """
 
 from __future__ import annotations
@@ -15,18 +13,14 @@ import logging
 import multiprocessing
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import redis
-from dramatiq import Message
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-
-from worker import keys
 
 log = logging.getLogger(__name__)
 
@@ -70,84 +64,7 @@ def system_of(target: str) -> str:
     return target.partition(":")[0] or "unknown"
 
 
-class RedisFigures(Collector):
-    """The queue's and the links' figures, read from Redis when scraped."""
-
-    def __init__(self, client: redis.Redis, queue_name: str) -> None:
-        self._client = client
-        self._queue_key, self._messages_key = keys.queue_keys(queue_name)
-
-    def collect(self) -> Iterator[Metric]:
-        pipe = self._client.pipeline(transaction=False)
-        pipe.llen(self._queue_key)
-        pipe.lindex(self._queue_key, 0)
-        pipe.zcard(keys.SCHEDULED_KEY)
-        pipe.zcard(keys.FAILED_INDEX_KEY)
-        pipe.zcard(keys.LINKS_BY_TIME_KEY)
-        pipe.zcard(keys.LINKS_REVOKED_KEY)
-        pipe.zcard(keys.SOLVED_TICKETS_KEY)
-        queued, oldest_id, scheduled, failed, active, revoked, solved = pipe.execute()
-        age = 0.0
-        if oldest_id is not None:
-            data = self._client.hget(self._messages_key, oldest_id)
-            if data is not None:
-                sent_ms = Message.decode(data).message_timestamp  # type: ignore[arg-type]
-                age = max(0.0, time.time() - sent_ms / 1000)
-        yield _gauge("replay_attach_queue_depth", "Jobs waiting on the queue.", queued)
-        yield _gauge(
-            "replay_attach_oldest_waiting_job_age_seconds",
-            "How long the job at the head of the queue has waited (0: none waits).",
-            age,
-        )
-        yield _gauge(
-            "replay_attach_scheduled_retries", "Jobs waiting in Redis for their retry.", scheduled
-        )
-        yield _gauge(
-            "replay_attach_oldest_retry_age_seconds",
-            "How long the job waiting for a retry that began first has been trying, since its "
-            "first attempt (0: none waits).",
-            self._oldest_retry_age(),
-        )
-        yield _gauge("replay_attach_failed_jobs", "Failed jobs kept (failed list).", failed)
-        links = GaugeMetricFamily(
-            "replay_attach_links",
-            "Public links by state: active, or revoked (kept 90 days after).",
-            labels=["state"],
-        )
-        links.add_metric(["active"], float(active))
-        links.add_metric(["revoked"], float(revoked))
-        yield links
-        yield _gauge(
-            "replay_attach_solved_tickets_waiting",
-            "Solved tickets whose links are waiting to end.",
-            solved,
-        )
-
-    def _oldest_retry_age(self) -> float:
-        """Read from the retries due soonest: all of them, unless a flood of retries waits."""
-        members: list[bytes] = self._client.zrange(  # type: ignore[assignment]
-            keys.SCHEDULED_KEY, 0, OLDEST_RETRY_SAMPLE - 1
-        )
-        if not members:
-            return 0.0
-        found: list[bytes | None] = self._client.hmget(  # type: ignore[assignment]
-            keys.SCHEDULED_MESSAGES_KEY, members
-        )
-        firsts = []
-        for data in found:
-            try:
-                options = json.loads(data)["options"] if data else {}
-                firsts.append(float(options[keys.OPTION_FIRST_ATTEMPT_AT]))
-            except (ValueError, KeyError, TypeError):
-                continue
-        return max(0.0, time.time() - min(firsts)) if firsts else 0.0
-
-
-#: How many of the retries due soonest the oldest retry's age is read from, per scrape.
-OLDEST_RETRY_SAMPLE = 1000
-
-
-def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=float(value))
 
 
@@ -156,16 +73,16 @@ class _WorkerHealth(Collector):
         self._healthy = healthy
 
     def collect(self) -> Iterator[Metric]:
-        yield _gauge(
+        yield gauge(
             "replay_attach_worker_healthy",
             "1 while every worker process of this host is alive and Redis answers.",
             int(self._healthy),
         )
 
 
-def exposition(client: redis.Redis | None, queue_name: str, healthy: bool | None = None) -> bytes:
-    """The metrics of every process of this command, and Redis's figures, as text;
-    with ``healthy``, the worker's health too."""
+def exposition(figures: Collector | None, healthy: bool | None = None) -> bytes:
+    """The metrics of every process of this command, and the ``figures`` read from Redis
+    (``worker.jobs.redis_figures``), as text; with ``healthy``, the worker's health too."""
     registry = CollectorRegistry()
     if os.environ.get(MULTIPROC_ENV):
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
@@ -178,11 +95,11 @@ def exposition(client: redis.Redis | None, queue_name: str, healthy: bool | None
         health = CollectorRegistry()
         health.register(_WorkerHealth(healthy))
         text += generate_latest(health)
-    if client is not None:
-        figures = CollectorRegistry()
-        figures.register(RedisFigures(client, queue_name))
+    if figures is not None:
+        read = CollectorRegistry()
+        read.register(figures)
         try:
-            text += generate_latest(figures)
+            text += generate_latest(read)
         except redis.RedisError:
             pass  # the counters still count; the figures come back with Redis
     return text
@@ -241,22 +158,20 @@ def _listen(host: str, port: int, page: Callable[[str], Page]) -> ThreadingHTTPS
     return server
 
 
-def serve_intake_metrics(
-    host: str, port: int, client: redis.Redis, queue_name: str
-) -> ThreadingHTTPServer:
+def serve_intake_metrics(host: str, port: int, figures: Collector) -> ThreadingHTTPServer:
     """``/metrics`` of a ``replay-attach serve``, from a thread of its parent: a listener of
     its own, so that the public port serves the doors and nothing else."""
 
     def page(path: str) -> Page:
         if path != "/metrics":
             return NOT_FOUND
-        return 200, exposition(client, queue_name), TEXT_FORMAT
+        return 200, exposition(figures), TEXT_FORMAT
 
     return _listen(host, port, page)
 
 
 def serve_worker_metrics(
-    host: str, port: int, client: redis.Redis, queue_name: str, processes: int
+    host: str, port: int, client: redis.Redis, figures: Collector, processes: int
 ) -> ThreadingHTTPServer:
     """``/metrics`` and ``/healthz`` of a ``replay-attach worker``, from a thread of its parent."""
 
@@ -265,7 +180,7 @@ def serve_worker_metrics(
             return NOT_FOUND
         healthy, detail = worker_health(client, processes)
         if path == "/metrics":
-            return 200, exposition(client, queue_name, healthy), TEXT_FORMAT
+            return 200, exposition(figures, healthy), TEXT_FORMAT
         detail["status"] = "ok" if healthy else "unhealthy"
         return 200 if healthy else 503, json.dumps(detail).encode(), "application/json"
 

@@ -73,12 +73,13 @@ def worker(
         url = resolve_redis_url(config)
         count = processes or config.worker.processes
         if metrics_port:
+            from worker.jobs.redis_figures import RedisFigures
             from worker.metrics import serve_worker_metrics
 
+            client = redis_client(url)
+            figures = RedisFigures(client, config.broker.queue)
             try:
-                serve_worker_metrics(
-                    metrics_host, metrics_port, redis_client(url), config.broker.queue, count
-                )
+                serve_worker_metrics(metrics_host, metrics_port, client, figures, count)
             except OSError as exc:
                 die(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror}")
         http = config.http

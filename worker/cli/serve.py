@@ -98,12 +98,12 @@ def serve(
     with metrics_directory(metrics_port):
         if metrics_port:
             from worker.jobs.redis_connection import redis_client
+            from worker.jobs.redis_figures import RedisFigures
             from worker.metrics import serve_intake_metrics
 
+            figures = RedisFigures(redis_client(url), config.broker.queue)
             try:
-                serve_intake_metrics(
-                    metrics_host, metrics_port, redis_client(url), config.broker.queue
-                )
+                serve_intake_metrics(metrics_host, metrics_port, figures)
             except OSError as exc:
                 die(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror}")
         run_intake_server(host, port, processes)

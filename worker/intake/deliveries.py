@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from worker import keys
-from worker.jobs.producer import EncodedMessage
+from worker.jobs.messages import EncodedMessage
 from worker.lua import lua_script
 
 #: Deliveries per script call: bounds the time Redis spends in one script.

@@ -32,7 +32,6 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from worker import keys
 from worker.attach.events import BugReport, InvalidEvent, require_distinct_id
 from worker.config import Config
 from worker.intake import doors, signatures
@@ -48,6 +47,7 @@ from worker.intake.openapi import openapi_document
 from worker.intake.protocol import READ_DEADLINE_STATE
 from worker.intake.rates import TokenRates
 from worker.intake.ticket_states import TicketStates
+from worker.jobs.messages import queue_keys
 from worker.jobs.producer import encode_report
 from worker.jobs.redis_connection import resolve_redis_url
 from worker.logs import job_fields
@@ -200,7 +200,7 @@ class Intake:
             health_check_interval=30,
         )
         intake = self.config.intake
-        queue_key, messages_key = keys.queue_keys(self.config.broker.queue)
+        queue_key, messages_key = queue_keys(self.config.broker.queue)
         ttl = int(intake.deduplicate_hours * 3600)
         self._writer = DeliveryWriter(
             self._client, queue_key, messages_key, ttl, intake.max_queue_depth

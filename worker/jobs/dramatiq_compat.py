@@ -6,15 +6,14 @@ module leans on its Redis broker's internals (as of dramatiq 2.2):
 * ``_RedisConsumer`` (its ``message_cache``, ``outstanding_message_count``,
   ``prefetch``, ``timeout``) and ``RedisBroker.consumer_class``, to set aside
   undecodable messages and to fetch in batches;
-* the broker's ``do_nack`` command, ``broker_id`` and the ``__acks__`` key
-  layout (``worker.keys.acks_key``), to find and set aside one held message;
+* the broker's ``do_nack`` command and ``broker_id``, to find and set aside one held
+  message (in the set of held messages that ``worker.jobs.messages.acks_key`` names);
 * ``dramatiq.cli``'s argument parser and ``main``, to run worker processes;
 * the exception a ``MessageProxy`` was failed with (``_exception``), to say why dramatiq
   dead-lettered a message.
 
-Two modules follow dramatiq's formats without importing it, so that producers
-need no dramatiq: ``worker.keys`` (its queue keys) and ``worker.jobs.producer``
-(its message JSON).
+dramatiq's formats (its message JSON, its keys in Redis) are ``worker.jobs.messages``'s,
+which follows them without importing dramatiq, so that producers need none.
 
 ``tests/test_dramatiq_compat.py`` checks each of these against the installed
 dramatiq, so an upgrade that removes one fails there, by name, rather than in
@@ -31,10 +30,9 @@ from typing import Any
 import dramatiq.cli
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import dq_name
 from dramatiq.errors import DecodeError
 
-from worker import keys
+from worker.jobs.messages import acks_key, queue_keys
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +42,6 @@ UndecodableHandler = Callable[[str, bytes, str], None]
 __all__ = [
     "ReplayAttachBroker",
     "UndecodableHandler",
-    "delay_queue_name",
     "failure_of",
     "run_worker_processes",
 ]
@@ -114,9 +111,9 @@ class _BatchedQuarantiningConsumer(_RedisConsumer):
     def _quarantine(self, data: bytes, reason: str) -> None:
         broker = self.broker
         client = broker.client
-        acks = keys.acks_key(broker.broker_id, self.queue_name, broker.namespace)
+        acks = acks_key(broker.broker_id, self.queue_name, broker.namespace)
         held = [i.decode() for i in client.smembers(acks)]  # type: ignore[union-attr]
-        messages_key = keys.queue_keys(self.queue_name, broker.namespace)[1]
+        messages_key = queue_keys(self.queue_name, broker.namespace)[1]
         payloads = client.hmget(messages_key, held) if held else []
         for redis_id, payload in zip(held, payloads, strict=True):
             if payload == data:
@@ -158,11 +155,6 @@ class ReplayAttachBroker(RedisBroker):
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
         return super().consume(queue_name, prefetch, self.idle_poll_ms.get(queue_name, timeout))
-
-
-def delay_queue_name(queue_name: str) -> str:
-    """The name of dramatiq's delay queue that goes with ``queue_name``."""
-    return dq_name(queue_name)
 
 
 def run_worker_processes(

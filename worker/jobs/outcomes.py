@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import CurrentMessage, Shutdown, TimeLimitExceeded
+from dramatiq.middleware import Shutdown, TimeLimitExceeded
 from tenacity import (
     Retrying,
     retry_if_exception_type,
@@ -34,6 +33,7 @@ from worker.attach.use_case import attach_replay
 from worker.config import Config
 from worker.jobs import retry_policy
 from worker.jobs.failed import FailedJob, FailedJobs, session_of
+from worker.jobs.messages import Job
 from worker.jobs.scheduler import schedule_retry
 from worker.jobs.thread_services import ThreadServices
 from worker.logs import job_fields
@@ -67,14 +67,14 @@ def _patiently(what: str, operation: Callable[[], object]) -> None:
     retrying(operation)
 
 
-def _event_argument(message: dramatiq.Message[Any]) -> Any:
-    if len(message.args) != 1 or message.kwargs:
+def _event_argument(job: Job) -> Any:
+    if len(job.args) != 1 or job.kwargs:
         raise InvalidEvent("the message must carry exactly one event object as its argument")
-    return message.args[0]
+    return job.args[0]
 
 
 class JobRunner:
-    """Runs the attach use case for each message and records its outcome."""
+    """Runs the attach use case for each job and records its outcome."""
 
     def __init__(
         self, config: Config, broker: RedisBroker, failed: FailedJobs, services: ThreadServices
@@ -84,40 +84,32 @@ class JobRunner:
         self._failed = failed
         self._services = services
 
-    def run_current_message(self, *args: object, **kwargs: object) -> None:
-        """The actor's function: runs the message being processed (its arguments are in it)."""
-        message = CurrentMessage.get_current_message()
-        if message is None:  # pragma: no cover - CurrentMessage is always installed
-            raise RuntimeError("CurrentMessage middleware is missing")
-        self.run(message)
-
-    def run(self, message: dramatiq.Message[Any]) -> None:
-        options = message.options
-        attempt = int(options.get(keys.OPTION_ATTEMPTS, 0)) + 1
-        first_at = float(options.get(keys.OPTION_FIRST_ATTEMPT_AT) or time.time())
-        raw: Any = message.args[0] if message.args else None
+    def run(self, job: Job) -> None:
+        attempt = job.attempts + 1
+        first_at = job.first_attempt_at or time.time()
+        raw: Any = job.args[0] if job.args else None
         # Every line logged during the job carries its ids (JSON logs: as keys).
         with job_fields(
-            job_id=message.message_id,
+            job_id=job.job_id,
             attempt=attempt,
-            delivery_id=options.get(keys.OPTION_DELIVERY_ID),
+            delivery_id=job.delivery_id,
             session_id=session_of(raw),
         ) as fields:
             try:
-                event = parse_event(_event_argument(message))
+                event = parse_event(_event_argument(job))
                 if self._config.posthog.require_distinct_id:
                     require_distinct_id(event)
             except InvalidEvent as exc:
-                self._fail(message, raw, None, f"invalid event: {exc}", attempt, first_at)
+                self._fail(job, raw, None, f"invalid event: {exc}", attempt, first_at)
                 JOBS.labels("unknown", "failed").inc()
                 return
             fields["target"] = event.target
-            outcome = self._attach(message, event, raw, attempt, first_at)
+            outcome = self._attach(job, event, raw, attempt, first_at)
             JOBS.labels(system_of(event.target), outcome).inc()
 
     def _attach(
         self,
-        message: dramatiq.Message[Any],
+        job: Job,
         event: BugReport,
         raw: Any,
         attempt: int,
@@ -126,44 +118,41 @@ class JobRunner:
         """Attach; the job's outcome: attached, already_attached, no_recording, retry, failed,
         or the requester rule's requester_mismatch / requester_unknown."""
         services = self._services.get()
-        door = message.options.get(keys.OPTION_DOOR)
-        check = requester.check_for(self._config.privacy.match_requester, door)
+        check = requester.check_for(self._config.privacy.match_requester, job.door)
         try:
             result = attach_replay(event, services, first_at, check)
         except RetryLater as exc:
             return self._retry_or_fail(
-                message, event, exc.reason, exc.retry_after, attempt, first_at, exc.retry_by
+                job, event, exc.reason, exc.retry_after, attempt, first_at, exc.retry_by
             )
         except PermanentFailure as exc:
-            self._fail(message, raw, event, exc.reason, attempt, first_at, failure=exc)
+            self._fail(job, raw, event, exc.reason, attempt, first_at, failure=exc)
             return "failed"
         except REDIS_UNAVAILABLE as exc:
             # Our own state store, not a vendor: an outage is transient, not a bug.
-            log.warning("job %s: Redis unavailable: %s", message.message_id, exc)
-            return self._retry_or_fail(
-                message, event, "Redis was unavailable", None, attempt, first_at
-            )
+            log.warning("job %s: Redis unavailable: %s", job.job_id, exc)
+            return self._retry_or_fail(job, event, "Redis was unavailable", None, attempt, first_at)
         except TimeLimitExceeded:
             limit = self._config.worker.job_time_limit_seconds
             reason = f"the job ran longer than worker.job_time_limit_seconds ({limit:g} s)"
-            log.warning("job %s: %s", message.message_id, reason)
-            return self._retry_or_fail(message, event, reason, None, attempt, first_at)
+            log.warning("job %s: %s", job.job_id, reason)
+            return self._retry_or_fail(job, event, reason, None, attempt, first_at)
         except Shutdown:
             # The worker is stopping with this job in flight: it goes back on the queue.
             reason = "the worker stopped during the job"
-            return self._retry_or_fail(message, event, reason, None, attempt, first_at)
+            return self._retry_or_fail(job, event, reason, None, attempt, first_at)
         except Exception as exc:  # a bug or an unforeseen answer: retry a few times
-            log.exception("job %s: unexpected error", message.message_id)
+            log.exception("job %s: unexpected error", job.job_id)
             reason = f"unexpected error: {type(exc).__name__}"
             if attempt >= retry_policy.MAX_ATTEMPTS_ON_UNEXPECTED_ERROR:
-                self._fail(message, raw, event, reason, attempt, first_at)
+                self._fail(job, raw, event, reason, attempt, first_at)
                 return "failed"
-            return self._retry_or_fail(message, event, reason, None, attempt, first_at)
+            return self._retry_or_fail(job, event, reason, None, attempt, first_at)
         if result.refused is not None:
             # Its own outcome, not a failure: retrying cannot change whose ticket it is.
             log.warning(
                 "job %s: refused by the requester rule: %s",
-                message.message_id,
+                job.job_id,
                 result.refused.reason,
                 extra={"outcome": result.refused.outcome},
             )
@@ -171,7 +160,7 @@ class JobRunner:
         if result.no_recording:
             log.info(
                 "job %s: PostHog has no recording of %s; %s",
-                message.message_id,
+                job.job_id,
                 event.session_id,
                 f"told {event.target_label}" if result.written else "already said so",
                 extra={"outcome": "no_recording"},
@@ -180,7 +169,7 @@ class JobRunner:
         if result.already_attached:
             log.info(
                 "job %s: %s already on %s",
-                message.message_id,
+                job.job_id,
                 event.session_id,
                 event.target_label,
                 extra={"outcome": "already_attached"},
@@ -188,7 +177,7 @@ class JobRunner:
             return "already_attached"
         log.info(
             "job %s: attached %s to %s (%s)%s",
-            message.message_id,
+            job.job_id,
             event.session_id,
             event.target_label,
             ", ".join(result.written) or "nothing new",
@@ -203,7 +192,7 @@ class JobRunner:
 
     def _retry_or_fail(
         self,
-        message: dramatiq.Message[Any],
+        job: Job,
         event: BugReport,
         reason: str,
         retry_after: float | None,
@@ -218,18 +207,18 @@ class JobRunner:
             delay = retry_policy.no_later_than(delay, retry_by - time.time(), policy)
         give_up = retry_policy.why_give_up(attempt, first_at, time.time() + delay, policy)
         if give_up is not None:
-            self._fail(message, message.args[0], event, f"{give_up}: {reason}", attempt, first_at)
+            self._fail(job, job.args[0], event, f"{give_up}: {reason}", attempt, first_at)
             return "failed"
         log.info(
             "job %s: attempt %d failed (%s); retrying in %.1f s",
-            message.message_id,
+            job.job_id,
             attempt,
             reason,
             delay,
             extra={"outcome": "retry"},
         )
-        retry = message.copy(
-            options={
+        retry = job.with_options(
+            **{
                 keys.OPTION_ATTEMPTS: attempt,
                 keys.OPTION_FIRST_ATTEMPT_AT: first_at,
                 # So that `status` shows why a job is waiting, not only that it is.
@@ -241,7 +230,7 @@ class JobRunner:
 
     def _fail(
         self,
-        message: dramatiq.Message[Any],
+        job: Job,
         raw: Any,
         event: BugReport | None,
         reason: str,
@@ -249,10 +238,10 @@ class JobRunner:
         first_at: float,
         failure: IntegrationError | None = None,
     ) -> None:
-        log.warning("job %s failed: %s", message.message_id, reason, extra={"outcome": "failed"})
+        log.warning("job %s failed: %s", job.job_id, reason, extra={"outcome": "failed"})
         now = time.time()
-        job = FailedJob(
-            job_id=message.message_id,
+        failed = FailedJob(
+            job_id=job.job_id,
             event=raw,
             session_id=event.session_id if event else session_of(raw),
             target=event.target if event else None,
@@ -260,9 +249,9 @@ class JobRunner:
             attempts=attempt,
             first_failure_at=first_at,
             last_failure_at=now,
-            door=message.options.get(keys.OPTION_DOOR),
+            door=job.door,
         )
-        _patiently("record a failed job", lambda: self._failed.record(job))
+        _patiently("record a failed job", lambda: self._failed.record(failed))
         if event is not None and event.zendesk_ticket is not None:
             self._tag_failed_ticket(event, failure)
 

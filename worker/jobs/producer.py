@@ -9,70 +9,32 @@ is enqueued when it is invalid. The configuration is read once per process, as
 for the worker (``REPLAY_ATTACH_CONFIG`` / ``config.yaml``).
 
 A producer needs neither the worker's actor nor the vendor clients, nor
-dramatiq itself: it writes each message as dramatiq's default JSON encoder
-writes a ``dramatiq.Message``, where dramatiq's own enqueue writes it (its data
-in the queue's hash, its id at the end of the queue's list). Importing this
-module imports only the event contract, the configuration and redis;
-``tests/test_dramatiq_compat.py`` checks the message against dramatiq's own.
+dramatiq itself: it writes each message in dramatiq's format where dramatiq's own
+enqueue writes it (``worker.jobs.messages``). Importing this module imports only
+the event contract, the configuration, the queue's format and redis.
 """
 
 from __future__ import annotations
 
-import json
 import threading
-import time
-import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import redis
 
-from worker import keys
 from worker.attach.events import BugReport, parse_event, require_distinct_id
 from worker.config import Config, load_config
+from worker.jobs.messages import (
+    DRAMATIQ_NAMESPACE,
+    EncodedMessage,
+    new_job,
+    queue_keys,
+    stored,
+)
 from worker.jobs.redis_connection import redis_client, resolve_redis_url
 
 #: Events per Redis round trip when enqueueing many.
 BATCH_SIZE = 1000
-
-
-class EncodedMessage(NamedTuple):
-    """A bug report as dramatiq stores it: its Redis id, its job id, its bytes."""
-
-    redis_id: str
-    job_id: str
-    data: bytes
-
-
-def _message(
-    queue_name: str,
-    event: Any,
-    message_id: str | None = None,
-    delivery_id: str | None = None,
-    door: str | None = None,
-) -> EncodedMessage:
-    """A message carrying ``event`` as its one argument, as ``dramatiq.Message.encode`` writes it.
-
-    Every enqueued copy has its own Redis id, as with dramatiq's enqueue; the
-    message id is the job id.
-    """
-    redis_id = str(uuid.uuid4())
-    job_id = message_id or str(uuid.uuid4())
-    options: dict[str, Any] = {"redis_message_id": redis_id}
-    if delivery_id is not None:
-        options[keys.OPTION_DELIVERY_ID] = delivery_id
-    if door is not None:
-        options[keys.OPTION_DOOR] = door
-    fields = {
-        "queue_name": queue_name,
-        "actor_name": keys.ACTOR_NAME,
-        "args": [event],
-        "kwargs": {},
-        "options": options,
-        "message_id": job_id,
-        "message_timestamp": int(time.time() * 1000),
-    }
-    return EncodedMessage(redis_id, job_id, json.dumps(fields, separators=(",", ":")).encode())
 
 
 def encode_report(
@@ -80,7 +42,7 @@ def encode_report(
 ) -> EncodedMessage:
     """The message that enqueueing ``report`` writes, for writers of their own (the intake,
     which names its ``door``: the worker applies ``privacy.match_requester`` by it)."""
-    return _message(queue_name, report.to_message(), delivery_id=delivery_id, door=door)
+    return stored(new_job(queue_name, report.to_message(), delivery_id=delivery_id, door=door))
 
 
 class BugReportQueue:
@@ -90,13 +52,13 @@ class BugReportQueue:
         self,
         client: redis.Redis,
         queue_name: str,
-        namespace: str = keys.DRAMATIQ_NAMESPACE,
+        namespace: str = DRAMATIQ_NAMESPACE,
         *,
         require_distinct_id: bool = False,
     ) -> None:
         self.client = client
         self.queue_name = queue_name
-        self._queue_key, self._messages_key = keys.queue_keys(queue_name, namespace)
+        self._queue_key, self._messages_key = queue_keys(queue_name, namespace)
         #: ``posthog.require_distinct_id``: events without one are refused here.
         self.require_distinct_id = require_distinct_id
 
@@ -139,7 +101,7 @@ class BugReportQueue:
     def requeue(self, event: Any, job_id: str, door: str | None = None) -> None:
         """Enqueue ``event`` as received (valid or not) under an existing job id, from the
         ``door`` it first came through (the requester rule still applies to it)."""
-        message = _message(self.queue_name, event, message_id=job_id, door=door)
+        message = stored(new_job(self.queue_name, event, job_id=job_id, door=door))
         self._write({message.redis_id: message.data})
 
 

@@ -20,14 +20,11 @@ wakes for retries at most once a second.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
 import time
-import uuid
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 import dramatiq
 import redis
@@ -36,6 +33,7 @@ from dramatiq.middleware import Middleware
 from redis.commands.core import Script
 
 from worker import keys
+from worker.jobs.messages import Job, decode, queue_keys, stored
 from worker.lua import lua_script
 
 log = logging.getLogger(__name__)
@@ -49,20 +47,17 @@ BATCH = 500
 _PROMOTE = lua_script(__name__, "retry_promote.lua")
 
 
-def schedule_retry(
-    broker: RedisBroker, message: dramatiq.Message[Any], delay_seconds: float
-) -> None:
-    """Store ``message`` to be put back on its queue after ``delay_seconds``.
+def schedule_retry(broker: RedisBroker, job: Job, delay_seconds: float) -> None:
+    """Store ``job`` to be put back on its queue after ``delay_seconds``.
 
     The process's ``RetryScheduler`` (if the broker has one) is told when it is due.
     """
-    copy = message.copy(options={"redis_message_id": str(uuid.uuid4())})
-    copy.options.pop("eta", None)
+    # dramatiq's own delay, if a message ever carried one, would hold it back a second time.
+    message = stored(replace(job, options={k: v for k, v in job.options.items() if k != "eta"}))
     due_ms = int((time.time() + delay_seconds) * 1000)
-    member = copy.options["redis_message_id"]
     pipe = broker.client.pipeline(transaction=True)
-    pipe.hset(keys.SCHEDULED_MESSAGES_KEY, member, copy.encode())
-    pipe.zadd(keys.SCHEDULED_KEY, {member: due_ms})
+    pipe.hset(keys.SCHEDULED_MESSAGES_KEY, message.redis_id, message.data)
+    pipe.zadd(keys.SCHEDULED_KEY, {message.redis_id: due_ms})
     pipe.execute()
     for middleware in broker.middleware:
         if isinstance(middleware, RetryScheduler):
@@ -78,7 +73,7 @@ def promote_due(
     seconds), or None when none is left.
     """
     now_ms = int((time.time() if now is None else now) * 1000)
-    queue_key, messages_key = keys.queue_keys(queue_name, broker.namespace)
+    queue_key, messages_key = queue_keys(queue_name, broker.namespace)
     moved = 0
     while True:
         raw_count, earliest_ms = script(
@@ -128,11 +123,10 @@ def waiting_retries(client: redis.Redis, limit: int = 1000) -> list[WaitingRetry
 
 def _waiting(data: bytes, due: float) -> WaitingRetry:
     try:
-        message = json.loads(data)
+        job = decode(data)
     except ValueError:
-        message = {}
-    options = message.get("options") or {}
-    args = message.get("args") or [None]
+        job = Job(job_id="?", queue_name="", args=())
+    args = job.args or (None,)
     event = args[0] if isinstance(args[0], dict) else {}
     if isinstance(event.get("zendesk_ticket"), int):
         target: str | None = f"zendesk:{event['zendesk_ticket']}"
@@ -141,14 +135,13 @@ def _waiting(data: bytes, due: float) -> WaitingRetry:
     else:
         target = None
     session = event.get("session_id")
-    error = options.get(keys.OPTION_LAST_ERROR)
     return WaitingRetry(
-        job_id=str(message.get("message_id", "?")),
+        job_id=job.job_id,
         session_id=session if isinstance(session, str) else None,
         target=target,
-        attempts=int(options.get(keys.OPTION_ATTEMPTS) or 0),
+        attempts=job.attempts,
         next_attempt_at=due,
-        last_error=error if isinstance(error, str) else None,
+        last_error=job.last_error,
     )
 
 

@@ -8,8 +8,8 @@ import redis
 
 from worker import keys
 from worker.attach.ledger import Ledger
-from worker.jobs.dramatiq_compat import delay_queue_name
 from worker.jobs.failed import FailedJob, FailedJobs
+from worker.jobs.messages import acks_key, delay_queue_name, queue_keys
 from worker.jobs.scheduler import scheduled_count
 
 
@@ -28,15 +28,15 @@ class QueueFigures:
 
 def queue_figures(client: redis.Redis, queue_name: str, failed: FailedJobs) -> QueueFigures:
     in_flight = sum(
-        int(client.scard(key)) for key in client.scan_iter(match=keys.acks_key("*", queue_name))
+        int(client.scard(key)) for key in client.scan_iter(match=acks_key("*", queue_name))
     )
-    delayed = keys.queue_keys(delay_queue_name(queue_name))[1]
+    delayed = queue_keys(delay_queue_name(queue_name))[1]
     info = client.info("server")
     server = f"redis-server {info.get('redis_version', '?')}"
     if info.get("executable"):
         server += f" ({info['executable']})"
     return QueueFigures(
-        queued=int(client.llen(keys.queue_keys(queue_name)[0])),
+        queued=int(client.llen(queue_keys(queue_name)[0])),
         in_flight=in_flight,
         scheduled_retries=scheduled_count(client) + int(client.hlen(delayed)),
         failed=failed.count(),
