@@ -43,11 +43,10 @@ from typing import Any
 import psutil
 import redis
 import requests
-from dramatiq import Message
 from fleet import ROOT, free_port, redis_url
 
 from worker import keys
-from worker.jobs.messages import queue_keys
+from worker.jobs.messages import decode, queue_keys
 
 SECRET = base64.b64encode(os.urandom(32)).decode()
 CONNECTIONS = 64
@@ -252,7 +251,7 @@ def check_queued(client: redis.Redis, answered: Path) -> dict[str, int]:
         part.unlink()
     queue_key, messages_key = queue_keys(keys.QUEUE_NAME)
     messages: list[bytes] = client.hvals(messages_key)  # type: ignore[assignment]
-    queued = {Message.decode(data).message_id for data in messages}
+    queued = {decode(data).job_id for data in messages}
     return {
         "answered_202": len(ids),
         "answered_and_queued": len(ids & queued),
