@@ -11,6 +11,7 @@ import pytest
 
 from worker.attach import rendering
 from worker.attach.events import parse_event
+from worker.attach.helpdesks import jira_comments, zendesk_notes
 from worker.attach.recording import RecordingFacts, StartPoint
 
 LINK = "https://us.posthog.com/embedded/tok-123?t=95"
@@ -36,7 +37,7 @@ def test_a_zendesk_note_escapes_the_reporters_words_and_page() -> None:
             "replay_seconds": 95,
         }
     )
-    note = rendering.zendesk_note(report, REPLAY, public=False)
+    note = zendesk_notes.note(report, REPLAY, public=False)
     assert note.public is False
     assert "<script>" not in note.html_body
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; more" in note.html_body
@@ -47,7 +48,7 @@ def test_a_zendesk_note_escapes_the_reporters_words_and_page() -> None:
         and "Opens at: 1:35, as given with the report" in note.html_body
     )
     assert LINK in note.plain_body and rendering.WARNING in note.plain_body
-    assert rendering.zendesk_note(report, REPLAY, public=True).public is True
+    assert zendesk_notes.note(report, REPLAY, public=True).public is True
 
 
 def _markup_left(text: str) -> list[str]:
@@ -58,12 +59,12 @@ def _markup_left(text: str) -> list[str]:
     # The entities wiki_text writes itself: a reporter's '&' is always escaped.
     for char in re.sub(r"&bsol;|&#46;", "", text):
         if escaped:
-            if char not in rendering.WIKI_SPECIAL:
+            if char not in jira_comments.WIKI_SPECIAL:
                 left.append("\\" + char)
             escaped = False
         elif char == "\\":
             escaped = True
-        elif char in rendering.WIKI_SPECIAL:
+        elif char in jira_comments.WIKI_SPECIAL:
             left.append(char)
     if escaped:
         left.append("trailing \\")
@@ -87,10 +88,10 @@ def _markup_left(text: str) -> list[str]:
 )
 def test_a_jira_v2_comment_shows_the_reporters_text_as_text(description: str) -> None:
     report = parse_event({"session_id": "s-1", "jira_issue": "BUG-1", "description": description})
-    comment = rendering.jira_comment(report, REPLAY, api_version=2, visibility=None)
+    comment = jira_comments.comment(report, REPLAY, api_version=2, visibility=None)
     assert isinstance(comment.body, str)
     shown = comment.body.split("Reporter's description:\n", 1)[1].rsplit("\n_", 1)[0]
-    assert shown == rendering.wiki_text(description)
+    assert shown == jira_comments.wiki_text(description)
     assert _markup_left(shown) == []
     # Unescaped again, it is the reporter's text exactly.
     entities = {"&bsol;": "\\", "&#46;": "."}
@@ -109,7 +110,7 @@ def test_a_jira_v2_comment_keeps_links_and_values_intact() -> None:
             "reported_at": "2026-11-26T10:00:00+01:00",
         }
     )
-    comment = rendering.jira_comment(report, REPLAY, api_version=2, visibility=None)
+    comment = jira_comments.comment(report, REPLAY, api_version=2, visibility=None)
     assert isinstance(comment.body, str)
     # '|' and ']' in a URL would end the [text|url] link early.
     assert "Page: [https://app.example.com/a%7Cb%5Dc]" in comment.body
@@ -161,7 +162,7 @@ def test_every_url_in_a_jira_v2_comment_starts_no_markup_and_stays_the_same_url(
 ) -> None:
     link = "https://us.posthog.com/embedded/a-b_c~d!e?t=95"
     report = parse_event({"session_id": "s-1", "jira_issue": "BUG-1", "page_url": page_url})
-    body = rendering.jira_comment(
+    body = jira_comments.comment(
         report, rendering.Replay(link), api_version=2, visibility=None
     ).body
     assert isinstance(body, str)
@@ -171,16 +172,16 @@ def test_every_url_in_a_jira_v2_comment_starts_no_markup_and_stays_the_same_url(
         assert _markup_in(shown) == set(), shown
         assert _same_url(shown, given), (shown, given)
     # The text that finds the comment on the issue again is in it, as the comment writes it.
-    (form, plain) = rendering.jira_markers(rendering.dedupe_marker(link), api_version=2)
+    (form, plain) = jira_comments.markers(rendering.dedupe_marker(link), api_version=2)
     assert form in body and plain == "/embedded/a-b_c~d!e"
-    assert rendering.jira_markers(rendering.dedupe_marker(link), api_version=3) == (plain,)
+    assert jira_comments.markers(rendering.dedupe_marker(link), api_version=3) == (plain,)
     page = rendering.posthog_session_page("https://us.posthog.com", 1, "s_1-x")
-    missing = rendering.jira_missing_comment(
+    missing = jira_comments.missing_comment(
         report, datetime.now(timezone.utc), page, api_version=2, visibility=None
     ).body
     (url,) = re.findall(r"\[(https?://[^\]]*)\]", str(missing))
     assert _markup_in(url) == set() and _same_url(url, page)
-    assert rendering.jira_markers(rendering.missing_marker(page), api_version=2)[0] in missing
+    assert jira_comments.markers(rendering.dedupe_marker(page), api_version=2)[0] in missing
 
 
 def test_zendesk_placeholders_in_the_reporters_text_stay_inert() -> None:
@@ -192,7 +193,7 @@ def test_zendesk_placeholders_in_the_reporters_text_stay_inert() -> None:
             "page_url": "https://app.example.com/?q={{current_user.name}}",
         }
     )
-    note = rendering.zendesk_note(report, REPLAY, public=False)
+    note = zendesk_notes.note(report, REPLAY, public=False)
     for body in (note.html_body, note.plain_body):
         assert "{{" not in body and "}}" not in body
     assert "&#123;&#123;ticket.requester.email&#125;&#125;" in note.html_body
@@ -206,7 +207,7 @@ def test_a_jira_v3_comment_is_a_document_whose_text_is_never_markup() -> None:
         {"session_id": "s-1", "jira_issue": "BUG-1", "description": "*bold* [x|http://y]"}
     )
     visibility = {"type": "role", "value": "Developers"}
-    comment = rendering.jira_comment(report, REPLAY, api_version=3, visibility=visibility)
+    comment = jira_comments.comment(report, REPLAY, api_version=3, visibility=visibility)
     assert comment.visibility == visibility
     doc = comment.body
     assert isinstance(doc, dict) and doc["type"] == "doc" and doc["version"] == 1
@@ -229,7 +230,7 @@ def test_a_remote_link_is_keyed_by_project_and_session_and_never_carries_the_rep
     None
 ):
     report = parse_event({"session_id": "s-1", "jira_issue": "BUG-1", "description": "d" * 400})
-    link = rendering.jira_remote_link(report, LINK, project_id=42)
+    link = jira_comments.remote_link(report, LINK, project_id=42)
     assert link.global_id == "posthog-replay:42:s-1"
     assert (link.url, link.title) == (LINK, "Session replay s-1")
     # Seen by everyone who can see the issue.
@@ -241,12 +242,12 @@ def test_the_note_says_how_long_the_recording_is_when_it_started_and_where_it_op
 
     facts = RecordingFacts(datetime(2026, 11, 26, 9, 12, 3, tzinfo=timezone.utc), 187, True)
     replay = rendering.Replay(LINK, facts, StartPoint(155, "reported"))
-    note = rendering.zendesk_note(event(), replay, public=False)
+    note = zendesk_notes.note(event(), replay, public=False)
     assert "Recording: 3:07 long, started 2026-11-26 09:12 UTC, still recording" in note.plain_body
     assert "Opens at: 2:35, when the report was sent" in note.plain_body
-    wiki = rendering.jira_comment(event(), replay, api_version=2, visibility=None).body
+    wiki = jira_comments.comment(event(), replay, api_version=2, visibility=None).body
     assert isinstance(wiki, str) and "Opens at: {{2\\:35, when the report was sent}}" in wiki
-    adf = json.dumps(rendering.jira_comment(event(), replay, api_version=3, visibility=None).body)
+    adf = json.dumps(jira_comments.comment(event(), replay, api_version=3, visibility=None).body)
     assert "3:07 long" in adf and "when the report was sent" in adf
 
 
@@ -257,17 +258,17 @@ def test_the_no_recording_note_names_the_session_and_reasons_and_carries_no_link
     report = event(description="It broke {{ticket.requester.email}}")
     page = rendering.posthog_session_page("https://us.posthog.com", 1, "s-1")
     assert page == "https://us.posthog.com/project/1/replay/s-1"
-    note = rendering.zendesk_missing_note(report, until, page, public=False)
-    marker = rendering.missing_marker(page)
+    note = zendesk_notes.missing_note(report, until, page, public=False)
+    marker = rendering.dedupe_marker(page)
     assert marker in note.plain_body and marker in note.html_body
     assert "PostHog has no recording of session s-1" in note.plain_body
     assert "until 2026-11-26 09:42 UTC" in note.plain_body
     assert "ad or tracking blocker" in note.plain_body and "No link was posted" in note.plain_body
     assert "/embedded/" not in note.html_body + note.plain_body
     for version in (2, 3):
-        body = rendering.jira_missing_comment(
+        body = jira_comments.missing_comment(
             report, until, page, api_version=version, visibility=None
         )
         # The marker survives each format as it is searched for: in the body as JSON.
-        (form, *_) = rendering.jira_markers(marker, api_version=version)
+        (form, *_) = jira_comments.markers(marker, api_version=version)
         assert form in json.dumps(body.body) and "/embedded/" not in json.dumps(body.body)

@@ -26,6 +26,7 @@ from enum import Enum
 
 from integrations.posthog import Person
 from worker.attach.events import BugReport
+from worker.attach.helpdesks import HELPDESKS, helpdesk_of
 from worker.attach.services import Services
 
 #: Outcomes of a job refused by the rule (see ``worker.jobs.outcomes``).
@@ -35,7 +36,7 @@ UNKNOWN = "requester_unknown"
 
 #: The intake's doors whose ticket is the helpdesk's own (the webhook fired for it):
 #: only the session id in it was typed by a requester.
-HELPDESK_DOORS = frozenset({"/webhooks/zendesk", "/webhooks/jira"})
+HELPDESK_DOORS = frozenset(helpdesk.door for helpdesk in HELPDESKS.values())
 #: Every webhook door (``privacy.match_requester: webhooks``).
 WEBHOOK_DOORS = HELPDESK_DOORS | {"/webhooks/posthog"}
 
@@ -71,14 +72,8 @@ class Refusal:
 
 def requester_email(event: BugReport, services: Services) -> str | None:
     """The ticket's requester's email, as the helpdesk's API shows it."""
-    if event.zendesk_ticket is not None:
-        if services.zendesk is None:
-            return None
-        return services.zendesk.requester_email(event.zendesk_ticket)
-    assert event.jira_issue is not None
-    if services.jira is None:
-        return None
-    return services.jira.reporter_email(event.jira_issue)
+    helpdesk, ticket = helpdesk_of(event.target)
+    return helpdesk.requester_email(ticket, services)
 
 
 def _same(email: str, other: str | None) -> bool:

@@ -15,8 +15,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from integrations.errors import NotConfigured
 from worker.attach import rendering
+from worker.attach.helpdesks import helpdesk_of
 from worker.attach.ledger import Ledger, StepState
 from worker.attach.links import Link
 from worker.attach.services import Services
@@ -74,35 +74,12 @@ def _tell(link: Link, target: str, posted: str, services: Services) -> bool:
     state = Ledger.state({trace: link.traces.get(target, "")}, trace)
     if state is StepState.DONE:
         return False
+    helpdesk, ticket = helpdesk_of(target)
+    helpdesk.take_link_off(link, ticket, services)
     marker = rendering.revoke_marker(link.token)
-    reason = link.revoked_reason or "revoked"
-    system, _, ticket = target.partition(":")
-    if system == "zendesk":
-        zendesk = services.zendesk
-        if zendesk is None:
-            raise NotConfigured("Zendesk", f"Zendesk is not configured: cannot tell {target}")
-        number = int(ticket)
-        if not (state is StepState.PENDING and zendesk.has_comment_containing(number, marker)):
-            services.links.mark(link.session_id, trace, Ledger.pending())
-            public = services.config.zendesk.public_comment
-            note = rendering.zendesk_revoked_note(link, reason, public=public)
-            zendesk.post_note(number, note)
-    else:
-        jira = services.jira
-        if jira is None:
-            raise NotConfigured("Jira", f"Jira is not configured: cannot tell {target}")
-        project_id = services.config.posthog.project
-        jira.remove_remote_link(ticket, f"posthog-replay:{project_id}:{link.session_id}")
-        if not (state is StepState.PENDING and jira.has_comment_containing(ticket, marker)):
-            services.links.mark(link.session_id, trace, Ledger.pending())
-            visibility = services.config.jira.comment_visibility
-            comment = rendering.jira_revoked_comment(
-                link,
-                reason,
-                api_version=jira.api_version,
-                visibility=visibility.model_dump() if visibility else None,
-            )
-            jira.add_comment(ticket, comment)
+    if not (state is StepState.PENDING and helpdesk.shows(ticket, marker, services)):
+        services.links.mark(link.session_id, trace, Ledger.pending())
+        helpdesk.post_revoked_note(link, ticket, link.revoked_reason or "revoked", services)
     services.links.mark(link.session_id, trace, Ledger.done())
     log.info("told %s that the link of %s was revoked (%s)", target, link.session_id, posted)
     return True

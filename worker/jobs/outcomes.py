@@ -29,6 +29,7 @@ from integrations.errors import IntegrationError, PermanentFailure, RetryLater
 from worker import keys
 from worker.attach import requester
 from worker.attach.events import BugReport, InvalidEvent, parse_event, require_distinct_id
+from worker.attach.helpdesks import helpdesk_of
 from worker.attach.use_case import attach_replay
 from worker.config import Config
 from worker.jobs import retry_policy
@@ -252,18 +253,7 @@ class JobRunner:
             door=job.door,
         )
         _patiently("record a failed job", lambda: self._failed.record(failed))
-        if event is not None and event.zendesk_ticket is not None:
-            self._tag_failed_ticket(event, failure)
-
-    def _tag_failed_ticket(self, event: BugReport, failure: IntegrationError | None) -> None:
-        """Let agents see the failure in Zendesk, where the ticket can still be updated."""
-        tag = self._config.zendesk.failed_tag
-        services = self._services.get()
-        if not tag or services.zendesk is None or event.zendesk_ticket is None:
-            return
-        if failure is not None and failure.system == "Zendesk":
-            return  # the ticket itself is the problem (missing, closed, no access)
-        try:
-            services.zendesk.add_tags(event.zendesk_ticket, [tag])
-        except IntegrationError as exc:
-            log.warning("could not tag %s as failed: %s", event.target_label, exc.reason)
+        if event is not None:
+            # Let agents see the failure on the ticket, where the helpdesk has a way.
+            helpdesk, ticket = helpdesk_of(event.target)
+            helpdesk.mark_failed(ticket, self._services.get(), failure)
