@@ -27,6 +27,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from worker import keys
+from worker.attach.tickets import Ticket
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ INTAKE_CLOSED = Counter(
 
 def system_of(target: str) -> str:
     """``zendesk:123`` -> ``zendesk``."""
-    return target.partition(":")[0] or "unknown"
+    return Ticket.parse(target).system or "unknown"
 
 
 class RedisFigures(Collector):

@@ -180,7 +180,7 @@ def test_every_url_in_a_jira_v2_comment_starts_no_markup_and_stays_the_same_url(
     ).body
     (url,) = re.findall(r"\[(https?://[^\]]*)\]", str(missing))
     assert _markup_in(url) == set() and _same_url(url, page)
-    assert rendering.jira_markers(rendering.missing_marker(page), api_version=2)[0] in missing
+    assert rendering.jira_markers(rendering.dedupe_marker(page), api_version=2)[0] in missing
 
 
 def test_zendesk_placeholders_in_the_reporters_text_stay_inert() -> None:
@@ -258,7 +258,7 @@ def test_the_no_recording_note_names_the_session_and_reasons_and_carries_no_link
     page = rendering.posthog_session_page("https://us.posthog.com", 1, "s-1")
     assert page == "https://us.posthog.com/project/1/replay/s-1"
     note = rendering.zendesk_missing_note(report, until, page, public=False)
-    marker = rendering.missing_marker(page)
+    marker = rendering.dedupe_marker(page)
     assert marker in note.plain_body and marker in note.html_body
     assert "PostHog has no recording of session s-1" in note.plain_body
     assert "until 2026-11-26 09:42 UTC" in note.plain_body

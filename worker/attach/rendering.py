@@ -60,19 +60,14 @@ class Replay:
 
 
 def dedupe_marker(link: str) -> str:
-    """The text that identifies our note in a ticket: the link's path, without ``?t=``."""
+    """The text that identifies our note in a ticket, in every format: the path of the page
+    it links to (the shared link without ``?t=``, or the session's PostHog page)."""
     return urlsplit(link).path
 
 
 def posthog_session_page(host: str, project_id: int, session_id: str) -> str:
     """The session's page in PostHog's app (for people who can log in there; not public)."""
     return f"{host.rstrip('/')}/project/{project_id}/replay/{quote(session_id, safe='')}"
-
-
-def missing_marker(session_page: str) -> str:
-    """The text that identifies our "no recording" note in a ticket, in every format: the
-    path of the session's PostHog page, which the note links to."""
-    return urlsplit(session_page).path
 
 
 def _utc(moment: datetime) -> str:
@@ -352,11 +347,16 @@ def jira_remote_link(event: BugReport, link: str, *, project_id: int) -> JiraRem
     return JiraRemoteLink(
         # Jira upserts remote links by globalId on an issue: the same session
         # always maps to the same link.
-        global_id=f"posthog-replay:{project_id}:{event.session_id}",
+        global_id=remote_link_global_id(project_id, event.session_id),
         url=link,
         title=f"Session replay {event.session_id}",
         summary=summary,
     )
+
+
+def remote_link_global_id(project_id: int, session_id: str) -> str:
+    """The id by which Jira knows our remote link to a session on an issue (its globalId)."""
+    return f"posthog-replay:{project_id}:{session_id}"
 
 
 def revoke_marker(token: str) -> str:

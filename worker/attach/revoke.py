@@ -20,6 +20,7 @@ from worker.attach import rendering
 from worker.attach.ledger import Ledger, StepState
 from worker.attach.links import Link
 from worker.attach.services import Services
+from worker.attach.tickets import ZENDESK, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +77,12 @@ def _tell(link: Link, target: str, posted: str, services: Services) -> bool:
         return False
     marker = rendering.revoke_marker(link.token)
     reason = link.revoked_reason or "revoked"
-    system, _, ticket = target.partition(":")
-    if system == "zendesk":
+    ticket = Ticket.parse(target)
+    if ticket.system == ZENDESK:
         zendesk = services.zendesk
         if zendesk is None:
             raise NotConfigured("Zendesk", f"Zendesk is not configured: cannot tell {target}")
-        number = int(ticket)
+        number = int(ticket.id)
         if not (state is StepState.PENDING and zendesk.has_comment_containing(number, marker)):
             services.links.mark(link.session_id, trace, Ledger.pending())
             public = services.config.zendesk.public_comment
@@ -92,8 +93,9 @@ def _tell(link: Link, target: str, posted: str, services: Services) -> bool:
         if jira is None:
             raise NotConfigured("Jira", f"Jira is not configured: cannot tell {target}")
         project_id = services.config.posthog.project
-        jira.remove_remote_link(ticket, f"posthog-replay:{project_id}:{link.session_id}")
-        if not (state is StepState.PENDING and jira.has_comment_containing(ticket, marker)):
+        global_id = rendering.remote_link_global_id(project_id, link.session_id)
+        jira.remove_remote_link(ticket.id, global_id)
+        if not (state is StepState.PENDING and jira.has_comment_containing(ticket.id, marker)):
             services.links.mark(link.session_id, trace, Ledger.pending())
             visibility = services.config.jira.comment_visibility
             comment = rendering.jira_revoked_comment(
@@ -102,7 +104,7 @@ def _tell(link: Link, target: str, posted: str, services: Services) -> bool:
                 api_version=jira.api_version,
                 visibility=visibility.model_dump() if visibility else None,
             )
-            jira.add_comment(ticket, comment)
+            jira.add_comment(ticket.id, comment)
     services.links.mark(link.session_id, trace, Ledger.done())
     log.info("told %s that the link of %s was revoked (%s)", target, link.session_id, posted)
     return True

@@ -67,7 +67,7 @@ def plan_missing_steps(event: BugReport, services: Services, looked_until: datet
     event = shown_on_ticket(event, services)
     posthog = services.config.posthog
     page = rendering.posthog_session_page(posthog.host, posthog.project, event.session_id)
-    marker = rendering.missing_marker(page)
+    marker = rendering.dedupe_marker(page)
     if event.zendesk_ticket is not None:
         ticket, zendesk = event.zendesk_ticket, _zendesk(services)
         public = services.config.zendesk.public_comment

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from starlette.requests import Request
 
 from worker.attach.events import JIRA_ISSUE_PATTERN, BugReport, InvalidEvent
+from worker.attach.tickets import Ticket
 from worker.config import Config
 from worker.intake.bodies import (
     MAX_BATCH_BYTES,
@@ -89,7 +90,7 @@ def _resolution(payload: Mapping[str, Any], issue: Mapping[str, Any]) -> TicketS
             if not re.match(JIRA_ISSUE_PATTERN, name):
                 raise InvalidEvent("issue.key: must be a Jira issue key such as BUG-42")
             return TicketStatus(
-                f"jira:{name}",
+                str(Ticket.jira(name)),
                 bool(item.get("to") or item.get("toString")),
                 _jira_timestamp(payload.get("timestamp")),
             )

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from starlette.requests import Request
 
 from worker.attach.events import BugReport, InvalidEvent
+from worker.attach.tickets import Ticket
 from worker.config import Config
 from worker.intake.bodies import (
     MAX_EVENT_BYTES,
@@ -150,15 +151,15 @@ def _zendesk_status(status: Any, ticket: Any, signed_at_ms: int) -> TicketStatus
     name = _known(status)
     if name is None:
         log.info(
-            "zendesk:%s: status %r is not one this door knows: no link's life changes "
+            "%s: status %r is not one this door knows: no link's life changes "
             "(send status_category with it)",
-            ticket,
+            Ticket.zendesk(ticket),
             status[:60],
         )
         return None
     if name == _ZENDESK_NEW:
         return None
-    return TicketStatus(f"zendesk:{ticket}", name in _ZENDESK_SOLVED, signed_at_ms)
+    return TicketStatus(str(Ticket.zendesk(ticket)), name in _ZENDESK_SOLVED, signed_at_ms)
 
 
 # ----------------------------------------------------------------- its door
