@@ -1,8 +1,8 @@
 """The intake benchmark's peer: the simplest correct receiver of signed Zendesk deliveries.
 
 What any receiver of these webhooks must do, and nothing more: check the Zendesk
-signature and its timestamp's freshness (``worker.intake.signatures``, as the
-intake does), read the ticket and the session from the JSON body, and write one
+signature and its timestamp's freshness (``worker.intake.senders.zendesk``, as
+the intake does), read the ticket and the session from the JSON body, and write one
 dramatiq message where dramatiq's enqueue puts it (its data in the queue's hash,
 its id at the end of the queue's list, in one MULTI/EXEC), answering 202 with the
 job id. No deduplication, no ticket states, no rate limit, no load shedding, no
@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from worker.attach.events import InvalidEvent, parse_event
 from worker.config import load_config
-from worker.intake import signatures
+from worker.intake.senders.zendesk import zendesk_signature_problem
 from worker.jobs.messages import queue_keys
 from worker.jobs.producer import encode_report
 from worker.jobs.redis_connection import resolve_redis_url
@@ -55,7 +55,7 @@ async def receive_zendesk(request: Request) -> Response:
     body = await request.body()
     now = datetime.now(timezone.utc)
     tolerance = config.intake.timestamp_tolerance_seconds
-    if signatures.zendesk_signature_problem(SECRET, body, request.headers, now, tolerance):
+    if zendesk_signature_problem(SECRET, body, request.headers, now, tolerance):
         return JSONResponse({"error": "missing or invalid credentials"}, status_code=401)
     try:
         report = parse_event(_event(body))

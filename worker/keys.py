@@ -91,7 +91,7 @@ TICKET_STATE_AT_KEY = REDIS_PREFIX + ":ticket-state-at:{target}"
 
 #: String ``{prefix}:intake-rate:{token}:{minute}``: events one intake token enqueued in
 #: one minute (unix time // 60), ``token`` being the token's digest
-#: (``worker.intake.signatures.token_id``), never the token. Expires after two minutes.
+#: (``worker.intake.tokens.token_id``), never the token. Expires after two minutes.
 INTAKE_RATE_KEY = REDIS_PREFIX + ":intake-rate:{token}:{minute}"
 
 #: Lock ``{prefix}:lock:sweep``: one worker process of the fleet sweeps at a time.

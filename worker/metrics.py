@@ -22,6 +22,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from worker.attach.tickets import Ticket
+
 log = logging.getLogger(__name__)
 
 #: The environment variable prometheus_client's multiprocess mode reads.
@@ -61,7 +63,7 @@ INTAKE_CLOSED = Counter(
 
 def system_of(target: str) -> str:
     """``zendesk:123`` -> ``zendesk``."""
-    return target.partition(":")[0] or "unknown"
+    return Ticket.parse(target).system or "unknown"
 
 
 def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from worker.attach.helpdesks import HELPDESKS, helpdesk_of
+from worker.attach.tickets import Ticket
 
 ROOT = Path(__file__).resolve().parents[2]
 USE_CASE = [
@@ -60,9 +61,9 @@ def test_each_helpdesk_is_found_by_its_system_and_has_its_own_door() -> None:
     assert len({desk.door for desk in HELPDESKS.values()}) == len(HELPDESKS)
     for system, desk in HELPDESKS.items():
         assert desk.system == system
-        assert helpdesk_of(f"{system}:ABC-1") == (desk, "ABC-1")
+        assert helpdesk_of(Ticket.parse(f"{system}:ABC-1")) is desk
 
 
-def test_a_target_of_no_known_helpdesk_is_refused_by_name() -> None:
+def test_a_ticket_of_no_known_helpdesk_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="'linear'"):
-        helpdesk_of("linear:ENG-1")
+        helpdesk_of(Ticket.parse("linear:ENG-1"))

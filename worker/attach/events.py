@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from worker.attach.tickets import Ticket
+
 #: PostHog session ids are UUIDs, but any 1-200 characters of letters, digits,
 #: ``-`` and ``_`` are accepted. Nothing else: the id goes into a URL path.
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,200}$"
@@ -97,18 +99,21 @@ class BugReport(BaseModel):
         return self
 
     @property
+    def ticket(self) -> Ticket:
+        if self.zendesk_ticket is not None:
+            return Ticket.zendesk(self.zendesk_ticket)
+        assert self.jira_issue is not None  # exactly one of the two (_one_target)
+        return Ticket.jira(self.jira_issue)
+
+    @property
     def target(self) -> str:
         """A stable name of the ticket, used in Redis keys and messages."""
-        if self.zendesk_ticket is not None:
-            return f"zendesk:{self.zendesk_ticket}"
-        return f"jira:{self.jira_issue}"
+        return str(self.ticket)
 
     @property
     def target_label(self) -> str:
         """The ticket as a support engineer would name it."""
-        if self.zendesk_ticket is not None:
-            return f"Zendesk ticket {self.zendesk_ticket}"
-        return f"Jira issue {self.jira_issue}"
+        return self.ticket.label
 
     def to_message(self) -> dict[str, Any]:
         """The JSON form carried on the queue (unset fields left out)."""

@@ -72,8 +72,7 @@ class Refusal:
 
 def requester_email(event: BugReport, services: Services) -> str | None:
     """The ticket's requester's email, as the helpdesk's API shows it."""
-    helpdesk, ticket = helpdesk_of(event.target)
-    return helpdesk.requester_email(ticket, services)
+    return helpdesk_of(event.ticket).requester_email(event.ticket, services)
 
 
 def _same(email: str, other: str | None) -> bool:

@@ -20,6 +20,7 @@ from worker.attach.helpdesks import helpdesk_of
 from worker.attach.ledger import Ledger, StepState
 from worker.attach.links import Link
 from worker.attach.services import Services
+from worker.attach.tickets import Ticket
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,8 @@ def _tell(link: Link, target: str, posted: str, services: Services) -> bool:
     state = Ledger.state({trace: link.traces.get(target, "")}, trace)
     if state is StepState.DONE:
         return False
-    helpdesk, ticket = helpdesk_of(target)
+    ticket = Ticket.parse(target)
+    helpdesk = helpdesk_of(ticket)
     helpdesk.take_link_off(link, ticket, services)
     marker = rendering.revoke_marker(link.token)
     if not (state is StepState.PENDING and helpdesk.shows(ticket, marker, services)):

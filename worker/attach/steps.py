@@ -36,17 +36,16 @@ def shown_on_ticket(event: BugReport, services: Services) -> BugReport:
 
 def plan_steps(event: BugReport, services: Services) -> list[Step]:
     """The steps of this event's job; raises ``NotConfigured`` for a disabled system."""
-    helpdesk, ticket = helpdesk_of(event.target)
-    return helpdesk.steps(shown_on_ticket(event, services), ticket, services)
+    ticket = event.ticket
+    return helpdesk_of(ticket).steps(shown_on_ticket(event, services), ticket, services)
 
 
 def plan_missing_steps(event: BugReport, services: Services, looked_until: datetime) -> list[Step]:
     """What a ticket gets when PostHog has no recording of the session: a note saying so."""
     posthog = services.config.posthog
     page = rendering.posthog_session_page(posthog.host, posthog.project, event.session_id)
-    helpdesk, ticket = helpdesk_of(event.target)
-    shown = shown_on_ticket(event, services)
-    return helpdesk.missing_steps(shown, ticket, services, looked_until, page)
+    ticket, shown = event.ticket, shown_on_ticket(event, services)
+    return helpdesk_of(ticket).missing_steps(shown, ticket, services, looked_until, page)
 
 
 __all__ = ["Step", "plan_missing_steps", "plan_steps", "shown_on_ticket"]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from worker.attach.events import JIRA_ISSUE_PATTERN, SESSION_ID_PATTERN
+from worker.attach.tickets import Ticket
 from worker.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:
@@ -81,11 +82,11 @@ def selected_target(zendesk_ticket: int | None, jira_issue: str | None) -> str |
     if zendesk_ticket is not None:
         if zendesk_ticket <= 0:
             die("invalid selection: zendesk_ticket: must be a positive integer")
-        return f"zendesk:{zendesk_ticket}"
+        return str(Ticket.zendesk(zendesk_ticket))
     if jira_issue is not None:
         if not re.match(JIRA_ISSUE_PATTERN, jira_issue.upper()):
             die("invalid selection: jira_issue: must be a Jira issue key such as BUG-42")
-        return f"jira:{jira_issue.upper()}"
+        return str(Ticket.jira(jira_issue))
     return None
 
 

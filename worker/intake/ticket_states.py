@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from worker import keys
-from worker.intake.doors import TicketStatus
+from worker.intake.sender import TicketStatus
 from worker.lua import lua_script
 
 _APPLY_SCRIPT = lua_script(__name__, "ticket_state_apply.lua")

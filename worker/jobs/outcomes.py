@@ -255,5 +255,4 @@ class JobRunner:
         _patiently("record a failed job", lambda: self._failed.record(failed))
         if event is not None:
             # Let agents see the failure on the ticket, where the helpdesk has a way.
-            helpdesk, ticket = helpdesk_of(event.target)
-            helpdesk.mark_failed(ticket, self._services.get(), failure)
+            helpdesk_of(event.ticket).mark_failed(event.ticket, self._services.get(), failure)

@@ -33,6 +33,7 @@ from dramatiq.middleware import Middleware
 from redis.commands.core import Script
 
 from worker import keys
+from worker.attach.tickets import Ticket
 from worker.jobs.messages import Job, decode, queue_keys, stored
 from worker.lua import lua_script
 
@@ -129,9 +130,9 @@ def _waiting(data: bytes, due: float) -> WaitingRetry:
     args = job.args or (None,)
     event = args[0] if isinstance(args[0], dict) else {}
     if isinstance(event.get("zendesk_ticket"), int):
-        target: str | None = f"zendesk:{event['zendesk_ticket']}"
+        target: str | None = str(Ticket.zendesk(event["zendesk_ticket"]))
     elif isinstance(event.get("jira_issue"), str):
-        target = f"jira:{event['jira_issue'].upper()}"
+        target = str(Ticket.jira(event["jira_issue"]))
     else:
         target = None
     session = event.get("session_id")

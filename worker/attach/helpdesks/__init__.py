@@ -10,18 +10,18 @@ from __future__ import annotations
 from worker.attach.helpdesks.base import Helpdesk, Step
 from worker.attach.helpdesks.jira import Jira
 from worker.attach.helpdesks.zendesk import Zendesk
+from worker.attach.tickets import Ticket
 
-#: Every helpdesk, by the system name its targets start with.
+#: Every helpdesk, by the system its tickets name (``Ticket.system``).
 HELPDESKS: dict[str, Helpdesk] = {desk.system: desk for desk in (Zendesk(), Jira())}
 
 
-def helpdesk_of(target: str) -> tuple[Helpdesk, str]:
-    """The helpdesk of ``target`` (``zendesk:123``) and the ticket's id in it (``123``)."""
-    system, _, ticket = target.partition(":")
+def helpdesk_of(ticket: Ticket) -> Helpdesk:
+    """The helpdesk ``ticket`` is in; ``ValueError`` when none is called by its system."""
     try:
-        return HELPDESKS[system], ticket
+        return HELPDESKS[ticket.system]
     except KeyError:
-        raise ValueError(f"no helpdesk is called {system!r} (target {target!r})") from None
+        raise ValueError(f"no helpdesk is called {ticket.system!r} (ticket {ticket})") from None
 
 
 __all__ = ["HELPDESKS", "Helpdesk", "Step", "helpdesk_of"]

@@ -19,6 +19,7 @@ from worker.attach.events import BugReport
 from worker.attach.links import Link
 from worker.attach.rendering import Replay
 from worker.attach.services import Services
+from worker.attach.tickets import Ticket
 
 
 @dataclass(frozen=True)
@@ -38,25 +39,24 @@ class Step:
 class Helpdesk(ABC):
     """One helpdesk's side of attaching, finding the requester and revoking.
 
-    ``ticket`` is the ticket's id as the target names it (``123`` of ``zendesk:123``).
     Every method that calls the helpdesk raises ``NotConfigured`` when its credentials are
     not set.
     """
 
-    #: The ticket's system as targets, Redis keys, logs and metrics name it.
+    #: The system its tickets name (``Ticket.system``), as Redis keys, logs and metrics do.
     system: ClassVar[str]
     #: The intake door its webhooks come through (the requester rule knows it by that).
     door: ClassVar[str]
 
     @abstractmethod
-    def steps(self, event: BugReport, ticket: str, services: Services) -> list[Step]:
+    def steps(self, event: BugReport, ticket: Ticket, services: Services) -> list[Step]:
         """What a job writes on the ticket, in order (the note or comment first)."""
 
     @abstractmethod
     def missing_steps(
         self,
         event: BugReport,
-        ticket: str,
+        ticket: Ticket,
         services: Services,
         looked_until: datetime,
         session_page: str,
@@ -64,25 +64,27 @@ class Helpdesk(ABC):
         """What the ticket gets when PostHog has no recording of the session."""
 
     @abstractmethod
-    def requester_email(self, ticket: str, services: Services) -> str | None:
+    def requester_email(self, ticket: Ticket, services: Services) -> str | None:
         """The email of the ticket's requester (or reporter), as the helpdesk shows it."""
 
     @abstractmethod
-    def shows(self, ticket: str, marker: str, services: Services) -> bool:
+    def shows(self, ticket: Ticket, marker: str, services: Services) -> bool:
         """Whether a note or comment on the ticket holds ``marker`` (in any form its format
         writes it): how a write whose answer was lost is found before writing again."""
 
     @abstractmethod
-    def post_revoked_note(self, link: Link, ticket: str, reason: str, services: Services) -> None:
+    def post_revoked_note(
+        self, link: Link, ticket: Ticket, reason: str, services: Services
+    ) -> None:
         """Say on the ticket that its link was revoked, and why."""
 
-    def take_link_off(self, link: Link, ticket: str, services: Services) -> None:
+    def take_link_off(self, link: Link, ticket: Ticket, services: Services) -> None:
         """Remove the revoked link where the helpdesk shows it apart from notes (nothing,
         unless it does)."""
         return None
 
     def mark_failed(
-        self, ticket: str, services: Services, failure: IntegrationError | None
+        self, ticket: Ticket, services: Services, failure: IntegrationError | None
     ) -> None:
         """Let agents see on the ticket that its job failed (``failure``: the error that
         failed it, if a vendor's). Nothing, unless the helpdesk has a way."""

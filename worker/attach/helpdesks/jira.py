@@ -13,6 +13,7 @@ from worker.attach.helpdesks.base import Helpdesk, Step
 from worker.attach.links import Link
 from worker.attach.rendering import dedupe_marker
 from worker.attach.services import Services
+from worker.attach.tickets import JIRA, Ticket
 
 
 def _client(services: Services) -> JiraIssues:
@@ -38,10 +39,10 @@ def _has_comment_containing(jira: JiraIssues, issue: str, marker: str) -> bool:
 
 
 class Jira(Helpdesk):
-    system = "jira"
+    system = JIRA
     door = "/webhooks/jira"
 
-    def steps(self, event: BugReport, ticket: str, services: Services) -> list[Step]:
+    def steps(self, event: BugReport, ticket: Ticket, services: Services) -> list[Step]:
         jira, config = _client(services), services.config
         steps = []
         if config.jira.effective_remote_link:
@@ -50,7 +51,7 @@ class Jira(Helpdesk):
                 Step(
                     "remote_link",
                     lambda replay: jira.upsert_remote_link(
-                        ticket,
+                        ticket.id,
                         jira_comments.remote_link(event, replay.link, project_id=project_id),
                     ),
                 )
@@ -61,13 +62,13 @@ class Jira(Helpdesk):
                 Step(
                     "comment",
                     lambda replay: jira.add_comment(
-                        ticket,
+                        ticket.id,
                         jira_comments.comment(
                             event, replay, api_version=jira.api_version, visibility=shown_to
                         ),
                     ),
                     lambda replay: _has_comment_containing(
-                        jira, ticket, dedupe_marker(replay.link)
+                        jira, ticket.id, dedupe_marker(replay.link)
                     ),
                 )
             )
@@ -76,7 +77,7 @@ class Jira(Helpdesk):
     def missing_steps(
         self,
         event: BugReport,
-        ticket: str,
+        ticket: Ticket,
         services: Services,
         looked_until: datetime,
         session_page: str,
@@ -87,7 +88,7 @@ class Jira(Helpdesk):
             Step(
                 "missing_comment",
                 lambda _: jira.add_comment(
-                    ticket,
+                    ticket.id,
                     jira_comments.missing_comment(
                         event,
                         looked_until,
@@ -96,27 +97,29 @@ class Jira(Helpdesk):
                         visibility=shown_to,
                     ),
                 ),
-                lambda _: _has_comment_containing(jira, ticket, marker),
+                lambda _: _has_comment_containing(jira, ticket.id, marker),
             )
         ]
 
-    def requester_email(self, ticket: str, services: Services) -> str | None:
+    def requester_email(self, ticket: Ticket, services: Services) -> str | None:
         if services.jira is None:
             return None
-        return services.jira.reporter_email(ticket)
+        return services.jira.reporter_email(ticket.id)
 
-    def shows(self, ticket: str, marker: str, services: Services) -> bool:
-        return _has_comment_containing(_client(services), ticket, marker)
+    def shows(self, ticket: Ticket, marker: str, services: Services) -> bool:
+        return _has_comment_containing(_client(services), ticket.id, marker)
 
-    def post_revoked_note(self, link: Link, ticket: str, reason: str, services: Services) -> None:
+    def post_revoked_note(
+        self, link: Link, ticket: Ticket, reason: str, services: Services
+    ) -> None:
         jira = _client(services)
         comment = jira_comments.revoked_comment(
             link, reason, api_version=jira.api_version, visibility=_shown_to(services)
         )
-        jira.add_comment(ticket, comment)
+        jira.add_comment(ticket.id, comment)
 
-    def take_link_off(self, link: Link, ticket: str, services: Services) -> None:
+    def take_link_off(self, link: Link, ticket: Ticket, services: Services) -> None:
         project_id = services.config.posthog.project
         _client(services).remove_remote_link(
-            ticket, jira_comments.remote_link_id(project_id, link.session_id)
+            ticket.id, jira_comments.remote_link_id(project_id, link.session_id)
         )

@@ -13,6 +13,7 @@ from worker.attach.helpdesks.base import Helpdesk, Step
 from worker.attach.links import Link
 from worker.attach.rendering import dedupe_marker
 from worker.attach.services import Services
+from worker.attach.tickets import ZENDESK, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +28,11 @@ def _client(services: Services) -> ZendeskTickets:
 
 
 class Zendesk(Helpdesk):
-    system = "zendesk"
+    system = ZENDESK
     door = "/webhooks/zendesk"
 
-    def steps(self, event: BugReport, ticket: str, services: Services) -> list[Step]:
-        zendesk, number = _client(services), int(ticket)
+    def steps(self, event: BugReport, ticket: Ticket, services: Services) -> list[Step]:
+        zendesk, number = _client(services), int(ticket.id)
         public = services.config.zendesk.public_comment
         steps = [
             Step(
@@ -50,12 +51,12 @@ class Zendesk(Helpdesk):
     def missing_steps(
         self,
         event: BugReport,
-        ticket: str,
+        ticket: Ticket,
         services: Services,
         looked_until: datetime,
         session_page: str,
     ) -> list[Step]:
-        zendesk, number = _client(services), int(ticket)
+        zendesk, number = _client(services), int(ticket.id)
         public = services.config.zendesk.public_comment
         note = zendesk_notes.missing_note(event, looked_until, session_page, public=public)
         marker = dedupe_marker(session_page)
@@ -71,21 +72,23 @@ class Zendesk(Helpdesk):
             steps.append(Step("missing_tag", lambda _: zendesk.add_tags(number, [tag])))
         return steps
 
-    def requester_email(self, ticket: str, services: Services) -> str | None:
+    def requester_email(self, ticket: Ticket, services: Services) -> str | None:
         if services.zendesk is None:
             return None
-        return services.zendesk.requester_email(int(ticket))
+        return services.zendesk.requester_email(int(ticket.id))
 
-    def shows(self, ticket: str, marker: str, services: Services) -> bool:
-        return _client(services).has_comment_containing(int(ticket), marker)
+    def shows(self, ticket: Ticket, marker: str, services: Services) -> bool:
+        return _client(services).has_comment_containing(int(ticket.id), marker)
 
-    def post_revoked_note(self, link: Link, ticket: str, reason: str, services: Services) -> None:
+    def post_revoked_note(
+        self, link: Link, ticket: Ticket, reason: str, services: Services
+    ) -> None:
         public = services.config.zendesk.public_comment
         note = zendesk_notes.revoked_note(link, reason, public=public)
-        _client(services).post_note(int(ticket), note)
+        _client(services).post_note(int(ticket.id), note)
 
     def mark_failed(
-        self, ticket: str, services: Services, failure: IntegrationError | None
+        self, ticket: Ticket, services: Services, failure: IntegrationError | None
     ) -> None:
         """``zendesk.failed_tag``, where the ticket can still be updated."""
         tag = services.config.zendesk.failed_tag
@@ -94,6 +97,6 @@ class Zendesk(Helpdesk):
         if failure is not None and failure.system == "Zendesk":
             return  # the ticket itself is the problem (missing, closed, no access)
         try:
-            services.zendesk.add_tags(int(ticket), [tag])
+            services.zendesk.add_tags(int(ticket.id), [tag])
         except IntegrationError as exc:
             log.warning("could not tag Zendesk ticket %s as failed: %s", ticket, exc.reason)
