@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from worker import keys
+from worker.errors import ReplayAttachError
 from worker.jobs.producer import EncodedMessage
 from worker.lua import lua_script
 
@@ -32,11 +33,11 @@ MAX_DELIVERIES_PER_WRITE = 256
 _WRITE_SCRIPT = lua_script(__name__, "delivery_write.lua")
 
 
-class RedisUnavailable(Exception):
+class RedisUnavailable(ReplayAttachError):
     """Redis did not take the delivery: nothing of it was answered as accepted."""
 
 
-class QueueFull(Exception):
+class QueueFull(ReplayAttachError):
     """The queue holds ``max_queue_depth`` messages or more: a new delivery was not written."""
 
 

@@ -35,6 +35,7 @@ from starlette.routing import Route
 from worker import keys
 from worker.attach.events import BugReport, InvalidEvent, require_distinct_id
 from worker.config import Config
+from worker.errors import ReplayAttachError
 from worker.intake import doors, signatures
 from worker.intake.deliveries import (
     Delivery,
@@ -67,7 +68,7 @@ RETRY_AFTER_SECONDS = 10
 REDIS_TIMEOUT_SECONDS = 5.0
 
 
-class Refused(Exception):
+class Refused(ReplayAttachError):
     """A delivery answered with an error status and a message that reveals no secret.
 
     With ``reason``, a refusal that protects the intake (counted by reason); with
