@@ -35,13 +35,12 @@ from starlette.routing import Route
 from worker import keys
 from worker.attach.events import BugReport, InvalidEvent, require_distinct_id
 from worker.config import Config
-from worker.errors import ReplayAttachError
+from worker.errors import ReplayAttachError, StoreUnavailable
 from worker.intake import doors, signatures
 from worker.intake.deliveries import (
     Delivery,
     DeliveryWriter,
     QueueFull,
-    RedisUnavailable,
     body_digest,
     dedupe_key,
 )
@@ -50,7 +49,7 @@ from worker.intake.protocol import READ_DEADLINE_STATE
 from worker.intake.rates import TokenRates
 from worker.intake.ticket_states import TicketStates
 from worker.jobs.producer import encode_report
-from worker.jobs.redis_connection import resolve_redis_url
+from worker.jobs.redis_connection import resolve_redis_url, store_calls
 from worker.logs import job_fields
 from worker.metrics import INTAKE_DELIVERIES, INTAKE_REFUSED
 
@@ -271,7 +270,7 @@ class Intake:
                 )
             except InvalidEvent as exc:
                 response = JSONResponse({"error": str(exc)}, status_code=400)
-            except RedisUnavailable as exc:
+            except StoreUnavailable as exc:
                 log.warning("%s: Redis unavailable (%s), answered 503", door, exc)
                 response = JSONResponse(
                     {"error": "the queue is unavailable; send again later"},
@@ -294,10 +293,8 @@ class Intake:
         if after is None:
             return None
         ends = time.time() + after * 86400
-        try:
+        with store_calls(self.config):
             applied = await self._states.apply(status, ends)
-        except (aioredis.RedisError, OSError) as exc:
-            raise RedisUnavailable(type(exc).__name__) from None
         if not applied.applied:
             told = f"{status.target} not changed: {applied.reason}"
         elif status.solved:
@@ -311,10 +308,8 @@ class Intake:
     async def _take_rate(self, token: str, events: int) -> None:
         """Count the events against the token's rate; 429 when it is over."""
         assert self._rates is not None
-        try:
+        with store_calls(self.config):
             wait = await self._rates.take(token, events)
-        except (aioredis.RedisError, OSError) as exc:
-            raise RedisUnavailable(type(exc).__name__) from None
         if wait is not None:
             per_minute = self.config.intake.events_per_minute_per_token
             raise Refused(
@@ -349,7 +344,8 @@ class Intake:
         messages = [encode_report(report, queue, delivery_id, door) for report in accepted.reports]
         delivery = Delivery(messages, body_digest(accepted.body), dedupe_keys)
         try:
-            written = await self._writer.write(delivery)
+            with store_calls(self.config):
+                written = await self._writer.write(delivery)
         except QueueFull:
             raise Refused(
                 503,
@@ -473,8 +469,9 @@ class Intake:
     async def _readyz(self, request: Request) -> Response:
         assert self._client is not None
         try:
-            await self._client.ping()
-        except (aioredis.RedisError, OSError):
+            with store_calls(self.config):
+                await self._client.ping()
+        except StoreUnavailable:
             return JSONResponse(
                 {"status": "Redis unavailable"},
                 status_code=503,
