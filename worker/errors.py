@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from integrations.root_error import ReplayAttachError
 
-__all__ = ["ReplayAttachError", "StoreUnavailable"]
+__all__ = ["AttachLater", "AttachRefused", "ReplayAttachError", "StoreUnavailable"]
 
 
 class StoreUnavailable(ReplayAttachError):
@@ -17,3 +17,22 @@ class StoreUnavailable(ReplayAttachError):
     The message is one line naming which Redis and what to check, never its password;
     ``worker.jobs.redis_connection.store_calls`` raises it where Redis is called.
     """
+
+
+class AttachLater(ReplayAttachError):
+    """The job must wait for a reason of this project's own, not a vendor's (another worker is
+    attaching the same session to the same ticket): try again after ``retry_after`` seconds."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class AttachRefused(ReplayAttachError):
+    """The attachment must not happen, by this project's own rule (the recording is another
+    person's): retrying cannot help, the job fails with ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

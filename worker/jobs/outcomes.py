@@ -31,7 +31,7 @@ from worker.attach import requester
 from worker.attach.events import BugReport, InvalidEvent, parse_event, require_distinct_id
 from worker.attach.use_case import attach_replay
 from worker.config import Config
-from worker.errors import StoreUnavailable
+from worker.errors import AttachLater, AttachRefused, StoreUnavailable
 from worker.jobs import retry_policy
 from worker.jobs.failed import FailedJob, FailedJobs, session_of
 from worker.jobs.redis_connection import UNREACHABLE, store_calls
@@ -134,8 +134,15 @@ class JobRunner:
             return self._retry_or_fail(
                 message, event, exc.reason, exc.retry_after, attempt, first_at, exc.retry_by
             )
+        except AttachLater as exc:
+            return self._retry_or_fail(
+                message, event, exc.reason, exc.retry_after, attempt, first_at
+            )
         except PermanentFailure as exc:
             self._fail(message, raw, event, exc.reason, attempt, first_at, failure=exc)
+            return "failed"
+        except AttachRefused as exc:
+            self._fail(message, raw, event, exc.reason, attempt, first_at)
             return "failed"
         except StoreUnavailable as exc:
             # Our own state store, not a vendor: an outage is transient, not a bug.
