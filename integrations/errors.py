@@ -8,6 +8,9 @@
         ├── NotConfigured  the event targets a system with no credentials here
         └── SharingDisabled  PostHog's organisation switched public sharing off
 
+``IntegrationError`` is one branch of the project's root, ``ReplayAttachError``
+(``integrations.root_error``; docs/architecture.md draws the whole tree).
+
 Each integration decides, once, at its boundary, whether a failure is worth
 retrying later or is permanent, and words the reason for a support engineer:
 ``status_failure`` for an answer with an error status (3xx included: redirects
@@ -28,8 +31,10 @@ import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, SSLError
 from urllib3.exceptions import ProxyError as Urllib3ProxyError
 
+from integrations.root_error import ReplayAttachError
 
-class IntegrationError(Exception):
+
+class IntegrationError(ReplayAttachError):
     """A call to PostHog, Zendesk or Jira failed.
 
     ``reason`` is safe to show and store: it never contains a secret.

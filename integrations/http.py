@@ -25,6 +25,7 @@ from urllib3.exceptions import HTTPError
 
 from integrations import metrics
 from integrations.deadlines import Watch, deadlines
+from integrations.root_error import ReplayAttachError
 
 USER_AGENT = "replay-attach/0.1 (+https://github.com/replay-attach/replay-attach)"
 
@@ -77,7 +78,7 @@ def mount_adapter(
     session.mount("http://", adapter)
 
 
-class ErrorStatus(Exception):
+class ErrorStatus(ReplayAttachError):
     """A response with a status other than 2xx, raised to be mapped by the integration."""
 
     def __init__(self, response: requests.Response) -> None:
@@ -85,7 +86,7 @@ class ErrorStatus(Exception):
         self.response = response
 
 
-class RedirectRefused(Exception):
+class RedirectRefused(ReplayAttachError):
     """A library's session was answered with a redirect; it is never followed."""
 
     def __init__(self, response: requests.Response) -> None:

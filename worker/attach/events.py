@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from worker.attach.tickets import Ticket
+from worker.errors import ReplayAttachError
 
 #: PostHog session ids are UUIDs, but any 1-200 characters of letters, digits,
 #: ``-`` and ``_`` are accepted. Nothing else: the id goes into a URL path.
@@ -45,7 +46,7 @@ SessionId = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)]
 DISTINCT_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,200}$"
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(ReplayAttachError, ValueError):
     """An event that does not follow the contract; the message names the problem."""
 
 

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 import redis
 
+from worker.errors import ReplayAttachError
 from worker.lua import lua_script
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ _RENEW = lua_script(__name__, "lease_renew.lua")
 _RELEASE = lua_script(__name__, "lease_release.lua")
 
 
-class LockBusy(Exception):
+class LockBusy(ReplayAttachError):
     """Another worker holds the lock; try again shortly."""
 
 

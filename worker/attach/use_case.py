@@ -35,6 +35,7 @@ from worker.attach.rendering import Replay
 from worker.attach.requester import Refusal, RequesterCheck
 from worker.attach.services import Services
 from worker.attach.steps import Step, plan_missing_steps, plan_steps
+from worker.errors import AttachLater, AttachRefused
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,7 @@ def attach_replay(
         with services.ledger.attachment(event.target, event.session_id, reserve) as attachment:
             return _attach(event, services, steps, attachment, first_attempt_at, check)
     except LockBusy:
-        raise RetryLater(
-            "replay-attach",
+        raise AttachLater(
             f"another worker is attaching session {event.session_id} to {event.target_label}",
             retry_after=BUSY_RETRY_SECONDS,
         ) from None
@@ -117,8 +117,7 @@ def _attach(
         if recording is None:
             return _no_recording(event, services, attachment, first_attempt_at, check)
         if not belongs_to_reporter(event, recording, services.posthog.find_person):
-            raise PermanentFailure(
-                "replay-attach",
+            raise AttachRefused(
                 f"session {event.session_id} was recorded for another person than the "
                 "reporter (the event's distinct_id): nothing was shared",
             )

@@ -16,6 +16,7 @@ import click
 from worker.cli import enqueue, failed, revoke, run, serve, status
 from worker.cli.context import die
 from worker.config import CONFIG_ENV
+from worker.errors import StoreUnavailable
 
 
 class _Commands(click.Group):
@@ -29,19 +30,18 @@ class _Commands(click.Group):
             # command that fails early have no use for.
             from worker.embedded_redis import EmbeddedRedisError
 
-            if isinstance(exc, EmbeddedRedisError):
+            if isinstance(exc, (EmbeddedRedisError, StoreUnavailable)):
                 # Every command reaches Redis through the embedded one when REDIS_URL is unset;
                 # its refusals (a data directory others could tamper with, a server that will
-                # not start) already name the path and the fix.
+                # not start) already name the path and the fix, as StoreUnavailable names the Redis.
                 die(str(exc), 1)
-            import redis
-
-            from worker.jobs.redis_connection import unreachable_message
+            from worker.jobs.redis_connection import store_unavailable
 
             config = ctx.obj.get("config") if isinstance(ctx.obj, dict) else None
-            if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) and config:
+            unavailable = store_unavailable(config, exc) if config else None
+            if unavailable is not None:
                 # A Redis that is down or misnamed is the operator's to fix, not a bug.
-                die(unreachable_message(config, exc), 1)
+                die(str(unavailable), 1)
             raise
 
 

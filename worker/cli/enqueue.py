@@ -18,6 +18,7 @@ from worker.attach.events import (
     require_distinct_id,
 )
 from worker.cli.context import config_of, die, queue_of
+from worker.errors import StoreUnavailable
 
 
 @click.command()
@@ -134,15 +135,15 @@ def _enqueue_file(ctx: click.Context, stream: IO[str]) -> None:
         if count == 0:
             die("the file holds no events; nothing was enqueued")
         source.seek(0)
-        from worker.jobs.redis_connection import UNREACHABLE, unreachable_message
+        from worker.jobs.redis_connection import store_calls
 
         queue = queue_of(ctx)
         done = 0
         try:
-            done = queue.enqueue_many(event for _, event in iter_event_lines(source))
-        except UNREACHABLE as exc:
-            message = unreachable_message(config_of(ctx), exc)
-            die(f"{message}; only events before the failure, if any, were enqueued", 1)
+            with store_calls(config_of(ctx)):
+                done = queue.enqueue_many(event for _, event in iter_event_lines(source))
+        except StoreUnavailable as exc:
+            die(f"{exc}; only events before the failure, if any, were enqueued", 1)
         except Exception as exc:
             die(
                 f"enqueueing stopped ({type(exc).__name__}): "

@@ -20,6 +20,7 @@ from worker.cli.context import (
     when,
 )
 from worker.config import POSTHOG_CREDENTIALS, POSTHOG_PROJECT, Config
+from worker.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from worker.attach.links import Links
@@ -267,15 +268,13 @@ def _check_data_dir(config: Config) -> bool:
 def _check_redis(ctx: click.Context, config: Config) -> bool:
     """Whether the queue's Redis answers (the embedded one is started, as any command would)."""
     from worker.embedded_redis import EmbeddedRedisError
-    from worker.jobs.redis_connection import UNREACHABLE, shown_url, unreachable_message
+    from worker.jobs.redis_connection import shown_url, store_calls
 
     try:
-        info = redis_of(ctx).info("server")
-    except EmbeddedRedisError as exc:
+        with store_calls(config):
+            info = redis_of(ctx).info("server")
+    except (EmbeddedRedisError, StoreUnavailable) as exc:
         click.echo(f"Redis: FAILED, {exc}")
-        return False
-    except UNREACHABLE as exc:
-        click.echo(f"Redis: FAILED, {unreachable_message(config, exc)}")
         return False
     url = config.broker.redis_url
     where = shown_url(url.get_secret_value()) if url else "the embedded Redis"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from worker.errors import ReplayAttachError
 
-class ConfigError(Exception):
+
+class ConfigError(ReplayAttachError):
     """The configuration cannot be used; the message says which key and why."""
 
 

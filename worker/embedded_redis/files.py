@@ -22,6 +22,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from worker.errors import ReplayAttachError
+
 logger = logging.getLogger(__package__)
 
 # --- Timeouts and intervals (seconds) -------------------------------------------------------
@@ -71,7 +73,7 @@ _MAX_SOCKET_PATH_BYTES = 107 if sys.platform.startswith("linux") else 103
 _KEEPER_MODULE = "worker.embedded_redis.keeper"
 
 
-class EmbeddedRedisError(Exception):
+class EmbeddedRedisError(ReplayAttachError):
     """The embedded Redis could not be provided; the message says why and what to do."""
 
 

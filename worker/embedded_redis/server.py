@@ -35,13 +35,14 @@ from worker.embedded_redis.files import (
     _redis_server_binary,
     _try_flock,
 )
+from worker.errors import ReplayAttachError
 
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-class _KeeperFailed(Exception):
+class _KeeperFailed(ReplayAttachError):
     """Startup failed; the message goes to the user that spawned the keeper."""
 
 

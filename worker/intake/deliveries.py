@@ -20,9 +20,9 @@ import json
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from worker import keys
+from worker.errors import ReplayAttachError
 from worker.jobs.messages import EncodedMessage
 from worker.lua import lua_script
 
@@ -32,11 +32,7 @@ MAX_DELIVERIES_PER_WRITE = 256
 _WRITE_SCRIPT = lua_script(__name__, "delivery_write.lua")
 
 
-class RedisUnavailable(Exception):
-    """Redis did not take the delivery: nothing of it was answered as accepted."""
-
-
-class QueueFull(Exception):
+class QueueFull(ReplayAttachError):
     """The queue holds ``max_queue_depth`` messages or more: a new delivery was not written."""
 
 
@@ -103,8 +99,8 @@ class DeliveryWriter:
         self._flushing: asyncio.Task[None] | None = None
 
     async def write(self, delivery: Delivery) -> Written:
-        """Write one delivery; raise ``RedisUnavailable`` when Redis did not take it and
-        ``QueueFull`` when it was shed."""
+        """Write one delivery; raise redis-py's error when Redis did not take it (the intake
+        judges it with ``store_calls``) and ``QueueFull`` when it was shed."""
         waiting = _Waiting(delivery)
         self._waiting.append(waiting)
         if self._flushing is None or self._flushing.done():
@@ -117,10 +113,7 @@ class DeliveryWriter:
             del self._waiting[:MAX_DELIVERIES_PER_WRITE]
             try:
                 results = await self._run(batch)
-            except (RedisError, OSError) as exc:
-                self._fail(batch, RedisUnavailable(type(exc).__name__))
-                continue
-            except Exception as exc:  # a bug here must answer 500, not leave requests hanging
+            except Exception as exc:  # Redis's error or a bug: no request may be left hanging
                 self._fail(batch, exc)
                 continue
             for waiting, written in zip(batch, results, strict=True):

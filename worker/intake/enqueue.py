@@ -7,7 +7,6 @@ import logging
 import time
 from datetime import datetime, timezone
 
-import redis.asyncio as aioredis
 from starlette.responses import JSONResponse, Response
 
 from worker.attach.events import InvalidEvent, require_distinct_id
@@ -16,7 +15,6 @@ from worker.intake.deliveries import (
     Delivery,
     DeliveryWriter,
     QueueFull,
-    RedisUnavailable,
     body_digest,
     dedupe_key,
 )
@@ -26,6 +24,7 @@ from worker.intake.sender import Accepted, Ignored, TicketStatus
 from worker.intake.senders.bug_reports import DOOR as BUG_REPORTS_DOOR
 from worker.intake.ticket_states import TicketStates
 from worker.jobs.producer import encode_report
+from worker.jobs.redis_connection import store_calls
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +47,8 @@ class Enqueuer:
         if after is None:
             return None
         ends = time.time() + after * 86400
-        try:
+        with store_calls(self.config):
             applied = await self._states.apply(status, ends)
-        except (aioredis.RedisError, OSError) as exc:
-            raise RedisUnavailable(type(exc).__name__) from None
         if not applied.applied:
             told = f"{status.target} not changed: {applied.reason}"
         elif status.solved:
@@ -64,10 +61,8 @@ class Enqueuer:
 
     async def _take_rate(self, token: str, events: int) -> None:
         """Count the events against the token's rate; 429 when it is over."""
-        try:
+        with store_calls(self.config):
             wait = await self._rates.take(token, events)
-        except (aioredis.RedisError, OSError) as exc:
-            raise RedisUnavailable(type(exc).__name__) from None
         if wait is not None:
             per_minute = self.config.intake.events_per_minute_per_token
             raise Refused(
@@ -102,7 +97,8 @@ class Enqueuer:
         messages = [encode_report(report, queue, delivery_id, door) for report in accepted.reports]
         delivery = Delivery(messages, body_digest(accepted.body), dedupe_keys)
         try:
-            written = await self._writer.write(delivery)
+            with store_calls(self.config):
+                written = await self._writer.write(delivery)
         except QueueFull:
             raise Refused(
                 503,

@@ -31,8 +31,9 @@ from starlette.routing import Route
 
 from worker.attach.events import InvalidEvent
 from worker.config import Config
+from worker.errors import StoreUnavailable
 from worker.intake.bodies import RequestHeaders, request_headers
-from worker.intake.deliveries import DeliveryWriter, RedisUnavailable
+from worker.intake.deliveries import DeliveryWriter
 from worker.intake.doors import DELIVERY_ID_HEADERS, SENDERS
 from worker.intake.enqueue import Enqueuer
 from worker.intake.openapi import openapi_document
@@ -43,7 +44,7 @@ from worker.intake.sender import Sender
 from worker.intake.ticket_states import TicketStates
 from worker.intake.tokens import token_problem
 from worker.jobs.messages import queue_keys
-from worker.jobs.redis_connection import resolve_redis_url
+from worker.jobs.redis_connection import resolve_redis_url, store_calls
 from worker.logs import job_fields
 from worker.metrics import INTAKE_DELIVERIES, INTAKE_REFUSED
 
@@ -140,7 +141,7 @@ class Intake:
                 )
             except InvalidEvent as exc:
                 response = JSONResponse({"error": str(exc)}, status_code=400)
-            except RedisUnavailable as exc:
+            except StoreUnavailable as exc:
                 log.warning("%s: Redis unavailable (%s), answered 503", door, exc)
                 response = JSONResponse(
                     {"error": "the queue is unavailable; send again later"},
@@ -163,8 +164,9 @@ class Intake:
     async def _readyz(self, request: Request) -> Response:
         assert self._client is not None
         try:
-            await self._client.ping()
-        except (aioredis.RedisError, OSError):
+            with store_calls(self.config):
+                await self._client.ping()
+        except StoreUnavailable:
             return JSONResponse(
                 {"status": "Redis unavailable"},
                 status_code=503,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from worker.errors import ReplayAttachError
+
 #: What a 503 asks the sender to wait before resending.
 RETRY_AFTER_SECONDS = 10
 
 
-class Refused(Exception):
+class Refused(ReplayAttachError):
     """A delivery answered with an error status and a message that reveals no secret.
 
     With ``reason``, a refusal that protects the intake (counted by reason); with

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Shutdown, TimeLimitExceeded
 from tenacity import (
@@ -32,9 +31,11 @@ from worker.attach.events import BugReport, InvalidEvent, parse_event, require_d
 from worker.attach.helpdesks import helpdesk_of
 from worker.attach.use_case import attach_replay
 from worker.config import Config
+from worker.errors import AttachLater, AttachRefused, StoreUnavailable
 from worker.jobs import retry_policy
 from worker.jobs.failed import FailedJob, FailedJobs, session_of
 from worker.jobs.messages import Job
+from worker.jobs.redis_connection import UNREACHABLE, store_calls
 from worker.jobs.scheduler import schedule_retry
 from worker.jobs.thread_services import ThreadServices
 from worker.logs import job_fields
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 #: The longest last error kept on a message waiting for its retry.
 MAX_LAST_ERROR_CHARS = 500
 
-REDIS_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
-
 
 def _patiently(what: str, operation: Callable[[], object]) -> None:
     """Run a Redis write that records a job's outcome, riding out a Redis restart.
@@ -55,7 +54,7 @@ def _patiently(what: str, operation: Callable[[], object]) -> None:
     dropped (dramatiq's Retries middleware logs the error and acks the message).
     """
     retrying = Retrying(
-        retry=retry_if_exception_type(REDIS_UNAVAILABLE),
+        retry=retry_if_exception_type(UNREACHABLE),
         wait=wait_exponential(multiplier=0.2, max=5),
         stop=stop_after_delay(retry_policy.REDIS_PATIENCE_SECONDS),
         reraise=True,
@@ -121,15 +120,21 @@ class JobRunner:
         services = self._services.get()
         check = requester.check_for(self._config.privacy.match_requester, job.door)
         try:
-            result = attach_replay(event, services, first_at, check)
+            with store_calls(self._config):
+                result = attach_replay(event, services, first_at, check)
         except RetryLater as exc:
             return self._retry_or_fail(
                 job, event, exc.reason, exc.retry_after, attempt, first_at, exc.retry_by
             )
+        except AttachLater as exc:
+            return self._retry_or_fail(job, event, exc.reason, exc.retry_after, attempt, first_at)
         except PermanentFailure as exc:
             self._fail(job, raw, event, exc.reason, attempt, first_at, failure=exc)
             return "failed"
-        except REDIS_UNAVAILABLE as exc:
+        except AttachRefused as exc:
+            self._fail(job, raw, event, exc.reason, attempt, first_at)
+            return "failed"
+        except StoreUnavailable as exc:
             # Our own state store, not a vendor: an outage is transient, not a bug.
             log.warning("job %s: Redis unavailable: %s", job.job_id, exc)
             return self._retry_or_fail(job, event, "Redis was unavailable", None, attempt, first_at)

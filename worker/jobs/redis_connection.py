@@ -1,14 +1,18 @@
-"""Which Redis the queue, the ledger and the failed jobs live on, and the client for it."""
+"""Which Redis the queue, the ledger and the failed jobs live on, the client for it, and what its
+not answering means (``store_calls``: the one place that judges it)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from worker.config import Config
 from worker.embedded_redis import EmbeddedRedisError, embedded_redis_url
+from worker.errors import StoreUnavailable
 
 #: What a command says it could not reach: the configured URL (its password hidden), with the
 #: variable that sets it, so that the operator knows what to fix.
@@ -75,6 +79,26 @@ def unreachable_message(config: Config, error: Exception) -> str:
         f"cannot reach Redis at {url} ({REDIS_URL_ENV}): {problem}; check that the server runs "
         f"and that {REDIS_URL_ENV} names its host, port, database and password"
     )
+
+
+def store_unavailable(config: Config, error: BaseException) -> StoreUnavailable | None:
+    """``error`` as ``StoreUnavailable`` when it means that Redis did not answer (``UNREACHABLE``),
+    with ``unreachable_message``; None for any other error, a bug to see as it is."""
+    if isinstance(error, UNREACHABLE):
+        return StoreUnavailable(unreachable_message(config, error))
+    return None
+
+
+@contextmanager
+def store_calls(config: Config) -> Iterator[None]:
+    """Around calls to Redis: raises ``StoreUnavailable`` when Redis did not answer."""
+    try:
+        yield
+    except Exception as exc:
+        unavailable = store_unavailable(config, exc)
+        if unavailable is None:
+            raise
+        raise unavailable from exc
 
 
 def redis_client(url: str) -> redis.Redis:
