@@ -141,7 +141,10 @@ class Intake:
                 )
             except InvalidEvent as exc:
                 response = JSONResponse({"error": str(exc)}, status_code=400)
-            except StoreUnavailable as exc:
+            except (StoreUnavailable, aioredis.RedisError) as exc:
+                # A Redis that answers but cannot take the delivery now (out of memory, a
+                # replica during a failover) is as unavailable to the sender as one that
+                # does not answer: nothing was accepted, and it should send again.
                 log.warning("%s: Redis unavailable (%s), answered 503", door, exc)
                 response = JSONResponse(
                     {"error": "the queue is unavailable; send again later"},
