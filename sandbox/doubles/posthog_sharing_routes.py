@@ -43,7 +43,7 @@ class _Host(Protocol):
 
 class SharingRoutes:
     """The handlers of `.../session_recordings/{id}/sharing[/refresh/]`; each takes the state
-    lock around what it reads or changes."""
+    lock around what it reads or changes, and `_enable` lets go of it for the race window."""
 
     def _patch_sharing(self: _Host, request: Request) -> Response:
         denied = self._authorize(request, "sharing_configuration:write")

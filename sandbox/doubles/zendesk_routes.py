@@ -67,8 +67,8 @@ class _Host(Protocol):
 
 
 class TicketRoutes:
-    """The handlers of `/api/v2/users/...` and `/api/v2/tickets/...`; each takes the state lock
-    around what it reads or changes."""
+    """The handlers of `/api/v2/users/...` and `/api/v2/tickets/...`; each that reads or changes
+    tickets or users takes the state lock."""
 
     def _me(self: _Host, request: Request) -> Response:
         if not self._authenticated(request):
@@ -259,6 +259,7 @@ class TicketRoutes:
 
 
 def ticket_payload(request: Request) -> dict[str, Any] | Response:
+    """The request's `ticket` object, or Zendesk's 400 for a body that holds none."""
     if request.json_error is not None:
         return error(400, "InvalidJSON", f"Malformed JSON: {request.json_error}")
     body = request.json
