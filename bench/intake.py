@@ -27,7 +27,6 @@ import hashlib
 import hmac
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -40,10 +39,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import psutil
 import redis
 import requests
 from fleet import ROOT, free_port, redis_url
+from results_file import RESULTS_DIR, machine, write
 
 from worker import keys
 from worker.jobs.messages import decode, queue_keys
@@ -56,7 +55,7 @@ SERVERS = ("intake", "peer")
 GOAL_RATE_RATIO = 0.6
 #: ...and its p99 at most this multiple of the peer's.
 GOAL_P99_RATIO = 1.5
-RESULTS = ROOT / "bench" / "results" / "intake.json"
+RESULTS = RESULTS_DIR / "intake.json"
 
 # Each wrk thread cycles through its own share of the pre-signed deliveries.
 WRK_SCRIPT = r"""
@@ -270,28 +269,6 @@ def every_2xx_queued(run: dict[str, Any]) -> bool:
     )
 
 
-def machine(url: str) -> dict[str, Any]:
-    """What the figures were measured on."""
-    model = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
-        model = found.group(1).strip() if found else ""
-    client = redis.Redis.from_url(url)
-    server: dict[str, Any] = client.info("server")
-    client.close()
-    return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "cores": os.cpu_count(),
-        "cpu": model,
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "redis": server["redis_version"],
-        "redis_where": "REDIS_URL" if os.environ.get("REDIS_URL") else "embedded",
-    }
-
-
 def summarise(processes: int, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Medians per server, and the intake's ratios to the peer round by round, with their median."""
     rate_ratios = [i["rate"] / p["rate"] for i, p in zip(runs["intake"], runs["peer"], strict=True)]
@@ -387,7 +364,6 @@ def main() -> int:
             summaries.append(summarise(processes, runs))
             print_rows(summaries[-1])
     print_ratios(summaries)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
     results = {
         "machine": about,
         "settings": {
@@ -399,8 +375,7 @@ def main() -> int:
         "goals": {"rate_ratio_at_least": GOAL_RATE_RATIO, "p99_ratio_at_most": GOAL_P99_RATIO},
         "settings_measured": summaries,
     }
-    args.results.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten to {args.results}")
+    write(args.results, results)
     return 0
 
 

@@ -3,7 +3,8 @@
 Runs the real worker (``replay-attach worker`` processes) against the sandbox
 doubles with injected latency and prints figures, each as a ratio to a bound
 or to a baseline measured in the same run. Not a test: it never asserts a
-time; it reports medians of several runs.
+time; it reports medians of several runs. It writes the figures it prints, with
+the machine's description, to ``bench/results/run.json``.
 
     .venv/bin/python bench/run.py            # full run (several minutes)
     .venv/bin/python bench/run.py --quick    # smaller, for a first look
@@ -16,13 +17,10 @@ Redis: ``REDIS_URL`` if set, else the embedded Redis in a temporary directory.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
-import psutil
 import redis
 from fleet import (
     free_port,
@@ -38,15 +36,20 @@ from measures import (
     soak_run,
     throughput_run,
 )
+from results_file import RESULTS_DIR, machine, write
 
 from sandbox.app import Sandbox
 from worker.app import create_app
 from worker.config import DEFAULT_CONFIG_PATH, load_config
 
 SECTIONS = ("throughput", "jira", "memory", "enqueue", "latency", "budget", "startup", "metrics")
+RESULTS = RESULTS_DIR / "run.json"
 
 
-def print_throughput_row(label: str, results: list[dict[str, Any]], note: str = "") -> None:
+def print_throughput_row(
+    label: str, results: list[dict[str, Any]], note: str = ""
+) -> dict[str, Any]:
+    """Print one setting's row of the throughput table, and return its figures."""
     bound = results[0]["bound"]
     steady = statistics.median(r["steady_rate"] for r in results)
     whole = statistics.median(r["rate"] for r in results)
@@ -56,6 +59,22 @@ def print_throughput_row(label: str, results: list[dict[str, Any]], note: str = 
         f"   {label:<8} {bound:7.1f} {steady:8.1f} {steady / bound:7.1%} {whole:8.1f} "
         f"{whole / bound:7.1%} {cpu:11.2f} {rss:7.0f}{note}"
     )
+    return {
+        "bound_jobs_per_s": bound,
+        "steady_jobs_per_s": steady,
+        "steady_ratio": steady / bound,
+        "whole_run_jobs_per_s": whole,
+        "whole_run_ratio": whole / bound,
+        "cpu_ms_per_job": cpu,
+        "max_rss_mb": rss,
+        "runs": len(results),
+    }
+
+
+def calls_per_job(run: dict[str, Any], jobs: int) -> dict[str, Any]:
+    """The calls of one run, per job and endpoint, and their total per job."""
+    per_endpoint = {endpoint: count / jobs for endpoint, count in sorted(run["calls"].items())}
+    return {"per_endpoint": per_endpoint, "total": run["calls_per_job"]}
 
 
 def main() -> None:
@@ -91,6 +110,13 @@ def main() -> None:
         default="1x4,2x8,2x16,2x32",
         help="throughput settings, PROCESSESxTHREADS, comma-separated (default %(default)s)",
     )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        help="where to write the figures, with the machine's description (JSON; default "
+        "bench/results/run.json)",
+    )
     args = parser.parse_args()
     only = set(args.only.split(","))
     if only - set(SECTIONS):
@@ -108,9 +134,11 @@ def main() -> None:
         config = worker_env(box, url)
         app = create_app(load_config(DEFAULT_CONFIG_PATH, env=config), url=url)
         client = redis.Redis.from_url(url)
+        about = machine(url)
         print(
-            f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; python {sys.version.split()[0]}; redis {'REDIS_URL' if os.environ.get('REDIS_URL') else 'embedded'}"
+            f"machine: {about['cores']} cores, {about['memory_gib']:.0f} GiB; python {about['python']}; redis {about['redis_where']}"
         )
+        sections: dict[str, Any] = {}
         print(
             f"API latency {args.latency * 1000:.0f} ms per call; {jobs} Zendesk jobs per run; medians of {runs} run(s)\n"
         )
@@ -127,6 +155,7 @@ def main() -> None:
                 f"   {'setting':<8} {'bound':>7} {'steady':>8} {'ratio':>7} {'whole':>8} {'ratio':>7} {'CPU ms/job':>11} {'RSS MB':>7}"
             )
         last: dict[str, Any] = {}
+        throughput: dict[str, Any] = {}
         for processes, threads in curve if "throughput" in only else []:
             results: list[dict[str, Any]] = []
             baseline: list[dict[str, Any]] = []
@@ -148,9 +177,10 @@ def main() -> None:
                             checkout=checkout,
                         )
                     )
-            print_throughput_row(f"{processes}x{threads}", results)
+            setting = f"{processes}x{threads}"
+            throughput[setting] = print_throughput_row(setting, results)
             if baseline:
-                print_throughput_row(
+                throughput[setting]["baseline"] = print_throughput_row(
                     "baseline",
                     baseline,
                     f"   (CPU {statistics.median(r['cpu_ms_per_job'] for r in results) / statistics.median(r['cpu_ms_per_job'] for r in baseline):.2f}x the baseline's)",
@@ -167,8 +197,12 @@ def main() -> None:
             )
             for _ in range(runs if "jira" in only else 0)
         ]
+        if throughput:
+            sections["throughput"] = throughput
         if jira_results:
-            print_throughput_row("2x8 Jira", jira_results, "   (remote link + comment)")
+            sections["jira"] = {
+                "2x8": print_throughput_row("2x8 Jira", jira_results, "   (remote link + comment)")
+            }
 
         if last or jira_results:
             print("\n2. Calls per job on the happy path (2x8 runs)")
@@ -179,6 +213,7 @@ def main() -> None:
                 f"   {last['calls_per_job']:5.2f}  total per Zendesk job "
                 "(minimum with a tag: 4.00 = read the recording + share + note + tag)"
             )
+            sections["calls_per_job"] = {"zendesk": calls_per_job(last, jobs)}
         if jira_results:
             for endpoint, count in sorted(jira_results[0]["calls"].items()):
                 print(f"   {count / jobs:5.2f}  {endpoint}")
@@ -186,6 +221,7 @@ def main() -> None:
                 f"   {jira_results[0]['calls_per_job']:5.2f}  total per Jira job "
                 "(minimum: 4.00 = read the recording + share + remote link + comment)"
             )
+            sections.setdefault("calls_per_job", {})["jira"] = calls_per_job(jira_results[0], jobs)
 
         soak_jobs = 5_000 if args.quick else 20_000
         if "memory" in only:
@@ -212,6 +248,24 @@ def main() -> None:
                 f"over the last {soak_jobs - soak['warm_jobs']:,.0f} jobs); "
                 f"max {soak['max']:.0f} MB ({soak['max'] / 100:.2f} of the bound)"
             )
+            sections["memory"] = {
+                "cpu_ms_per_job": {
+                    "fleet_2x8": last["cpu_median"] if last else None,
+                    "one_thread_back_to_back": hot,
+                    "one_thread_with_latency": cold,
+                    "bound": 3.0,
+                },
+                "rss_mb": {
+                    "jobs": soak_jobs,
+                    "idle": soak["idle"],
+                    "warm_after_jobs": soak["warm_jobs"],
+                    "warm": soak["warm"],
+                    "end": soak["end"],
+                    "max": soak["max"],
+                    "growth": soak["end"] / soak["warm"],
+                    "bound": 100,
+                },
+            }
 
         if "enqueue" in only:
             print("\n4. Enqueueing")
@@ -228,6 +282,11 @@ def main() -> None:
             print(
                 f"   enqueue_bug_report(): {figures['producer_ms']:.3f} ms per event (target 1 ms: {figures['producer_ms']:.2f}x)"
             )
+            sections["enqueue"] = {
+                "events": enqueue_events,
+                **figures,
+                "targets": {"enqueue_many_rate": 10_000, "producer_ms": 1.0},
+            }
 
         if "latency" in only:
             print("\n5. Pick-up latency of an idle worker, beyond the API time")
@@ -242,6 +301,12 @@ def main() -> None:
                 f"   meanwhile an idle worker (1x4, with its parent) uses {idle:.1f} ms of CPU "
                 f"per second ({idle / 10:.1f}% of a core)"
             )
+            sections["latency"] = {
+                "median_ms": med * 1000,
+                "events": len(extra),
+                "target_ms": 100,
+                "idle_worker_cpu_ms_per_s": idle,
+            }
 
         budget = 300
         if "budget" in only:
@@ -252,6 +317,11 @@ def main() -> None:
             print(
                 f"   budget used: {figures['used']:.1%} (target at least 90%); answered 429: {figures['refused']:.2%} of {figures['calls']:.0f} calls (target under 1%)"
             )
+            sections["budget"] = {
+                "per_minute": budget,
+                **figures,
+                "targets": {"used_at_least": 0.9, "refused_under": 0.01},
+            }
         if "startup" in only:
             runs_startup = 5 if args.quick else 21
             print(
@@ -260,11 +330,13 @@ def main() -> None:
             )
             now = enqueue_startup(client, config, runs_startup)
             line = f"   {now * 1000:.0f} ms (target 150 ms: {now / 0.15:.2f}x)"
+            sections["startup"] = {"median_ms": now * 1000, "runs": runs_startup, "target_ms": 150}
             if args.baseline:
                 before = enqueue_startup(client, config, runs_startup, args.baseline)
                 line += (
                     f"; baseline {before * 1000:.0f} ms (now {now / before:.2f}x the baseline's)"
                 )
+                sections["startup"]["baseline_median_ms"] = before * 1000
             print(line)
         if "metrics" in only:
             print(
@@ -285,7 +357,29 @@ def main() -> None:
                 f"   on {on_ms:.2f} ms, off {off_ms:.2f} ms: {on_ms / off_ms:.2f}x "
                 "(bound 1.10x: at most 10% more)"
             )
+            sections["metrics"] = {
+                "cpu_ms_per_job_on": on_ms,
+                "cpu_ms_per_job_off": off_ms,
+                "ratio": on_ms / off_ms,
+                "bound_ratio": 1.10,
+            }
         app.broker.close()
+    write(
+        args.results,
+        {
+            "machine": about,
+            "settings": {
+                "quick": args.quick,
+                "sections": [s for s in SECTIONS if s in only],
+                "api_latency_s": args.latency,
+                "jobs_per_run": jobs,
+                "runs": runs,
+                "curve": [f"{p}x{t}" for p, t in curve],
+                "baseline": str(args.baseline) if args.baseline else None,
+            },
+            "sections": sections,
+        },
+    )
 
 
 if __name__ == "__main__":

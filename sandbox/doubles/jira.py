@@ -7,11 +7,12 @@ saying `{"internal": true}`.
 Once `send_webhooks` is called, it also fires an admin webhook's signed events, for issues that
 carry a session id: when such an issue is created, and when the session field is set.
 
-This module holds the issue store and the routes, but for the remote-link routes (upsert,
-list, get, delete), in jira_links.py. Request bodies of the two write operations are checked by
-jira_validation.py (against Atlassian's published schemas, among others); answers are rendered in
-Jira's shape by jira_answers.py; ADF handling is in jira_adf.py; webhook bodies and signatures
-are in jira_webhooks.py.
+This module holds the issue store and the routes, but for the comment routes (add, list), in
+jira_comments.py, and the remote-link routes (upsert, list, get, delete), in jira_links.py.
+Request bodies of the two write operations are checked by jira_validation.py (against
+Atlassian's published schemas, among others); answers are rendered in Jira's shape by
+jira_answers.py; ADF handling is in jira_adf.py; webhook bodies and signatures are in
+jira_webhooks.py.
 """
 
 from __future__ import annotations
@@ -30,14 +31,9 @@ from sandbox.doubles.auth import basic_auth, bearer_token
 from sandbox.doubles.base import Double
 from sandbox.doubles.jira_adf import adf_link
 from sandbox.doubles.jira_answers import NOT_FOUND_ISSUE, error
+from sandbox.doubles.jira_comments import CommentRoutes
 from sandbox.doubles.jira_links import RemoteLinkRoutes
-from sandbox.doubles.jira_validation import (
-    SCHEMAS,
-    comment_body_error,
-    schema_error,
-    validate,
-    visibility_error,
-)
+from sandbox.doubles.jira_validation import SCHEMAS, schema_error, validate
 from sandbox.doubles.jira_webhooks import SESSION_FIELD, AdminWebhook
 from sandbox.doubles.messages import Request, Response, json_response
 from sandbox.doubles.posthog_recordings import CUSTOMER_EMAIL
@@ -49,25 +45,9 @@ __all__ = ["JiraDouble", "adf_link"]
 ISSUE_KEY = re.compile(r"[A-Z][A-Z0-9]+-\d+")
 _API = r"/rest/api/(?P<v>2|3|latest)"
 _ISSUE = _API + r"/issue/(?P<key>[^/]+)"
-# The comment property by which Jira Service Management keeps a comment from the customer.
-SD_PUBLIC_COMMENT = "sd.public.comment"
 
 
-def is_internal(properties: Any) -> bool:
-    """Whether a comment's `properties` make it internal on a service desk issue: an entry
-    `{"key": "sd.public.comment", "value": {"internal": true}}` (a JSON true, not "true")."""
-    if not isinstance(properties, list):
-        return False
-    return any(
-        isinstance(entry, dict)
-        and entry.get("key") == SD_PUBLIC_COMMENT
-        and isinstance(entry.get("value"), dict)
-        and entry["value"].get("internal") is True
-        for entry in properties
-    )
-
-
-class JiraDouble(RemoteLinkRoutes, Double):
+class JiraDouble(CommentRoutes, RemoteLinkRoutes, Double):
     EDGE_HEADERS = answers.EDGE_HEADERS
 
     def __init__(
@@ -336,71 +316,6 @@ class JiraDouble(RemoteLinkRoutes, Double):
         }
         return json_response(201, body)
 
-    def _add_comment(self, request: Request) -> Response:
-        denied = self._guard(request)
-        if denied:
-            return denied
-        version = self._version(request)
-        payload = request.json
-        if not isinstance(payload, dict):
-            return answers.not_an_object()
-        violation = self._check_schema("Comment", request)
-        if violation:
-            return violation
-        body = payload.get("body")
-        problem = comment_body_error(body, version)
-        if problem:
-            return problem
-        visibility = payload.get("visibility")
-        if visibility is not None:
-            problem = visibility_error(visibility, self.roles, self.groups)
-            if problem:
-                return problem
-        with self._state:
-            issue = self._find(request)
-            if issue is None:
-                return error(404, [NOT_FOUND_ISSUE])
-            now = answers.timestamp(datetime.now(timezone.utc))
-            comment: dict[str, Any] = {
-                "id": str(self._next_comment_id),
-                "body": copy.deepcopy(body),
-                "api_version": version,
-                "created": now,
-                "updated": now,
-                # Hidden from the customer; only a service desk issue has customers, so a
-                # software issue's comment is never internal, whatever its properties say.
-                "internal": bool(issue.get("service_desk"))
-                and is_internal(payload.get("properties")),
-            }
-            if visibility is not None:
-                comment["visibility"] = dict(visibility)
-            if payload.get("properties"):
-                comment["properties"] = copy.deepcopy(payload["properties"])
-            self._next_comment_id += 1
-            issue["comments"].append(comment)
-            return json_response(201, self._comment_json(issue, comment, version))
-
-    def _list_comments(self, request: Request) -> Response:
-        denied = self._guard(request)
-        if denied:
-            return denied
-        try:
-            start = max(0, int(request.query.get("startAt", "0")))
-            size = min(5000, max(0, int(request.query.get("maxResults", "50"))))
-        except ValueError:
-            return error(400, ["startAt and maxResults must be integers."])
-        version = self._version(request)
-        with self._state:
-            issue = self._find(request)
-            if issue is None:
-                return error(404, [NOT_FOUND_ISSUE])
-            comments = issue["comments"]
-            page = [self._comment_json(issue, c, version) for c in comments[start : start + size]]
-            return json_response(
-                200,
-                {"startAt": start, "maxResults": size, "total": len(comments), "comments": page},
-            )
-
     # ----------------------------------------------------------------- internals
 
     def _session_id(self, issue: dict[str, Any]) -> str | None:
@@ -441,8 +356,3 @@ class JiraDouble(RemoteLinkRoutes, Double):
                 {"operation": name, "path": request.path, "problems": problems}
             )
         return schema_error(name, request.json, problems)
-
-    def _comment_json(
-        self, issue: dict[str, Any], comment: dict[str, Any], version: str
-    ) -> dict[str, Any]:
-        return answers.comment_json(self.url, self.email, issue, comment, version)

@@ -4,25 +4,29 @@ Imitates `posthog/api/sharing.py` as described in docs/notes (external-apis.md):
 token on enabling again, a new token (or, with `reenable="same_token"`, the old one back) on
 re-enabling after a disable, token rotation by `POST .../sharing/refresh/` with a grace period
 for the old token, a useless fresh token from GET on a never-shared recording, and the
-duplicate-config race that expires one of two concurrent tokens. The sharing state itself is in
-posthog_sharing.py.
+duplicate-config race that expires one of two concurrent tokens.
 
 Also serves a recording's metadata (`GET .../session_recordings/{id}`, see
 posthog_recordings.py), including the ingestion delay before a new recording can be found.
+
+This module holds the double's settings, its test helpers, the API keys' scopes and the routes
+but for the sharing ones, in posthog_sharing_routes.py; the sharing state is in
+posthog_sharing.py, answers and errors in PostHog's style in posthog_answers.py.
 """
 
 from __future__ import annotations
 
 import copy
-import html
 import re
 import threading
 from datetime import datetime
 from typing import Any
 
+from sandbox.doubles import posthog_answers as answers
 from sandbox.doubles.auth import bearer_token
 from sandbox.doubles.base import Double
-from sandbox.doubles.messages import Request, Response, html_response, json_response
+from sandbox.doubles.messages import Request, Response, json_response
+from sandbox.doubles.posthog_answers import permission_denied
 from sandbox.doubles.posthog_recordings import (
     CUSTOMER_EMAIL,
     DEFAULT_DURATION_SECONDS,
@@ -31,14 +35,8 @@ from sandbox.doubles.posthog_recordings import (
     person_json,
     recording_json,
 )
-from sandbox.doubles.posthog_sharing import (
-    Share,
-    SharingStore,
-    check_reenable,
-    config_json,
-    iso_now,
-    unsaved_config_json,
-)
+from sandbox.doubles.posthog_sharing import SharingStore, check_reenable, config_json
+from sandbox.doubles.posthog_sharing_routes import SharingRoutes
 from sandbox.doubles.recording import RecordedRequest
 
 DEFAULT_API_KEYS: dict[str, set[str]] = {
@@ -63,25 +61,8 @@ _SHARING_RE = re.compile(_SHARING)
 _REFRESH_RE = re.compile(_REFRESH)
 
 
-def _error(status: int, type_: str, code: str, detail: str, attr: str | None = None) -> Response:
-    # DRF exception shape used by every PostHog API error.
-    return json_response(status, {"type": type_, "code": code, "detail": detail, "attr": attr})
-
-
-class PostHogDouble(Double):
-    # What a PostHog Cloud API answer carries besides its body (values typical, not copied).
-    EDGE_HEADERS = (
-        ("Vary", "Accept, Origin, Cookie"),
-        ("Allow", "GET, PATCH, HEAD, OPTIONS"),
-        ("X-Frame-Options", "DENY"),
-        ("X-Content-Type-Options", "nosniff"),
-        ("Referrer-Policy", "same-origin"),
-        ("Cross-Origin-Opener-Policy", "same-origin"),
-        ("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),
-        ("X-PostHog-Request-Id", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"),
-        ("Via", "1.1 google"),
-        ("Alt-Svc", 'h3=":443"; ma=2592000,h3-29=":443"; ma=2592000'),
-    )
+class PostHogDouble(SharingRoutes, Double):
+    EDGE_HEADERS = answers.EDGE_HEADERS
 
     def __init__(
         self,
@@ -254,33 +235,19 @@ class PostHogDouble(Double):
     # ----------------------------------------------------------------- vendor style
 
     def not_found_response(self, request: Request) -> Response:
-        return _error(404, "invalid_request", "not_found", "Not found.")
+        return answers.not_found()
 
     def method_not_allowed_response(self, request: Request) -> Response:
-        return _error(
-            405,
-            "invalid_request",
-            "method_not_allowed",
-            f'Method "{request.method}" not allowed.',
-        )
+        return answers.method_not_allowed(request.method)
 
     def throttled_response(self) -> Response:
-        # DRF's wording (singular for 1) and, unlike Zendesk/Jira, no Retry-After header:
-        # the wait has to be parsed out of `detail`.
-        wait = self.throttle_seconds
-        unit = "second" if wait == 1 else "seconds"
-        return _error(
-            429,
-            "throttled_error",
-            "throttled",
-            f"Request was throttled. Expected available in {wait} {unit}.",
-        )
+        return answers.throttled(self.throttle_seconds)
 
     def unavailable_response(self) -> Response:
-        return _error(503, "server_error", "error", "A server error occurred.")
+        return answers.server_error(503)
 
     def internal_error_response(self) -> Response:
-        return _error(500, "server_error", "error", "A server error occurred.")
+        return answers.server_error(500)
 
     # ----------------------------------------------------------------- auth
 
@@ -289,107 +256,15 @@ class PostHogDouble(Double):
         key = bearer_token(request.headers) or request.query.get("personal_api_key")
         scopes = self.api_keys.get(key) if key else None
         if scopes is None:
-            return _error(
-                401,
-                "authentication_error",
-                "authentication_failed",
-                "Personal API key found in request Authorization header is invalid.",
-            )
+            return answers.invalid_key()
         # Organisation-wide routes name no project.
         if request.params.get("pid", str(self.project_id)) != str(self.project_id):
             return self.not_found_response(request)
         if scope not in scopes and "*" not in scopes:
-            return _error(
-                403,
-                "authentication_error",
-                "permission_denied",
-                f"API key missing required scope '{scope}'",
-            )
+            return permission_denied(f"API key missing required scope '{scope}'")
         return None
 
     # ----------------------------------------------------------------- routes
-
-    def _patch_sharing(self, request: Request) -> Response:
-        denied = self._authorize(request, "sharing_configuration:write")
-        if denied:
-            return denied
-        if request.json_error is not None or not isinstance(request.json, dict):
-            return _error(
-                400,
-                "validation_error",
-                "invalid_input",
-                "JSON parse error - Expecting a JSON object.",
-                "enabled",
-            )
-        if "enabled" not in request.json:
-            return _error(400, "validation_error", "required", "This field is required.", "enabled")
-        enabled = request.json["enabled"]
-        if not isinstance(enabled, bool):
-            return _error(
-                400, "validation_error", "invalid_input", "Must be a valid boolean.", "enabled"
-            )
-        if enabled and not self.public_sharing_allowed:
-            # PostHog's sharing permission check: turning a link off stays allowed.
-            return _error(
-                403,
-                "authentication_error",
-                "permission_denied",
-                "Public sharing is disabled for this organization.",
-            )
-        sid = request.params["sid"]
-        if enabled:
-            return json_response(200, self._enable(sid))
-        with self._state:
-            return json_response(200, config_json(self._sharing.disable(sid)))
-
-    def _enable(self, sid: str) -> dict[str, Any]:
-        sharing = self._sharing
-        with self._state:
-            share = sharing.shares.get(sid)
-            if share is not None and share.enabled:
-                return config_json(share)  # idempotent: same token
-            if share is not None and self.reenable == "same_token":
-                return config_json(sharing.reenable(share))
-            if self.race_window <= 0:
-                return config_json(sharing.new_share(sid, enabled=True))
-            # Race mode: nothing is visible to other requests until the window ends, so an
-            # overlapping PATCH also sees "not shared" and creates its own token, as two
-            # concurrent PostHog workers both insert a SharingConfiguration.
-            token = sharing.new_token(sid, live=False)
-            racing = sharing.racing.setdefault(sid, [])
-            racing.append(token)
-            first = racing[0] == token
-        self._sleep(self.race_window)
-        with self._state:
-            created = iso_now()
-            if first:
-                # PostHog collapses the duplicates and keeps the first; later ones expire.
-                sharing.shares[sid] = Share(token, True, created)
-                sharing.tokens[token].live = True
-                sharing.racing.pop(sid, None)
-            # The loser's response still says enabled: that is the trap.
-            return config_json(Share(token, True, created))
-
-    def _refresh_sharing(self, request: Request) -> Response:
-        """`POST .../sharing/refresh/`: a new token; the old one serves `refresh_grace_seconds`
-        more if its config was enabled, else it stays dead. The body is not read."""
-        denied = self._authorize(request, "sharing_configuration:write")
-        if denied:
-            return denied
-        with self._state:
-            share = self._sharing.rotate(request.params["sid"], self.refresh_grace_seconds)
-            return json_response(200, config_json(share))
-
-    def _get_sharing(self, request: Request) -> Response:
-        denied = self._authorize(request, "sharing_configuration:read")
-        if denied:
-            return denied
-        with self._state:
-            share = self._sharing.shares.get(request.params["sid"])
-            if share is not None:
-                return json_response(200, config_json(share))
-        # Never shared: PostHog answers with an unsaved config and a token that works nowhere.
-        return json_response(200, unsaved_config_json())
 
     def _get_recording(self, request: Request) -> Response:
         denied = self._authorize(request, "session_recording:read")
@@ -444,16 +319,4 @@ class PostHogDouble(Double):
             session_id = info.session_id if info and serving else None
         if not self.public_sharing_allowed:
             session_id = None
-        if session_id is None:
-            return html_response(
-                404,
-                "<!doctype html><html><head><title>Not found</title></head>"
-                "<body><h1>This replay is not shared or the link has expired.</h1></body></html>",
-            )
-        sid = html.escape(session_id)
-        return html_response(
-            200,
-            "<!doctype html><html><head><title>Session replay</title></head><body>"
-            f'<h1>Session replay</h1><p>Recording <code id="session-id">{sid}</code></p>'
-            '<div class="player">[sandbox player]</div></body></html>',
-        )
+        return answers.public_page(session_id)

@@ -8,9 +8,10 @@ Once `send_webhooks` is called, it also fires a trigger's signed webhooks, as an
 would: when a ticket is created with its session field filled in, and when a ticket with one is
 solved or closed.
 
-This module holds the ticket store and the routes; answers and errors in Zendesk's style are in
-zendesk_answers.py, comment bodies in zendesk_comments.py, webhook bodies and signatures in
-zendesk_webhooks.py.
+This module holds the ticket store, the test helpers and the webhook firing; the routes are in
+zendesk_routes.py, the rules of a ticket's fields (statuses, tags, custom fields) in
+zendesk_tickets.py, answers and errors in Zendesk's style in zendesk_answers.py, comment bodies in
+zendesk_comments.py, webhook bodies and signatures in zendesk_webhooks.py.
 """
 
 from __future__ import annotations
@@ -18,60 +19,25 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from sandbox.doubles import zendesk_answers as answers
 from sandbox.doubles.auth import basic_auth
 from sandbox.doubles.base import Double
-from sandbox.doubles.messages import Request, Response, json_response
+from sandbox.doubles.messages import Request, Response
 from sandbox.doubles.posthog_recordings import CUSTOMER_EMAIL
 from sandbox.doubles.webhooks import WebhookSender
-from sandbox.doubles.zendesk_answers import AGENT_ID, error, invalid_record, record_not_found
+from sandbox.doubles.zendesk_answers import AGENT_ID
 from sandbox.doubles.zendesk_comments import make_comment
-from sandbox.doubles.zendesk_webhooks import (
-    DONE_STATUSES,
-    SESSION_FIELD_ID,
-    TriggerWebhook,
-    session_id_of,
-)
-
-STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
-REQUESTER_ID = 2
+from sandbox.doubles.zendesk_routes import TicketRoutes
+from sandbox.doubles.zendesk_tickets import REQUESTER_ID, STATUSES, normalize_tags
+from sandbox.doubles.zendesk_webhooks import SESSION_FIELD_ID, TriggerWebhook, session_id_of
 
 _TICKET = r"/api/v2/tickets/(?P<id>\d+)"
 
 
-def normalize_tags(tags: Any) -> list[str] | None:
-    """Zendesk tags are lower-case and cannot contain spaces ("a b" becomes two tags)."""
-    if isinstance(tags, str):
-        tags = [tags]
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        return None
-    out: list[str] = []
-    for tag in tags:
-        for part in tag.lower().split():
-            if part not in out:
-                out.append(part)
-    return out
-
-
-def custom_field_list(fields: Any) -> list[dict[str, Any]] | None:
-    """A request's `custom_fields` ([{"id": N, "value": ...}]) as stored; None if malformed.
-
-    Values are kept as text, as a text field stores them; a null value stays null."""
-    if not isinstance(fields, list):
-        return None
-    out: list[dict[str, Any]] = []
-    for field in fields:
-        if not isinstance(field, dict) or not isinstance(field.get("id"), int):
-            return None
-        value = field.get("value")
-        out.append({"id": field["id"], "value": None if value is None else str(value)})
-    return out
-
-
-class ZendeskDouble(Double):
+class ZendeskDouble(TicketRoutes, Double):
     EDGE_HEADERS = answers.EDGE_HEADERS
     #: The ticket field "Session id" an admin maps into the trigger's body (the default).
     SESSION_FIELD_ID: ClassVar[int] = SESSION_FIELD_ID
@@ -242,7 +208,7 @@ class ZendeskDouble(Double):
     def internal_error_response(self) -> Response:
         return answers.internal_error()
 
-    # ----------------------------------------------------------------- routes
+    # ----------------------------------------------------------------- auth & lookup
 
     def _authenticated(self, request: Request) -> bool:
         return basic_auth(request.headers) == (f"{self.email}/token", self.api_token)
@@ -253,193 +219,6 @@ class ZendeskDouble(Double):
         if ticket is None and self.auto_create_tickets and ticket_id > 0:
             ticket = self.add_ticket(ticket_id, subject=f"Load-test ticket {ticket_id}")
         return ticket
-
-    def _me(self, request: Request) -> Response:
-        if not self._authenticated(request):
-            return answers.unauthorized()
-        return json_response(
-            200,
-            {
-                "user": {
-                    "id": AGENT_ID,
-                    "email": self.email,
-                    "role": "agent",
-                    "name": "Sandbox Agent",
-                    "active": True,
-                }
-            },
-        )
-
-    def _get_ticket(self, request: Request) -> Response:
-        if not self._authenticated(request):
-            return answers.unauthorized()
-        with self._state:
-            ticket = self._find(int(request.params["id"]))
-            if ticket is None:
-                return record_not_found()
-            body: dict[str, Any] = {"ticket": answers.ticket_json(self.url, ticket)}
-            # Sideloading: `?include=users` adds the ticket's requester, submitter and assignee.
-            if "users" in request.query.get("include", "").split(","):
-                ids = {ticket["requester_id"], ticket["submitter_id"], ticket["assignee_id"]}
-                body["users"] = [
-                    copy.deepcopy(self.users[i]) for i in sorted(ids) if i in self.users
-                ]
-            return json_response(200, body)
-
-    def _get_user(self, request: Request) -> Response:
-        if not self._authenticated(request):
-            return answers.unauthorized()
-        with self._state:
-            user = self.users.get(int(request.params["id"]))
-            if user is None:
-                return record_not_found()
-            return json_response(200, {"user": copy.deepcopy(user)})
-
-    def _create_ticket(self, request: Request) -> Response:
-        """POST /tickets.json: Zendesk's remedy for a closed ticket is a follow-up ticket."""
-        if not self._authenticated(request):
-            return answers.unauthorized()
-        payload = self._ticket_payload(request)
-        if isinstance(payload, Response):
-            return payload
-        comment = payload.get("comment")
-        if not isinstance(comment, dict) or not (comment.get("body") or comment.get("html_body")):
-            return invalid_record("description", "Description: cannot be blank")
-        status = payload.get("status") or "new"
-        if status not in STATUSES:
-            return error(400, "InvalidValue", f"Status: {status} invalid")
-        tags = normalize_tags(payload.get("tags", []))
-        if tags is None:
-            return error(400, "InvalidValue", "tags must be a list of strings")
-        fields = custom_field_list(payload.get("custom_fields", []))
-        if fields is None:
-            return error(400, "InvalidValue", 'custom_fields must be a list of {"id", "value"}')
-        requester = payload.get("requester")
-        email = requester.get("email") if isinstance(requester, dict) else None
-        if requester is not None and not isinstance(email, str):
-            return invalid_record("requester", "Requester: must have an email address")
-        with self._state:
-            ticket = self._insert_ticket(
-                self._next_ticket_id,
-                str(payload.get("subject") or "Follow-up"),
-                status,
-                tags,
-                comment,
-                AGENT_ID,
-                fields,
-                # A form's ticket is its end user's; without one, the sandbox's customer's.
-                requester_id=self._end_user(email) if email else REQUESTER_ID,
-            )
-            ticket["via_followup_source_id"] = payload.get("via_followup_source_id")
-            return json_response(
-                201,
-                {
-                    "ticket": answers.ticket_json(self.url, ticket),
-                    "audit": self._audit(ticket, ticket["comments"], []),
-                },
-            )
-
-    def _update_ticket(self, request: Request) -> Response:
-        if not self._authenticated(request):
-            return answers.unauthorized()
-        payload = self._ticket_payload(request)
-        if isinstance(payload, Response):
-            return payload
-        with self._state:
-            ticket = self._find(int(request.params["id"]))
-            if ticket is None:
-                return record_not_found()
-            if ticket["status"] == "closed":
-                return answers.closed_error()
-            if payload.get("safe_update") and payload.get("updated_stamp") != ticket["updated_at"]:
-                return error(
-                    409,
-                    "UpdateConflict",
-                    "Safe Update prevented the update due to outdated ticket data. "
-                    "Please fetch the latest ticket data and try again.",
-                )
-            changes: list[dict[str, Any]] = []
-            comment: dict[str, Any] | None = None
-            if "comment" in payload:
-                raw = payload["comment"]
-                if not isinstance(raw, dict) or not (raw.get("body") or raw.get("html_body")):
-                    return invalid_record("base", "Comment: cannot be blank")
-                comment = raw
-            if "status" in payload and payload["status"] not in STATUSES:
-                return invalid_record("status", f"Status: {payload['status']} invalid")
-            tags = ticket["tags"]
-            for key, merge in (("tags", "set"), ("additional_tags", "add"), ("remove_tags", "rm")):
-                if key in payload:
-                    given = normalize_tags(payload[key])
-                    if given is None:
-                        return error(400, "InvalidValue", f"{key} must be a list of strings")
-                    tags = self._merge_tags(tags, given, merge)
-            if tags != ticket["tags"]:
-                changes.append(answers.change("tags", tags, ticket["tags"]))
-                ticket["tags"] = tags
-            for field in ("status", "subject", "priority", "type"):
-                if field in payload and payload[field] != ticket[field]:
-                    changes.append(answers.change(field, payload[field], ticket[field]))
-                    ticket[field] = payload[field]
-                    if field == "status" and ticket["status"] in DONE_STATUSES:
-                        self._fire_webhook(ticket)  # the trigger "status changed to solved..."
-            now = self._touch(ticket)
-            events: list[dict[str, Any]] = []
-            if comment is not None:
-                author = comment.get("author_id")
-                made = self._make_comment(comment, int(author) if author else AGENT_ID, now)
-                ticket["comments"].append(made)
-                events.append(made)
-            return json_response(
-                200,
-                {
-                    "ticket": answers.ticket_json(self.url, ticket),
-                    "audit": self._audit(ticket, events, changes),
-                },
-            )
-
-    def _list_comments(self, request: Request) -> Response:
-        if not self._authenticated(request):
-            return answers.unauthorized()
-        try:
-            page = max(1, int(request.query.get("page", "1")))
-            per_page = min(100, max(1, int(request.query.get("per_page", "100"))))
-        except ValueError:
-            return error(400, "InvalidPaginationParameter", "page and per_page must be integers")
-        ticket_id = int(request.params["id"])
-        with self._state:
-            ticket = self._find(ticket_id)
-            if ticket is None:
-                return record_not_found()
-            comments = copy.deepcopy(ticket["comments"])
-        if request.query.get("sort_order") == "desc":
-            comments.reverse()
-        return json_response(
-            200, answers.comments_page(self.url, ticket_id, comments, page, per_page)
-        )
-
-    def _tags(self, request: Request) -> Response:
-        """GET lists, PUT adds, POST replaces, DELETE removes: Zendesk's tags endpoint."""
-        if not self._authenticated(request):
-            return answers.unauthorized()
-        with self._state:
-            ticket = self._find(int(request.params["id"]))
-            if ticket is None:
-                return record_not_found()
-            if request.method == "GET":
-                return json_response(200, {"tags": list(ticket["tags"])})
-            if ticket["status"] == "closed":
-                return answers.closed_error()
-            body = request.json if isinstance(request.json, dict) else None
-            given = normalize_tags(body.get("tags")) if body else None
-            if given is None:
-                return error(400, "InvalidValue", "tags must be a list of strings")
-            mode = {"PUT": "add", "POST": "set", "DELETE": "rm"}[request.method]
-            tags = self._merge_tags(ticket["tags"], given, mode)
-            if tags != ticket["tags"]:
-                ticket["tags"] = tags
-                self._touch(ticket)
-            return json_response(200, {"tags": list(tags)})
 
     # ----------------------------------------------------------------- internals
 
@@ -457,35 +236,6 @@ class ZendeskDouble(Double):
         invocation_id = str(next(self._invocation_ids))
         headers = webhook.headers(body, invocation_id, datetime.now(timezone.utc))
         self.webhooks.post(webhook.url, body, headers)
-
-    def _ticket_payload(self, request: Request) -> dict[str, Any] | Response:
-        if request.json_error is not None:
-            return error(400, "InvalidJSON", f"Malformed JSON: {request.json_error}")
-        body = request.json
-        if not isinstance(body, dict) or not isinstance(body.get("ticket"), dict):
-            return error(400, "InvalidJSON", "Expected a JSON object with a 'ticket' object")
-        ticket: dict[str, Any] = body["ticket"]
-        return ticket
-
-    @staticmethod
-    def _merge_tags(current: list[str], given: list[str], mode: str) -> list[str]:
-        if mode == "set":
-            return list(given)
-        if mode == "add":
-            return current + [t for t in given if t not in current]
-        return [t for t in current if t not in given]
-
-    @staticmethod
-    def _touch(ticket: dict[str, Any]) -> datetime:
-        # updated_at must change on every update, even within one second, or a stale
-        # `updated_stamp` could pass the safe_update check.
-        now = datetime.now(timezone.utc).replace(microsecond=0)
-        previous = datetime.strptime(ticket["updated_at"], "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=timezone.utc
-        )
-        now = max(now, previous + timedelta(seconds=1))
-        ticket["updated_at"] = answers.stamp(now)
-        return now
 
     def _make_comment(self, raw: dict[str, Any], author_id: int, now: datetime) -> dict[str, Any]:
         """Caller holds the state lock."""
