@@ -19,10 +19,8 @@ tokens; callers serialise minting per session (``worker.attach.ledger``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 import requests
 
@@ -40,106 +38,12 @@ from integrations.http import (
     Timeouts,
     is_success,
 )
+from integrations.posthog_answers import SYSTEM, Person, Recording, person_of, recording_of
 from integrations.retries import (
     call_with_retries,
 )
 
-SYSTEM = "PostHog"
-
 _THROTTLE_WAIT = re.compile(r"available in (\d+) seconds?", re.IGNORECASE)
-
-
-def embed_link(host: str, access_token: str, replay_seconds: int | None = None) -> str:
-    """The iframe-able public page of a shared recording."""
-    link = f"{host.rstrip('/')}/embedded/{quote(access_token, safe='')}"
-    if replay_seconds:
-        link += "?" + urlencode({"t": replay_seconds})
-    return link
-
-
-#: PostHog lists at most this many of a person's distinct ids in a recording's answer.
-PERSON_DISTINCT_IDS_SHOWN = 10
-
-
-@dataclass(frozen=True)
-class Person:
-    """A PostHog person: who a recording, or a distinct id, belongs to."""
-
-    #: PostHog's uuid of the person (None when the answer carried none).
-    id: str | None
-    #: The ``email`` person property, where the app identified the user with one.
-    email: str | None
-    distinct_ids: frozenset[str]
-    #: False when the answer may have left some distinct ids out (a recording's
-    #: answer lists only the first ten): ask ``PostHogSharing.find_person`` before
-    #: concluding that an id is not this person's.
-    complete: bool = True
-
-
-def _person(body: Any, *, complete: bool) -> Person | None:
-    if not isinstance(body, dict):
-        return None
-    ids = body.get("distinct_ids")
-    listed = ids if isinstance(ids, list) else []
-    distinct_ids = frozenset(i for i in listed if isinstance(i, str))
-    properties = body.get("properties")
-    email = properties.get("email") if isinstance(properties, dict) else None
-    uuid = body.get("uuid") if isinstance(body.get("uuid"), str) else None
-    return Person(
-        id=uuid,
-        email=email.strip() if isinstance(email, str) and email.strip() else None,
-        distinct_ids=distinct_ids,
-        complete=complete or len(distinct_ids) < PERSON_DISTINCT_IDS_SHOWN,
-    )
-
-
-@dataclass(frozen=True)
-class Recording:
-    """What PostHog knows of one session's recording."""
-
-    session_id: str
-    start_time: datetime | None
-    duration_seconds: int | None
-    #: Still being recorded: the user's session had not ended when it was read.
-    ongoing: bool
-    #: The distinct id it was captured with, and the distinct ids of its person that
-    #: the answer lists (at most ``PERSON_DISTINCT_IDS_SHOWN``).
-    distinct_ids: frozenset[str]
-    #: The recording's person, when it has one.
-    person: Person | None = None
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def _recording(session_id: str, body: Any) -> Recording:
-    if not isinstance(body, dict):
-        raise RetryLater(SYSTEM, f"PostHog's answer for the recording of {session_id} is not JSON")
-    ids = {body["distinct_id"]} if isinstance(body.get("distinct_id"), str) else set()
-    person = _person(body.get("person"), complete=False)
-    if person is not None:
-        ids.update(person.distinct_ids)
-    duration = body.get("recording_duration")
-    return Recording(
-        session_id=session_id,
-        start_time=_time(body.get("start_time")),
-        duration_seconds=int(duration) if isinstance(duration, (int, float)) else None,
-        ongoing=body.get("ongoing") is True,
-        distinct_ids=frozenset(ids),
-        person=person,
-    )
-
-
-def token_of(link: str) -> str:
-    """The access token in an embed link made by ``embed_link``."""
-    return unquote(urlsplit(link).path.rstrip("/").rpartition("/")[2])
 
 
 class PostHogSharing:
@@ -244,7 +148,7 @@ class PostHogSharing:
                 )
             if not is_success(response):
                 raise self._failure(response, session_id)
-            return _recording(session_id, _json(response))
+            return recording_of(session_id, _json(response))
 
         return call_with_retries(attempt, repeatable=True)
 
@@ -272,7 +176,7 @@ class PostHogSharing:
             if not isinstance(results, list):
                 raise RetryLater(SYSTEM, "PostHog's answer to a person lookup is not a list")
             for found in results:
-                person = _person(found, complete=True)
+                person = person_of(found, complete=True)
                 if person is not None and distinct_id in person.distinct_ids:
                     return person
             return None

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from integrations.posthog import Person, Recording
+from integrations.posthog_answers import Person, Recording
 from worker.attach.events import parse_event
 from worker.attach.recording import (
     RecordingFacts,

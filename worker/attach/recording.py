@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from integrations.posthog import Person, Recording
+from integrations.posthog_answers import Person, Recording
 from worker.attach.events import BugReport
 
 #: A report time at most this far outside the recording still opens it at its start or

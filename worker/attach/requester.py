@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from integrations.posthog import Person
+from integrations.posthog_answers import Person
 from worker.attach.events import BugReport
 from worker.attach.helpdesks import HELPDESKS, helpdesk_of
 from worker.attach.services import Services

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from integrations.errors import PermanentFailure, RetryLater, SharingDisabled
-from integrations.posthog import embed_link, token_of
+from integrations.posthog_answers import embed_link, token_of
 from worker.attach import rendering, requester
 from worker.attach.events import BugReport
 from worker.attach.leases import LockBusy
