@@ -3,7 +3,7 @@
 Whoever debugs a production Redis finds here what each key means. replay-attach's
 own keys start with ``REDIS_PREFIX``; dramatiq's start with ``DRAMATIQ_NAMESPACE``
 and are laid out by dramatiq (``queue_keys``, ``acks_key``): replay-attach writes
-and reads some of them itself, and ``tests/test_dramatiq_compat.py`` checks that
+and reads some of them itself, and ``tests/integration/test_dramatiq_compat.py`` checks that
 dramatiq still lays them out so.
 """
 

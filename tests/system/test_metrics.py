@@ -27,7 +27,7 @@ from tests.scenarios import free_port, notes_on, run_cli, wait_for
 from worker.attach.events import parse_event
 from worker.jobs.producer import BugReportQueue
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

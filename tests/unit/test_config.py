@@ -133,7 +133,7 @@ def test_posthog_credentials_are_optional_at_load_and_named_when_required() -> N
 
 def test_the_default_configuration_is_the_top_level_file() -> None:
     # In the source tree the package's copy is a link to the one file people edit.
-    assert DEFAULT_CONFIG_PATH.resolve() == (Path(__file__).parent.parent / "config.yaml").resolve()
+    assert DEFAULT_CONFIG_PATH.resolve() == (Path(__file__).parents[2] / "config.yaml").resolve()
 
 
 def test_unknown_key_and_wrong_type_are_refused(tmp_path: Path) -> None:
@@ -274,7 +274,7 @@ def test_the_python_producer_needs_no_vendor_credential(
         text=True,
         env={"PATH": "/usr/bin:/bin", "REDIS_URL": redis_url},
         timeout=60,
-        cwd=Path(__file__).parent.parent,
+        cwd=Path(__file__).parents[2],
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()

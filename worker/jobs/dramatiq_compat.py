@@ -16,7 +16,7 @@ Two modules follow dramatiq's formats without importing it, so that producers
 need no dramatiq: ``worker.keys`` (its queue keys) and ``worker.jobs.producer``
 (its message JSON).
 
-``tests/test_dramatiq_compat.py`` checks each of these against the installed
+``tests/integration/test_dramatiq_compat.py`` checks each of these against the installed
 dramatiq, so an upgrade that removes one fails there, by name, rather than in
 production; ``pyproject.toml`` allows only the versions tested.
 """

@@ -13,7 +13,7 @@ dramatiq itself: it writes each message as dramatiq's default JSON encoder
 writes a ``dramatiq.Message``, where dramatiq's own enqueue writes it (its data
 in the queue's hash, its id at the end of the queue's list). Importing this
 module imports only the event contract, the configuration and redis;
-``tests/test_dramatiq_compat.py`` checks the message against dramatiq's own.
+``tests/integration/test_dramatiq_compat.py`` checks the message against dramatiq's own.
 """
 
 from __future__ import annotations
