@@ -1,8 +1,10 @@
 """Shared fixtures: a real Redis, real-HTTP vendor doubles, configs and in-process workers.
 
 Redis: ``REPLAY_ATTACH_TEST_REDIS_URL`` or ``REDIS_URL`` selects a real server
-(database 15 is used and flushed before each test, never another); otherwise
-the embedded Redis is started in a temporary directory and removed afterwards.
+(database 15 is used and flushed before each test, never another; under pytest-xdist
+each worker process has its own: 15 for gw0, 14 for gw1, and so on); otherwise the
+embedded Redis is started in a temporary directory and removed afterwards (one per
+xdist worker).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from worker.app import App, create_app
 from worker.config import Config, load_config
 
 TEST_DB = 15
+# Databases 15 down to 1: database 0 is left to whatever else uses the server.
+MAX_XDIST_WORKERS = TEST_DB
 
 # Worker processes the tests start serve no metrics unless a test asks for a free port: 9191
 # (the default, or what an operator's shell exports) may be a running worker's. Their
@@ -30,12 +34,21 @@ TEST_DB = 15
 os.environ["REPLAY_ATTACH_METRICS_PORT"] = "0"
 
 
+def _test_db() -> int:
+    """This process's database: xdist workers flush before each test, so each needs its own."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+    if index >= MAX_XDIST_WORKERS:
+        raise pytest.UsageError(f"at most {MAX_XDIST_WORKERS} xdist workers: one database each")
+    return TEST_DB - index
+
+
 def _real_redis_url() -> str | None:
     url = os.environ.get("REPLAY_ATTACH_TEST_REDIS_URL") or os.environ.get("REDIS_URL")
     if not url:
         return None
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{TEST_DB}", parts.query, ""))
+    return urlunsplit((parts.scheme, parts.netloc, f"/{_test_db()}", parts.query, ""))
 
 
 @pytest.fixture(scope="session")

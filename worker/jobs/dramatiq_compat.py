@@ -15,7 +15,7 @@ module leans on its Redis broker's internals (as of dramatiq 2.2):
 dramatiq's formats (its message JSON, its keys in Redis) are ``worker.jobs.messages``'s,
 which follows them without importing dramatiq, so that producers need none.
 
-``tests/test_dramatiq_compat.py`` checks each of these against the installed
+``tests/integration/test_dramatiq_compat.py`` checks each of these against the installed
 dramatiq, so an upgrade that removes one fails there, by name, rather than in
 production; ``pyproject.toml`` allows only the versions tested.
 """

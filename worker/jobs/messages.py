@@ -13,8 +13,8 @@ spelt once, here, and nowhere else:
   go to a queue of their own (``delay_queue_name``).
 
 The job runner sees a message as a ``Job``, a plain value with no dramatiq in it.
-``tests/test_dramatiq_compat.py`` checks all of this against the installed dramatiq, byte for
-byte, so that an upgrade which changes the format fails there.
+``tests/integration/test_dramatiq_compat.py`` checks all of this against the installed
+dramatiq, byte for byte, so that an upgrade which changes the format fails there.
 """
 
 from __future__ import annotations

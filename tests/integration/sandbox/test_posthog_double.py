@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from sandbox.doubles import PostHogDouble
-from tests.sandbox.helpers import ph_session, share_url
+from tests.integration.sandbox.helpers import ph_session, share_url
 
 NOT_FOUND = {"type": "invalid_request", "code": "not_found", "detail": "Not found.", "attr": None}
 

@@ -25,7 +25,7 @@ from tests.intake_server import (
 from worker import keys
 from worker.jobs.messages import queue_keys
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 HELPDESKS = (ROOT / "docs" / "helpdesks.md").read_text()
 

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
-import yaml
 
 from sandbox.app import Sandbox
 from tests.conftest import RunningWorker, config_data
-from tests.scenarios import notes_on, run_cli
+from tests.scenarios import notes_on
 from worker.app import App
 from worker.jobs.producer import enqueue_bug_report
 
@@ -77,24 +74,3 @@ def test_links_shared_before_stop_answering_when_sharing_is_switched_off(
     assert requests.get(link, timeout=5).status_code == 200
     sandbox.posthog.public_sharing_allowed = False
     assert requests.get(link, timeout=5).status_code == 404
-
-
-def test_check_says_once_that_public_sharing_is_switched_off(
-    sandbox: Sandbox, cli_env: dict[str, str], tmp_path: Path
-) -> None:
-    sandbox.posthog.public_sharing_allowed = False
-    result = run_cli(cli_env, "check")
-    (line,) = [line for line in result.stdout.splitlines() if line.startswith("PostHog:")]
-    assert line.startswith("PostHog: ok,") and "public sharing is switched off" in line
-    # A key without organization:read cannot tell; check says nothing of it then.
-    sandbox.posthog.api_keys["phx_no_org"] = {
-        scope
-        for scope in sandbox.posthog.api_keys["phx_sandbox_key"]
-        if scope != "organization:read"
-    }
-    data: dict[str, Any] = yaml.safe_load(Path(cli_env["REPLAY_ATTACH_CONFIG"]).read_text())
-    data["posthog"]["personal_api_key"] = "phx_no_org"
-    path = tmp_path / "no-org.yaml"
-    path.write_text(yaml.safe_dump(data))
-    quiet = run_cli({**cli_env, "REPLAY_ATTACH_CONFIG": str(path)}, "check")
-    assert "PostHog: ok," in quiet.stdout and "public sharing" not in quiet.stdout

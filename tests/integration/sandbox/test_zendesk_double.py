@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from sandbox.doubles import ZendeskDouble
-from tests.sandbox.helpers import add_note, zd_session
+from tests.integration.sandbox.helpers import add_note, zd_session
 
 
 def test_zendesk_error_styles(zendesk: ZendeskDouble) -> None:

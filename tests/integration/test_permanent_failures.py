@@ -22,7 +22,7 @@ from worker.app import App
 from worker.jobs.failed import FailedJob
 from worker.jobs.producer import enqueue_bug_report
 
-# --------------------------------------------------------------------------- 6. permanent errors
+# --------------------------------------------------------------------------- permanent errors
 
 
 ZENDESK_403 = json_response(
@@ -177,7 +177,7 @@ def test_a_redirect_is_reported_as_a_configuration_error_never_followed(
     assert len(redirected) == 1
 
 
-# --------------------------------------------------------------------------- 8. retention
+# --------------------------------------------------------------------------- retention
 
 
 def test_failed_jobs_older_than_the_retention_disappear(
@@ -216,7 +216,7 @@ def test_failed_jobs_older_than_the_retention_disappear(
     assert app.failed.get([real_id, "one-day-old", "three-days-old"]) == {}
 
 
-# --------------------------------------------------------------------------- 9. beyond the actor
+# --------------------------------------------------------------------------- beyond the actor
 
 
 def test_a_job_past_its_time_limit_is_retried_and_then_failed_with_its_reason(

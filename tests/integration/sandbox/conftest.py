@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from sandbox.doubles import JiraDouble, PostHogDouble, ZendeskDouble
-from tests.sandbox.helpers import EchoDouble
+from tests.integration.sandbox.helpers import EchoDouble
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from sandbox.doubles import JiraDouble
-from tests.sandbox.helpers import ADF, jira_session
+from tests.integration.sandbox.helpers import ADF, jira_session
 
 
 def test_jira_error_styles(jira: JiraDouble) -> None:

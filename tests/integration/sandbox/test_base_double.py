@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from tests.sandbox.helpers import EchoDouble
+from tests.integration.sandbox.helpers import EchoDouble
 
 
 def test_start_stop_restart_and_context_manager() -> None:

@@ -178,23 +178,3 @@ def test_a_new_ticket_is_enqueued_and_records_no_status(
     )
     assert answer.status_code == 202 and "ticket" not in answer.json()
     assert redis_client.zcard("replay-attach:links:solved") == 0
-
-
-def test_a_sweep_that_cannot_revoke_tries_again_at_the_next_one(
-    sandbox: Sandbox,
-    make_app: Callable[..., App],
-    run_worker: Callable[..., RunningWorker],
-) -> None:
-    app = make_app(
-        config_data(sandbox, privacy__link_ttl_days=1 * SECONDS, privacy__check_every_seconds=0.3)
-    )
-    # PostHog's token rotation down for the first sweeps (each tries 3 times in process).
-    sandbox.posthog.fail_next("5xx", count=7, method="POST", path_regex=r"/sharing/refresh/?$")
-    enqueue_bug_report(session_id="swept-late", zendesk_ticket=101, queue=app.queue)
-    with run_worker(app) as worker:
-        worker.drain()
-        wait_for(lambda: bool(revoked_notes(sandbox, 101)), 30, "the link to end")
-    rotations = [c for c in sandbox.posthog.sharing_calls("swept-late") if c.method == "POST"]
-    assert [c.status for c in rotations][:7] == [503] * 7 and rotations[-1].status == 200
-    assert len(revoked_notes(sandbox, 101)) == 1 and disables(sandbox, "swept-late") >= 1
-    assert not sandbox.posthog.is_live(token_on(sandbox, 101))

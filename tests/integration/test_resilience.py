@@ -33,7 +33,7 @@ from tests.scenarios import (
 from worker.app import App
 from worker.jobs.producer import enqueue_bug_report
 
-# --------------------------------------------------------------------------- 1. every fault
+# --------------------------------------------------------------------------- every fault
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def test_zendesk_retry_after_as_an_http_date_is_honoured(
     assert second.time >= named_date >= first.time + 1
 
 
-# --------------------------------------------------------------------------- 2. lost responses
+# --------------------------------------------------------------------------- lost responses
 
 
 def test_every_write_whose_answer_is_lost_lands_once(
@@ -185,7 +185,7 @@ def test_every_write_whose_answer_is_lost_lands_once(
     assert sandbox.zendesk.tickets[102]["tags"] == ["safari", "uploads", "posthog_replay"]
 
 
-# --------------------------------------------------------------------------- 3. racing copies
+# --------------------------------------------------------------------------- racing copies
 
 
 def test_concurrent_copies_of_events_post_once_with_live_links(
@@ -235,7 +235,7 @@ def test_concurrent_copies_of_events_post_once_with_live_links(
         assert len(box.jira.calls("POST", r"/comment$")) == len(sessions)
 
 
-# --------------------------------------------------------------------------- 7. acceptance
+# --------------------------------------------------------------------------- a hundred events
 
 
 def test_acceptance_100_events_with_a_fifth_of_all_calls_failing(

@@ -11,17 +11,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-import requests
 
 from sandbox.app import Sandbox
 from tests.conftest import RunningWorker, config_data
-from tests.intake_server import IntakeServer, intake_config, zendesk_headers
-from tests.scenarios import notes_on, wait_for
+from tests.scenarios import notes_on
 from worker import keys
 from worker.app import App
 from worker.attach.events import parse_event
@@ -236,24 +233,3 @@ def test_a_failed_webhook_job_retried_by_hand_keeps_its_door(
     (redis_id,) = redis_client.lrange(queue_key, 0, -1)
     message = json.loads(redis_client.hget(messages_key, redis_id) or b"{}")
     assert message["options"][keys.OPTION_DOOR] == ZENDESK
-
-
-def test_a_signed_zendesk_delivery_for_another_persons_recording_posts_nothing(
-    sandbox: Sandbox,
-    redis_url: str,
-    make_app: Callable[..., App],
-    run_worker: Callable[..., RunningWorker],
-    tmp_path: Path,
-) -> None:
-    """End to end: a real signed delivery through `serve`, the worker behind it."""
-    sandbox.zendesk.add_ticket(707, requester_email=MALLORY)
-    app = make_app(config_data(sandbox))
-    body = json.dumps({"ticket_id": "707", "session_id": "victim-2", "status": "New"}).encode()
-    with IntakeServer(intake_config(redis_url), tmp_path) as server:
-        answer = requests.post(
-            server.url + "/webhooks/zendesk", body, headers=zendesk_headers(body), timeout=10
-        )
-        assert answer.status_code == 202
-        run(app, run_worker)
-    wait_for(lambda: app.broker.do_qsize(app.queue.queue_name) == 0, 10, "the queue to drain")
-    assert notes_on(sandbox, 707) == [] and shares(sandbox, "victim-2") == []

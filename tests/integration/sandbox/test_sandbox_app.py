@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from sandbox.app import Sandbox
-from tests.sandbox.helpers import EchoDouble
+from tests.integration.sandbox.helpers import EchoDouble
 
 
 def test_sandbox_env_faults_latency_and_demo_data() -> None:

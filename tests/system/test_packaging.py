@@ -11,7 +11,7 @@ import pytest
 
 from tests.containers import clean_copy
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def test_the_wheel_ships_the_top_level_configuration_and_the_lua_scripts(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The deployment files agree with the product, checked without a cluster or a Docker engine.
 
 The Kubernetes manifests are validated against the API schemas that kubernetes-validate
-ships (offline); the compose file is run by tests/test_image.py, its policy checked here.
+ships (offline); the compose file is run by tests/system/test_image.py, its policy checked here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 KUBERNETES = ROOT / "deploy/kubernetes"
 #: The oldest and the newest Kubernetes releases still maintained when this was written.
 KUBERNETES_VERSIONS = ("1.32.0", "1.35.0")

@@ -32,7 +32,7 @@ from worker.config import Config
 from worker.jobs.producer import enqueue_bug_report
 from worker.jobs.scheduler import scheduled_count
 
-# --------------------------------------------------------------------------- 4. killed worker
+# --------------------------------------------------------------------------- killed worker
 
 
 def write_config(data: dict[str, Any], redis_url: str, directory: Path) -> dict[str, str]:
@@ -128,7 +128,7 @@ def test_sigkilled_worker_is_redone_exactly_once_by_the_next_one(
         assert len(sandbox.zendesk.calls("GET", r"/tickets/103/comments\.json$")) == 1
 
 
-# --------------------------------------------------------------------------- 5. Redis restart
+# --------------------------------------------------------------------------- Redis restart
 
 
 #: How long Redis stays down: longer than a dramatiq consumer's poll, shorter than a heartbeat.

@@ -26,7 +26,7 @@ from tests.intake_server import (
     zendesk_headers,
 )
 from tests.scenarios import free_port, wait_for
-from tests.test_metrics import scrape, total
+from tests.system.test_metrics import scrape, total
 from worker import keys
 from worker.jobs.messages import queue_keys
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from sandbox.doubles import FAULT_KINDS
-from tests.sandbox.helpers import EchoDouble
+from tests.integration.sandbox.helpers import EchoDouble
 
 
 def test_reset_fault_raises_connection_error_and_is_not_applied(echo: EchoDouble) -> None:
