@@ -26,10 +26,10 @@ make_python_base() {
   if has_image "$python_tag"; then echo "$python_tag"; return; fi
   command -v debootstrap >/dev/null || {
     echo "debootstrap is needed to make $python_tag (apt-get install debootstrap)" >&2; exit 1; }
-  local root
+  # Not local: the EXIT trap runs after this function has returned, where a local is unset.
   root=$(mktemp -d /var/tmp/replay-attach-debootstrap.XXXXXX)
   # EXIT, not RETURN: set -e leaves through exit when debootstrap or docker import fails.
-  trap 'rm -rf "$root"' EXIT
+  trap 'rm -rf "${root:-}"' EXIT
   echo "making $python_tag from $mirror ($suite) with debootstrap" >&2
   debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
     "$suite" "$root" "$mirror" >&2
