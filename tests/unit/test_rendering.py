@@ -272,3 +272,25 @@ def test_the_no_recording_note_names_the_session_and_reasons_and_carries_no_link
         # The marker survives each format as it is searched for: in the body as JSON.
         (form, *_) = jira_comments.markers(marker, api_version=version)
         assert form in json.dumps(body.body) and "/embedded/" not in json.dumps(body.body)
+
+
+def test_a_page_opened_with_credentials_in_its_address_is_shown_without_them() -> None:
+    report = parse_event(
+        {
+            "session_id": "s-1",
+            "zendesk_ticket": 1,
+            "page_url": "https://alice:s3cret@app.example.com/orders?id=7#top",
+        }
+    )
+    note = zendesk_notes.note(report, REPLAY, public=False)
+    jira_report = report.model_copy(update={"zendesk_ticket": None, "jira_issue": "BUG-1"})
+    bodies = [
+        note.html_body,
+        note.plain_body,
+        str(jira_comments.comment(jira_report, REPLAY, api_version=2, visibility=None).body),
+        json.dumps(jira_comments.comment(jira_report, REPLAY, api_version=3, visibility=None).body),
+    ]
+    for body in bodies:
+        assert "s3cret" not in body and "alice" not in body
+    assert "https://app.example.com/orders?id=7#top" in note.plain_body
+    assert rendering.without_credentials("https://[broken") == "https://[broken"

@@ -62,6 +62,18 @@ def dedupe_marker(url: str) -> str:
     return urlsplit(url).path
 
 
+def without_credentials(url: str) -> str:
+    """``url`` without its ``user:password@``: a page the reporter opened with one in its
+    address would otherwise hand it to everyone who reads the ticket."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url  # no parts to tell apart: shown as the reporter sent it, escaped
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
 def posthog_session_page(host: str, project_id: int, session_id: str) -> str:
     """The session's page in PostHog's app (for people who can log in there; not public)."""
     return f"{host.rstrip('/')}/project/{project_id}/replay/{quote(session_id, safe='')}"
@@ -97,7 +109,7 @@ def details(event: BugReport, replay: Replay | None = None) -> list[tuple[str, s
     if event.reported_at is not None:
         rows.append(("Reported at", event.reported_at.isoformat()))
     if event.page_url is not None:
-        rows.append(("Page", event.page_url))
+        rows.append(("Page", without_credentials(event.page_url)))
     return rows
 
 
