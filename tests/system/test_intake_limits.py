@@ -285,6 +285,23 @@ def test_a_token_over_its_events_per_minute_is_429_on_every_server_process(
         assert not any(token.encode() in name for token in INTAKE_TOKENS)
 
 
+def test_a_resend_over_the_tokens_rate_is_answered_as_the_first_was(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    config = intake_config(redis_url, events_per_minute_per_token=1000)
+    with IntakeServer(config, tmp_path) as server:
+        url = server.url + "/v1/bug-reports"
+        keyed = {**bearer(), "Idempotency-Key": "answer-lost"}
+        first = requests.post(url, json=events(1000, "a"), headers=keyed)
+        assert first.status_code == 202, first.text
+        assert requests.post(url, json=events(1, "b"), headers=bearer()).status_code == 429
+        again = requests.post(url, json=events(1000, "a"), headers=keyed)
+        assert again.status_code == 202, again.text
+        assert again.json()["job_ids"] == first.json()["job_ids"]
+        assert again.headers["Idempotent-Replayed"] == "true"
+    assert redis_client.llen(queue_keys(keys.QUEUE_NAME)[0]) == 1000
+
+
 def test_every_door_sheds_new_deliveries_once_the_queue_is_full(
     redis_url: str, redis_client: redis.Redis, tmp_path: Path
 ) -> None:

@@ -90,9 +90,13 @@ class Enqueuer:
                 except InvalidEvent as exc:
                     where = f"event {number}: " if len(accepted.reports) > 1 else ""
                     raise InvalidEvent(f"{where}{exc}") from None
-        if accepted.token is not None:
-            await self._take_rate(accepted.token, len(accepted.reports))
         dedupe_keys = tuple(dedupe_key(door, identity) for identity in accepted.identities)
+        if accepted.token is not None:
+            # A resend (its answer was lost) costs nothing more: it is answered as the first was.
+            with store_calls(self.config):
+                resent = await self._writer.already_written(dedupe_keys)
+            if not resent:
+                await self._take_rate(accepted.token, len(accepted.reports))
         queue = self.config.broker.queue
         messages = [encode_report(report, queue, delivery_id, door) for report in accepted.reports]
         delivery = Delivery(messages, body_digest(accepted.body), dedupe_keys)
