@@ -8,12 +8,6 @@ from worker.intake.senders import bug_reports, jira, posthog, zendesk
 
 SENDERS: tuple[Sender, ...] = (bug_reports.SENDER, zendesk.SENDER, jira.SENDER, posthog.SENDER)
 
-#: The headers that name a delivery, looked for in this order whatever the door.
-DELIVERY_ID_HEADERS = tuple(
-    sender.delivery_id_header
-    for sender in (posthog.SENDER, jira.SENDER, zendesk.SENDER, bug_reports.SENDER)
-)
-
 
 def doors_on(config: Config) -> dict[str, bool]:
     """Each door's path, and whether its secret is configured."""

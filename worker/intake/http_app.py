@@ -34,7 +34,7 @@ from worker.config import Config
 from worker.errors import StoreUnavailable
 from worker.intake.bodies import RequestHeaders, request_headers
 from worker.intake.deliveries import DeliveryWriter
-from worker.intake.doors import DELIVERY_ID_HEADERS, SENDERS
+from worker.intake.doors import SENDERS
 from worker.intake.enqueue import Enqueuer
 from worker.intake.openapi import openapi_document
 from worker.intake.protocol import READ_DEADLINE_STATE
@@ -111,7 +111,7 @@ class Intake:
 
         async def answer(request: Request) -> Response:
             headers = request_headers(request)
-            delivery_id = _delivery_id(headers)
+            delivery_id = _delivery_id(headers.get(sender.delivery_id_header, ""))
             with job_fields(delivery_id=delivery_id):
                 try:
                     response = await answer_delivery(request, headers, door, delivery_id)
@@ -187,12 +187,12 @@ class Intake:
         return JSONResponse(openapi_document())
 
 
-def _delivery_id(headers: RequestHeaders) -> str:
-    """The sender's id of this delivery, kept with the jobs it enqueues; else a new one."""
-    for header in DELIVERY_ID_HEADERS:
-        value = headers.get(header, "").strip()
-        if value and len(value) <= 255 and value.isprintable():
-            return value
+def _delivery_id(given: str) -> str:
+    """The sender's id of this delivery (its own header), kept with the jobs it enqueues and
+    in their log lines; a new one when it names none usable."""
+    value = given.strip()
+    if value and len(value) <= 255 and value.isprintable():
+        return value
     return uuid.uuid4().hex
 
 
