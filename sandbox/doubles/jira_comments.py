@@ -7,12 +7,12 @@ comment is public unless its `sd.public.comment` property says it is internal. `
 from __future__ import annotations
 
 import copy
-from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from sandbox.doubles import jira_answers as answers
 from sandbox.doubles.jira_answers import NOT_FOUND_ISSUE, error
+from sandbox.doubles.jira_links import JiraHost
 from sandbox.doubles.jira_validation import comment_body_error, visibility_error
 from sandbox.doubles.messages import Request, Response, json_response
 
@@ -34,27 +34,13 @@ def is_internal(properties: Any) -> bool:
     )
 
 
-class _Host(Protocol):
-    """What the routes use of `JiraDouble`."""
+class _Host(JiraHost, Protocol):
+    """What the comment routes use of `JiraDouble` besides."""
 
     email: str
     roles: set[str]
     groups: set[str]
     _next_comment_id: int
-
-    @property
-    def url(self) -> str: ...
-
-    @property
-    def _state(self) -> AbstractContextManager[Any]: ...
-
-    def _guard(self, request: Request) -> Response | None: ...
-
-    def _find(self, request: Request) -> dict[str, Any] | None: ...
-
-    def _version(self, request: Request) -> str: ...
-
-    def _check_schema(self, name: str, request: Request) -> Response | None: ...
 
     def _comment_json(
         self, issue: dict[str, Any], comment: dict[str, Any], version: str

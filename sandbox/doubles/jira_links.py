@@ -16,11 +16,10 @@ from sandbox.doubles.messages import Request, Response, json_response
 NO_LINK = "No link found."
 
 
-class _Host(Protocol):
-    """What the routes use of `JiraDouble`."""
+class JiraHost(Protocol):
+    """What the route mixins (remote links, comments) use of `JiraDouble`."""
 
     issues: dict[str, dict[str, Any]]
-    _next_link_id: int
 
     @property
     def url(self) -> str: ...
@@ -35,6 +34,12 @@ class _Host(Protocol):
     def _version(self, request: Request) -> str: ...
 
     def _check_schema(self, name: str, request: Request) -> Response | None: ...
+
+
+class _Host(JiraHost, Protocol):
+    """What the remote-link routes use besides."""
+
+    _next_link_id: int
 
 
 class RemoteLinkRoutes:
