@@ -98,10 +98,6 @@ class DeliveryWriter:
         self._waiting: list[_Waiting] = []
         self._flushing: asyncio.Task[None] | None = None
 
-    async def already_written(self, dedupe_keys: tuple[str, ...]) -> bool:
-        """Whether a delivery with one of these identities was written (a resend)."""
-        return bool(dedupe_keys) and int(await self._client.exists(*dedupe_keys)) > 0
-
     async def write(self, delivery: Delivery) -> Written:
         """Write one delivery; raise redis-py's error when Redis did not take it (the intake
         judges it with ``store_calls``) and ``QueueFull`` when it was shed."""

@@ -59,10 +59,11 @@ class Enqueuer:
         log.info("%s: %s", door, told)
         return told
 
-    async def _take_rate(self, token: str, events: int) -> None:
-        """Count the events against the token's rate; 429 when it is over."""
+    async def _take_rate(self, token: str, events: int, resend_keys: tuple[str, ...]) -> None:
+        """Count the events against the token's rate; 429 when it is over. A resend (its
+        answer was lost) costs nothing more: it is answered as the first was."""
         with store_calls(self.config):
-            wait = await self._rates.take(token, events)
+            wait = await self._rates.take(token, events, resend_keys)
         if wait is not None:
             per_minute = self.config.intake.events_per_minute_per_token
             raise Refused(
@@ -92,11 +93,7 @@ class Enqueuer:
                     raise InvalidEvent(f"{where}{exc}") from None
         dedupe_keys = tuple(dedupe_key(door, identity) for identity in accepted.identities)
         if accepted.token is not None:
-            # A resend (its answer was lost) costs nothing more: it is answered as the first was.
-            with store_calls(self.config):
-                resent = await self._writer.already_written(dedupe_keys)
-            if not resent:
-                await self._take_rate(accepted.token, len(accepted.reports))
+            await self._take_rate(accepted.token, len(accepted.reports), dedupe_keys)
         queue = self.config.broker.queue
         messages = [encode_report(report, queue, delivery_id, door) for report in accepted.reports]
         delivery = Delivery(messages, body_digest(accepted.body), dedupe_keys)

@@ -1,6 +1,12 @@
--- KEYS: this minute's counter, the previous minute's. ARGV: the events asked
+-- KEYS: this minute's counter, the previous minute's, then the keys that would mark the
+-- delivery as written before (a resend: it is not counted again). ARGV: the events asked
 -- for, the limit per minute, how much of this minute has passed (0-1). Returns 0
--- when taken (and counted), else the milliseconds to wait before asking again.
+-- when taken (and counted) or resent, else the milliseconds to wait before asking again.
+for i = 3, #KEYS do
+  if redis.call("EXISTS", KEYS[i]) == 1 then
+    return 0
+  end
+end
 local events = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local elapsed = tonumber(ARGV[3])

@@ -32,14 +32,19 @@ class TokenRates:
         self._script = client.register_script(_TAKE_SCRIPT)
         self._per_minute = per_minute
 
-    async def take(self, token: str, events: int) -> int | None:
-        """Count ``events`` for ``token`` (a ``token_id``); the seconds to wait when over budget."""
+    async def take(self, token: str, events: int, resend_keys: tuple[str, ...] = ()) -> int | None:
+        """Count ``events`` for ``token`` (a ``token_id``); the seconds to wait when over budget.
+
+        A delivery one of whose ``resend_keys`` (``deliveries.dedupe_key``) exists was written
+        before: it is answered as the first was, so it costs nothing and is never refused.
+        """
         now = time.time()
         minute = int(now // 60)
         wait_ms = await self._script(
             keys=[
                 keys.INTAKE_RATE_KEY.format(token=token, minute=minute),
                 keys.INTAKE_RATE_KEY.format(token=token, minute=minute - 1),
+                *resend_keys,
             ],
             args=[events, self._per_minute, repr((now % 60) / 60), _COUNTER_SECONDS],
         )
